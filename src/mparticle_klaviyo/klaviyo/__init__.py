@@ -1,0 +1,1 @@
+"""Output side: Klaviyo requests, limits, payload builders, client and emulator."""

@@ -1,0 +1,1 @@
+"""Pure mapping: a normalised mParticle batch plus connection settings -> Klaviyo events."""

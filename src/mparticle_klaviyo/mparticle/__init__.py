@@ -1,0 +1,1 @@
+"""Input side: mParticle batches and Firehose messages, decoded and normalised."""

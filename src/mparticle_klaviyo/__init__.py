@@ -1,0 +1,3 @@
+"""mparticle-klaviyo: a self-hosted mParticle -> Klaviyo Event integration."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,115 @@
+"""The ``mparticle-klaviyo`` command line: map, replay, registration, emulator."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+
+from mparticle_klaviyo import __version__
+from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Config, Connection, load_config
+from mparticle_klaviyo.errors import ConfigError, InputError
+from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.mparticle.registration import registration_response
+from mparticle_klaviyo.pipeline import InputItem, batch_requests, map_item, read_inputs
+
+app = typer.Typer(
+    help="Forward mParticle event data to Klaviyo (self-hosted Klaviyo Event integration).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_encoder = msgspec.json.Encoder()
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="TOML configuration file.", show_default=True)]
+ConnectionOption = Annotated[
+    str | None, typer.Option("--connection", help="Connection name ([connections.NAME]); optional if only one.")
+]
+
+
+def fail_config(error: ConfigError) -> typer.Exit:
+    """Print each configuration problem on its own line; exit code 2."""
+    for problem in error.problems:
+        typer.echo(f"config error: {problem}", err=True)
+    return typer.Exit(code=2)
+
+
+def load_connection(config: Path, connection: str | None) -> Connection:
+    """Load the configuration and pick a connection, exiting with code 2 on a problem."""
+    try:
+        loaded: Config = load_config(config)
+        return loaded.connection(connection)
+    except ConfigError as error:
+        raise fail_config(error) from None
+
+
+def shown_path(request: KlaviyoRequest) -> str:
+    """The request path as printed: client requests show their key as ``***``."""
+    return f"{request.path}?company_id=***" if request.auth == "public" else request.path
+
+
+def _write(line: dict[str, Any]) -> None:
+    sys.stdout.buffer.write(_encoder.encode(line) + b"\n")
+
+
+def _error_line(item: InputItem, error: InputError) -> dict[str, Any]:
+    return {"kind": "error", "location": item.location, **error.to_json()}
+
+
+@app.command("map")
+def map_command(
+    files: Annotated[list[Path], typer.Argument(help="Batch files: JSON, JSON lines, bulk arrays, Firehose; .gz ok.")],
+    config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
+    connection: ConnectionOption = None,
+) -> None:
+    """Print what FILES turn into, one JSON object per line: requests, drops and warnings."""
+    chosen = load_connection(config, connection)
+    now_ms = time.time() * 1000
+    errors = 0
+    for item in read_inputs(_existing(files)):
+        if item.error is not None:
+            errors += 1
+            _write(_error_line(item, item.error))
+            continue
+        try:
+            mapped = map_item(item, chosen, now_ms)
+        except InputError as error:
+            errors += 1
+            _write(_error_line(item, error))
+            continue
+        for request in batch_requests(mapped):
+            _write({"kind": "request", "method": request.method, "path": shown_path(request), "body": request.body})
+        for notice in mapped.result.notices:
+            _write({"batch": item.number, **msgspec.to_builtins(notice)})
+    sys.stdout.flush()
+    if errors:
+        raise typer.Exit(code=1)
+
+
+def _existing(files: list[Path]) -> list[Path]:
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        typer.echo(f"error: no such file: {', '.join(missing)}", err=True)
+        raise typer.Exit(code=2)
+    return files
+
+
+@app.command("registration")
+def registration_command() -> None:
+    """Print the Firehose module_registration_response (event types, identities, platforms, settings)."""
+    typer.echo(msgspec.json.format(_encoder.encode(registration_response()), indent=2).decode())
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,266 @@
+"""Configuration: a TOML file with one ``[connections.NAME]`` table each, plus env overrides.
+
+Environment variables ``MPARTICLE_KLAVIYO_CONNECTIONS__<NAME>__<KEY>`` override (or add) one key
+of one connection; table values (mappings, lists) are given as JSON. Every problem is reported
+at once, each naming its key; no message ever contains a key's value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from mparticle_klaviyo.errors import ConfigError
+from mparticle_klaviyo.klaviyo.limits import DEFAULT_REVISION
+from mparticle_klaviyo.mapping.names import FieldPath
+from mparticle_klaviyo.mapping.phone import region_for_country
+from mparticle_klaviyo.mapping.settings import (
+    MappingSettings,
+    parse_consent_mapping,
+    parse_email_identity,
+    parse_phone_identifier,
+    parse_platforms,
+    parse_property_mapping,
+)
+from mparticle_klaviyo.mparticle.names import DEFAULT_SUPPORTED_PLATFORMS
+from mparticle_klaviyo.secret import Secret
+
+DEFAULT_CONFIG_FILE = "mparticle-klaviyo.toml"
+ENV_PREFIX = "MPARTICLE_KLAVIYO_CONNECTIONS__"
+DEFAULT_KLAVIYO_URL = "https://a.klaviyo.com"
+_JSON_KEYS = {"consent_mapping", "property_mapping", "metric_names", "supported_platforms"}
+
+
+class ConnectionSettings(BaseModel):
+    """One ``[connections.NAME]`` table, validated (seed setting names in snake case)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public_api_key: SecretStr
+    private_api_key: SecretStr | None = None
+    external_email_identity_type: str = "email"
+    phone_identifier: str = "mobile_number"
+    consent_mapping: dict[str, str] = Field(default_factory=dict)
+    property_mapping: dict[str, FieldPath] = Field(default_factory=dict)
+    list_id: str | None = None
+    revision: str = DEFAULT_REVISION
+    default_phone_region: str | None = None
+    metric_names: dict[str, str] = Field(default_factory=dict)
+    supported_platforms: frozenset[str] = parse_platforms(list(DEFAULT_SUPPORTED_PLATFORMS))
+    klaviyo_url: str = DEFAULT_KLAVIYO_URL
+
+    @field_validator("public_api_key")
+    @classmethod
+    def _key_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("external_email_identity_type", mode="before")
+    @classmethod
+    def _email_identity(cls, value: Any) -> str:
+        return parse_email_identity(_need_str(value))
+
+    @field_validator("phone_identifier", mode="before")
+    @classmethod
+    def _phone_identifier(cls, value: Any) -> str:
+        return parse_phone_identifier(_need_str(value))
+
+    @field_validator("consent_mapping", mode="before")
+    @classmethod
+    def _consent_mapping(cls, value: Any) -> dict[str, str]:
+        return parse_consent_mapping(value)
+
+    @field_validator("property_mapping", mode="before")
+    @classmethod
+    def _property_mapping(cls, value: Any) -> dict[str, FieldPath]:
+        return parse_property_mapping(value)
+
+    @field_validator("supported_platforms", mode="before")
+    @classmethod
+    def _platforms(cls, value: Any) -> frozenset[str]:
+        return parse_platforms(value)
+
+    @field_validator("default_phone_region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        region = region_for_country(_need_str(value))
+        if region is None:
+            raise ValueError("must be an ISO 3166 country code or name, e.g. US")
+        return region
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, value: str) -> str:
+        if len(value) < 10 or value[4] != "-" or value[7] != "-":
+            raise ValueError("must look like YYYY-MM-DD, e.g. " + DEFAULT_REVISION)
+        return value
+
+    @field_validator("klaviyo_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+def _need_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+class Connection:
+    """A named, validated connection: credentials plus the mapper's settings."""
+
+    def __init__(self, name: str, settings: ConnectionSettings, table: dict[str, Any]) -> None:
+        self.name = name
+        self._table = table
+        self.public_key = Secret(settings.public_api_key.get_secret_value())
+        private = settings.private_api_key.get_secret_value() if settings.private_api_key else ""
+        self.private_key = Secret(private) if private else None
+        self.revision = settings.revision
+        self.klaviyo_url = settings.klaviyo_url
+        self.mapping = MappingSettings(
+            email_identity=settings.external_email_identity_type,
+            phone_identity=settings.phone_identifier,
+            consent_mapping=settings.consent_mapping,
+            property_mapping=settings.property_mapping,
+            metric_names=settings.metric_names,
+            supported_platforms=settings.supported_platforms,
+            default_phone_region=settings.default_phone_region,
+            list_id=settings.list_id,
+            server_mode=self.private_key is not None,
+        )
+        self.settings = settings
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Connection:
+        """This connection with some settings replaced (e.g. Firehose ``account_settings``).
+
+        Raises ``pydantic.ValidationError`` when an override is invalid.
+        """
+        table = {**self._table, **overrides}
+        return Connection(self.name, ConnectionSettings.model_validate(table), table)
+
+    @property
+    def server_mode(self) -> bool:
+        """True when a private key is set: bulk ``/api/*`` endpoints are used."""
+        return self.private_key is not None
+
+    def __repr__(self) -> str:
+        mode = "server" if self.server_mode else "client"
+        return f"Connection(name={self.name!r}, mode={mode}, klaviyo_url={self.klaviyo_url!r})"
+
+
+class Config:
+    """All connections of a configuration file."""
+
+    def __init__(self, connections: dict[str, Connection], source: str) -> None:
+        self.connections = connections
+        self.source = source
+
+    def connection(self, name: str | None) -> Connection:
+        """The named connection, or the only one when no name is given."""
+        if name is None:
+            if len(self.connections) == 1:
+                return next(iter(self.connections.values()))
+            names = ", ".join(sorted(self.connections)) or "none"
+            raise ConfigError([f"{self.source}: choose a connection with --connection (configured: {names})"])
+        if name not in self.connections:
+            names = ", ".join(sorted(self.connections)) or "none"
+            raise ConfigError([f"{self.source}: no connection {name!r} (configured: {names})"])
+        return self.connections[name]
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge and validate the configuration; raises ConfigError listing every problem."""
+    environ = os.environ if environ is None else environ
+    raw = _read_toml(path)
+    tables = raw.get("connections", {})
+    problems: list[str] = []
+    if not isinstance(tables, dict):
+        raise ConfigError([f"{path}: 'connections' must be a table of [connections.NAME] tables"])
+    unknown = sorted(set(raw) - {"connections"})
+    problems += [f"{path}: unknown top-level key {key!r} (expected [connections.NAME] tables)" for key in unknown]
+    _apply_env(tables, environ, problems)
+    connections: dict[str, Connection] = {}
+    for name, table in tables.items():
+        connection = _validate(name, table, path, problems)
+        if connection is not None:
+            connections[name] = connection
+    if not tables:
+        problems.append(f"{path}: no connections; add a [connections.NAME] table with public_api_key")
+    if problems:
+        raise ConfigError(problems)
+    return Config(connections, str(path))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found (pass --config FILE)"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def _apply_env(tables: dict[str, Any], environ: Mapping[str, str], problems: list[str]) -> None:
+    """Merge ``MPARTICLE_KLAVIYO_CONNECTIONS__NAME__KEY`` variables into the tables."""
+    by_lower = {name.lower(): name for name in tables}
+    for variable, value in environ.items():
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        parts = variable[len(ENV_PREFIX) :].split("__")
+        if len(parts) != 2 or not all(parts):
+            problems.append(f"{variable}: expected {ENV_PREFIX}<NAME>__<KEY>")
+            continue
+        name = by_lower.get(parts[0].lower(), parts[0].lower())
+        key = parts[1].lower()
+        table = tables.setdefault(name, {})
+        by_lower[name.lower()] = name
+        table[key] = _env_value(variable, key, value, problems)
+
+
+def _env_value(variable: str, key: str, value: str, problems: list[str]) -> Any:
+    if key not in _JSON_KEYS or key in {"consent_mapping", "property_mapping"}:
+        return value  # the two mappings also accept mParticle's JSON string encoding
+    if key == "supported_platforms" and not value.lstrip().startswith("["):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        problems.append(f"{variable}: must be JSON")
+        return None
+
+
+def _validate(name: str, table: Any, path: Path, problems: list[str]) -> Connection | None:
+    """Validate one connection table, adding one message per problem."""
+    where = f"{path}: connections.{name}"
+    if not isinstance(table, dict):
+        problems.append(f"{where}: must be a table")
+        return None
+    try:
+        return Connection(name, ConnectionSettings.model_validate(table), table)
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            field = ".".join(str(part) for part in error["loc"])
+            problems.append(f"{where}.{field}: {_message(error)}")
+        return None
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message without its 'Value error, ' prefix; never the input value."""
+    if error["type"] == "missing":
+        return "is required"
+    if error["type"] == "extra_forbidden":
+        return "is not a known setting"
+    return str(error["msg"]).removeprefix("Value error, ")

@@ -1,0 +1,57 @@
+"""Map one user batch: platform gate, profile, consent, then each event."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from mparticle_klaviyo.mapping.consent import apply_consent, granted_channels
+from mparticle_klaviyo.mapping.events import EventContext, map_event
+from mparticle_klaviyo.mapping.limits import profile_limit_problem
+from mparticle_klaviyo.mapping.profile import build_profile
+from mparticle_klaviyo.mapping.result import (
+    LIMIT_EXCEEDED,
+    NO_EMAIL_OR_PHONE,
+    UNSUPPORTED_PLATFORM,
+    MappedBatch,
+)
+from mparticle_klaviyo.mapping.settings import MappingSettings
+from mparticle_klaviyo.mparticle.model import UserBatch
+
+_encoder = msgspec.json.Encoder()
+
+
+def map_batch(batch: UserBatch, settings: MappingSettings, now_ms: float) -> MappedBatch:
+    """Klaviyo events and subscriptions for one batch, with a notice for everything not sent.
+
+    Pure: the result depends only on the arguments (``now_ms`` bounds event times).
+    """
+    out = MappedBatch()
+    if batch.platform not in settings.supported_platforms:
+        for event in batch.events:
+            out.drop(UNSUPPORTED_PLATFORM, event.index, detail=batch.platform)
+        return out
+    profile = build_profile(batch, settings, out)
+    if "email" not in profile and "phone_number" not in profile:
+        for event in batch.events:
+            out.drop(NO_EMAIL_OR_PHONE, event.index)
+        return out
+    apply_consent(granted_channels(batch.consents, settings, out), profile, settings, out)
+    problem, profile_chars = profile_limit_problem(profile.get("properties") or {})
+    if problem:
+        # Every request would carry this profile, so every event would be rejected.
+        for event in batch.events:
+            out.drop(LIMIT_EXCEEDED, event.index, detail=problem)
+        return out
+    ctx = EventContext(settings, profile, profile_chars, now_ms, _batch_key(batch), out)
+    for event in batch.events:
+        map_event(event, ctx)
+    return out
+
+
+def _batch_key(batch: UserBatch) -> str:
+    """What identifies the batch in fallback unique ids: its request id, else its content."""
+    if batch.batch_key:
+        return batch.batch_key
+    return hashlib.sha256(_encoder.encode(batch)).hexdigest()

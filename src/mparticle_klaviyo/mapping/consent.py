@@ -1,0 +1,86 @@
+"""Consent purposes -> Klaviyo subscriptions (email, sms, push) and the ``consent`` property.
+
+Only grants are forwarded: Klaviyo's public-key API cannot remove consent, and mParticle's
+integration documents that "consent removal is not supported".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mparticle_klaviyo.mapping.result import (
+    CONSENT_MISSING_IDENTIFIER,
+    CONSENT_NEEDS_LIST_ID,
+    CONSENT_REMOVAL_NOT_SUPPORTED,
+    MappedBatch,
+    Notice,
+    Subscription,
+)
+from mparticle_klaviyo.mapping.settings import MappingSettings
+from mparticle_klaviyo.mparticle.model import Consent
+
+# mParticle/legacy Klaviyo consent channel -> Klaviyo subscription channel.
+SUBSCRIPTION_CHANNELS = {"email": "email", "sms": "sms", "mobile": "push"}
+# Channels with no subscription equivalent: recorded in this custom profile property.
+CONSENT_PROPERTY = "consent"
+
+
+def granted_channels(consents: tuple[Consent, ...], settings: MappingSettings, out: MappedBatch) -> list[str]:
+    """Mapped channels whose purpose is granted; a mapped revocation is reported, not forwarded."""
+    channels: list[str] = []
+    for consent in consents:
+        channel = settings.consent_mapping.get(consent.purpose)
+        if channel is None:
+            continue
+        if consent.consented:
+            if channel not in channels:
+                channels.append(channel)
+        else:
+            out.notices.append(
+                Notice(
+                    kind="dropped",
+                    reason=CONSENT_REMOVAL_NOT_SUPPORTED,
+                    consent=consent.purpose,
+                    detail=channel,
+                )
+            )
+    return channels
+
+
+def apply_consent(channels: list[str], profile: dict[str, Any], settings: MappingSettings, out: MappedBatch) -> None:
+    """Add the ``consent`` property for web/directmail and a subscription for the rest."""
+    recorded = [c for c in channels if c not in SUBSCRIPTION_CHANNELS]
+    if recorded:
+        profile.setdefault("properties", {})[CONSENT_PROPERTY] = recorded
+    wanted = [c for c in channels if c in SUBSCRIPTION_CHANNELS]
+    if not wanted:
+        return
+    if settings.list_id is None and not settings.server_mode:
+        for channel in wanted:
+            out.notices.append(Notice(kind="dropped", reason=CONSENT_NEEDS_LIST_ID, consent=channel))
+        return
+    subscribable = [c for c in wanted if _has_identifier(c, profile, out)]
+    if subscribable:
+        out.subscriptions.append(
+            Subscription(
+                channels=tuple(SUBSCRIPTION_CHANNELS[c] for c in subscribable),
+                email=profile.get("email"),
+                phone_number=profile.get("phone_number"),
+            )
+        )
+
+
+def _has_identifier(channel: str, profile: dict[str, Any], out: MappedBatch) -> bool:
+    """Email consent needs an email, SMS a phone; push needs either (Klaviyo's profile rule)."""
+    needed = {"email": ("email",), "sms": ("phone_number",)}.get(channel, ("email", "phone_number"))
+    if any(profile.get(field) for field in needed):
+        return True
+    out.notices.append(
+        Notice(
+            kind="dropped",
+            reason=CONSENT_MISSING_IDENTIFIER,
+            consent=channel,
+            detail=f"needs {' or '.join(needed)}",
+        )
+    )
+    return False

@@ -1,0 +1,189 @@
+"""mParticle events -> Klaviyo event attributes (metric, properties, time, value, unique_id)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from mparticle_klaviyo.klaviyo.limits import EARLIEST_EVENT_YEAR
+from mparticle_klaviyo.mapping.commerce import CommerceMetric, commerce_metrics
+from mparticle_klaviyo.mapping.limits import event_limit_problem
+from mparticle_klaviyo.mapping.result import (
+    INVALID_CURRENCY,
+    INVALID_VALUE,
+    LIMIT_EXCEEDED,
+    MISSING_EVENT_NAME,
+    TIME_OUT_OF_RANGE,
+    UNSUPPORTED_COMMERCE_ACTION,
+    UNSUPPORTED_EVENT_TYPE,
+    UNSUPPORTED_TRANSITION,
+    MappedBatch,
+    MappedEvent,
+)
+from mparticle_klaviyo.mapping.settings import MappingSettings
+from mparticle_klaviyo.mparticle.model import SUPPORTED_EVENT_TYPES, Event
+from mparticle_klaviyo.mparticle.names import as_number
+
+TRANSITION_METRICS = {
+    "install": "Application Installed",
+    "upgrade": "Application Upgraded",
+    "initialize": "Application Initialized",
+    "foreground": "Application Foreground",
+    "background": "Application Background",
+    "exit": "Application Exit",
+}
+SCREEN_VIEW_METRIC = "Screen View"
+SESSION_START_METRIC = "Session Start"
+SESSION_END_METRIC = "Session End"
+
+_EARLIEST_MS = datetime(EARLIEST_EVENT_YEAR, 1, 1, tzinfo=UTC).timestamp() * 1000
+_YEAR_MS = 365 * 24 * 3600 * 1000
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+
+
+class EventContext:
+    """Per-batch inputs of event mapping: settings, profile, the clock and the batch's identity."""
+
+    __slots__ = ("batch_key", "now_ms", "out", "profile", "profile_chars", "settings")
+
+    def __init__(
+        self,
+        settings: MappingSettings,
+        profile: dict[str, Any],
+        profile_chars: int,
+        now_ms: float,
+        batch_key: str,
+        out: MappedBatch,
+    ) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.profile_chars = profile_chars
+        self.now_ms = now_ms
+        self.batch_key = batch_key
+        self.out = out
+
+
+def map_event(event: Event, ctx: EventContext) -> None:
+    """Append the Klaviyo events for one mParticle event to ``ctx.out``, or a drop notice."""
+    if event.type not in SUPPORTED_EVENT_TYPES:
+        ctx.out.drop(UNSUPPORTED_EVENT_TYPE, event.index, detail=event.type)
+        return
+    properties = dict(event.attributes)
+    event_id = properties.pop("$event_id", None)
+    raw_value = properties.pop("$value", None)
+    value = as_number(raw_value)
+    if raw_value is not None and value is None:
+        ctx.out.drop(INVALID_VALUE, event.index, detail="/$value is not a number")
+        return
+    if not _time_in_range(event, ctx):
+        return
+    time = _iso_time(event.timestamp_ms)
+    metrics = _metrics(event, properties, value, ctx)
+    if metrics is None:
+        return
+    unique_id = _unique_id(event, event_id, ctx.batch_key)
+    for metric in metrics:
+        _emit(event, metric, time, f"{unique_id}{metric.suffix}", ctx)
+
+
+def _metrics(
+    event: Event, properties: dict[str, Any], value: float | None, ctx: EventContext
+) -> list[CommerceMetric] | None:
+    """The metric name(s) and properties for a supported event type (None: dropped)."""
+    if event.type == "commerce":
+        found = commerce_metrics(event.commerce, properties) if event.commerce else None
+        if found is None:
+            action = event.commerce.action if event.commerce else "none"
+            ctx.out.drop(UNSUPPORTED_COMMERCE_ACTION, event.index, detail=action)
+            return None
+        # An explicit $value wins over the order total.
+        return [
+            CommerceMetric(m.metric, m.properties, value if value is not None else m.value, m.suffix) for m in found
+        ]
+    metric = _simple_metric(event, properties, ctx)
+    return None if metric is None else [CommerceMetric(metric, properties, value)]
+
+
+def _simple_metric(event: Event, properties: dict[str, Any], ctx: EventContext) -> str | None:
+    """Metric name of a non-commerce event; adds the type's own properties."""
+    if event.type == "custom_event":
+        if not event.name:
+            ctx.out.drop(MISSING_EVENT_NAME, event.index, detail="custom event without event_name")
+        return event.name or None
+    if event.type == "screen_view":
+        if event.name:
+            properties["screen_name"] = event.name
+        return SCREEN_VIEW_METRIC
+    if event.type == "session_start":
+        return SESSION_START_METRIC
+    if event.type == "session_end":
+        if event.session_duration_ms is not None:
+            properties["session_duration_ms"] = event.session_duration_ms
+        return SESSION_END_METRIC
+    metric = TRANSITION_METRICS.get(event.transition or "")
+    if metric is None:
+        ctx.out.drop(UNSUPPORTED_TRANSITION, event.index, detail=str(event.transition))
+    return metric
+
+
+def _emit(event: Event, metric: CommerceMetric, time: str | None, unique_id: str, ctx: EventContext) -> None:
+    """Check limits and append one Klaviyo event."""
+    name = ctx.settings.metric_names.get(metric.metric, metric.metric)
+    problem = event_limit_problem(name, metric.properties, ctx.profile.get("properties") or {}, ctx.profile_chars)
+    if problem:
+        ctx.out.drop(LIMIT_EXCEEDED, event.index, detail=problem)
+        return
+    attributes: dict[str, Any] = {
+        "properties": metric.properties,
+        "metric": {"data": {"type": "metric", "attributes": {"name": name}}},
+        "unique_id": unique_id,
+    }
+    if time is not None:
+        attributes["time"] = time
+    if metric.value is not None:
+        attributes["value"] = metric.value
+        currency = _currency(event, ctx)
+        if currency:
+            attributes["value_currency"] = currency
+    ctx.out.events.append(
+        MappedEvent(unique_id=unique_id, attributes=attributes, profile=ctx.profile, index=event.index)
+    )
+
+
+def _time_in_range(event: Event, ctx: EventContext) -> bool:
+    """Klaviyo accepts times from 1990 to one year ahead; others are dropped here."""
+    ms = event.timestamp_ms
+    if ms is None or _EARLIEST_MS <= ms <= ctx.now_ms + _YEAR_MS:
+        return True
+    ctx.out.drop(TIME_OUT_OF_RANGE, event.index, detail=f"timestamp {ms:.0f} ms is outside 1990 .. now + 1 year")
+    return False
+
+
+def _iso_time(ms: float | None) -> str | None:
+    """The event time as ISO 8601 UTC (None when the event has none: Klaviyo uses receive time)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _currency(event: Event, ctx: EventContext) -> str | None:
+    code = event.currency_code
+    if code is None:
+        return None
+    if _CURRENCY.match(code):
+        return code.upper()
+    ctx.out.warn(INVALID_CURRENCY, event.index, detail=f"currency_code {code!r} is not an ISO 4217 code")
+    return None
+
+
+def _unique_id(event: Event, event_id: Any, batch_key: str) -> str:
+    """``$event_id``, else the source message id, else the Firehose id, else a stable hash."""
+    if event_id is not None and not isinstance(event_id, bool) and str(event_id):
+        return str(event_id)
+    if event.source_message_id:
+        return event.source_message_id
+    if event.firehose_id:
+        return event.firehose_id
+    return hashlib.sha256(f"{batch_key}#{event.index}".encode()).hexdigest()[:32]

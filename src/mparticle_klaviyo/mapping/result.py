@@ -1,0 +1,71 @@
+"""What mapping produces: Klaviyo-ready events and subscriptions, plus notices for the rest."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+# Reasons an event (or a consent) is not forwarded, and reasons for warnings.
+UNSUPPORTED_EVENT_TYPE = "unsupported_event_type"
+UNSUPPORTED_PLATFORM = "unsupported_platform"
+NO_EMAIL_OR_PHONE = "no_email_or_phone"
+INVALID_VALUE = "invalid_value"
+TIME_OUT_OF_RANGE = "time_out_of_range"
+MISSING_EVENT_NAME = "missing_event_name"
+UNSUPPORTED_COMMERCE_ACTION = "unsupported_commerce_action"
+UNSUPPORTED_TRANSITION = "unsupported_transition"
+LIMIT_EXCEEDED = "limit_exceeded"
+CONSENT_REMOVAL_NOT_SUPPORTED = "consent_removal_not_supported"
+CONSENT_NEEDS_LIST_ID = "consent_needs_list_id"
+CONSENT_MISSING_IDENTIFIER = "consent_missing_identifier"
+INVALID_PHONE = "invalid_phone"
+INVALID_EMAIL = "invalid_email"
+INVALID_CURRENCY = "invalid_currency"
+INVALID_ATTRIBUTE = "invalid_attribute"
+
+
+class Notice(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An event or consent not forwarded (``dropped``), or data left out of one (``warning``)."""
+
+    kind: Literal["dropped", "warning"]
+    reason: str
+    event: int | str | None = None
+    consent: str | None = None
+    detail: str | None = None
+
+
+class MappedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One Klaviyo event: JSON:API event ``attributes`` without the profile, and the profile.
+
+    ``profile`` is the profile's ``attributes`` object, shared by all events of a batch.
+    """
+
+    unique_id: str
+    attributes: dict[str, Any]
+    profile: dict[str, Any]
+    index: int
+
+
+class Subscription(msgspec.Struct, frozen=True, kw_only=True):
+    """Granted consent for one profile: Klaviyo channels to subscribe (``email``/``sms``/``push``)."""
+
+    channels: tuple[str, ...]
+    email: str | None = None
+    phone_number: str | None = None
+
+
+class MappedBatch(msgspec.Struct, kw_only=True):
+    """The mapping of one user batch."""
+
+    events: list[MappedEvent] = msgspec.field(default_factory=list)
+    subscriptions: list[Subscription] = msgspec.field(default_factory=list)
+    notices: list[Notice] = msgspec.field(default_factory=list)
+
+    def drop(self, reason: str, event: int | str | None = None, detail: str | None = None) -> None:
+        """Record that an event was not forwarded."""
+        self.notices.append(Notice(kind="dropped", reason=reason, event=event, detail=detail))
+
+    def warn(self, reason: str, event: int | str | None = None, detail: str | None = None) -> None:
+        """Record data left out of an otherwise forwarded event or profile."""
+        self.notices.append(Notice(kind="warning", reason=reason, event=event, detail=detail))

@@ -1,0 +1,46 @@
+"""Firehose ``account.account_settings`` (strings, camelCase ids) -> connection overrides."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from mparticle_klaviyo.config import Connection, ConnectionSettings
+from mparticle_klaviyo.errors import InputError, join_pointer
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+SETTINGS_POINTER = ("account", "account_settings")
+
+
+def setting_name(setting_id: str) -> str:
+    """``externalEmailIdentityType`` -> ``external_email_identity_type`` (snake case passes)."""
+    return _CAMEL_BOUNDARY.sub("_", setting_id).lower()
+
+
+def firehose_overrides(account_settings: dict[str, str]) -> dict[str, Any]:
+    """The settings a connection knows, keyed by our names; unknown ids are ignored."""
+    known = set(ConnectionSettings.model_fields)
+    overrides: dict[str, Any] = {}
+    for setting_id, value in account_settings.items():
+        name = setting_name(setting_id)
+        # Firehose sends every setting, empty ones as "": those keep the configured value.
+        if name in known and value != "":
+            overrides[name] = value
+    return overrides
+
+
+def connection_for_request(connection: Connection, account_settings: dict[str, str] | None) -> Connection:
+    """The connection with a Firehose request's settings applied; bad ones raise InputError."""
+    if not account_settings:
+        return connection
+    overrides = firehose_overrides(account_settings)
+    try:
+        return connection.with_overrides(overrides)
+    except ValidationError as exc:
+        error = exc.errors(include_input=False, include_url=False)[0]
+        name = str(error["loc"][0]) if error["loc"] else ""
+        setting_id = next((k for k in account_settings if setting_name(k) == name), name)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise InputError(join_pointer(*SETTINGS_POINTER, setting_id), message) from None
