@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -96,6 +97,79 @@ def _existing(files: list[Path]) -> list[Path]:
         typer.echo(f"error: no such file: {', '.join(missing)}", err=True)
         raise typer.Exit(code=2)
     return files
+
+
+@app.command("replay")
+def replay_command(
+    files: Annotated[list[Path], typer.Argument(help="Batch files: JSON, JSON lines, bulk arrays, Firehose; .gz ok.")],
+    config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
+    connection: ConnectionOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Most requests in flight.")] = 64,
+    max_attempts: Annotated[int, typer.Option(min=1, help="Tries per request for 408/5xx/timeouts.")] = 8,
+    max_retry_age: Annotated[float, typer.Option(min=1, help="Seconds after which a request stops retrying.")] = 900.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for one Klaviyo answer.")] = 10.0,
+) -> None:
+    """Deliver FILES to Klaviyo (or the emulator: klaviyo_url) within the account's rate limits.
+
+    Retries 408/429/5xx/timeouts with backoff (429s honour Retry-After and do not count as
+    attempts), shows a progress bar and a summary. Exit code 1 when any event failed or any
+    input could not be read.
+    """
+    from rich.console import Console
+
+    from mparticle_klaviyo.replay import ReplayOptions, ReplayStats, replay
+    from mparticle_klaviyo.report_view import replay_progress, summary_table
+
+    chosen = load_connection(config, connection)
+    paths = _existing(files)
+    options = ReplayOptions(
+        max_concurrency=concurrency, max_attempts=max_attempts, max_retry_age_s=max_retry_age, timeout_s=timeout
+    )
+    stats = ReplayStats()
+    console = Console(stderr=True)
+    with replay_progress(console, stats) as refresh:
+        report = asyncio.run(replay(paths, chosen, options, stats, on_result=refresh))
+    Console().print(summary_table(stats, report))
+    if stats.failed_total or stats.input_errors:
+        raise typer.Exit(code=1)
+
+
+@app.command("emulator")
+def emulator_command(
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8788,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    company_id: Annotated[
+        list[str] | None, typer.Option("--company-id", help="Accepted public key (repeatable).")
+    ] = None,
+    list_id: Annotated[list[str] | None, typer.Option("--list-id", help="Existing list id (repeatable).")] = None,
+    rate_limit: Annotated[
+        list[str] | None,
+        typer.Option("--rate-limit", help="Override a limit: 'POST /client/events=10/100' (per s / per min)."),
+    ] = None,
+) -> None:
+    """Run the strict Klaviyo emulator (state at GET /_emulator/state, faults at /_emulator/faults)."""
+    from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig, serve_emulator
+
+    defaults = EmulatorConfig()
+    limits = dict(defaults.rate_limits)
+    for spec in rate_limit or ():
+        endpoint, limit = _parse_rate_limit(spec)
+        limits[endpoint] = limit
+    emulator_config = EmulatorConfig(
+        company_ids=frozenset(company_id) if company_id else defaults.company_ids,
+        lists=frozenset(list_id) if list_id else defaults.lists,
+        rate_limits=limits,
+    )
+    serve_emulator(emulator_config, host, port)
+
+
+def _parse_rate_limit(spec: str) -> tuple[str, tuple[int, int]]:
+    endpoint, _, numbers = spec.rpartition("=")
+    per_second, _, per_minute = numbers.partition("/")
+    try:
+        return endpoint.strip(), (int(per_second), int(per_minute))
+    except ValueError:
+        raise typer.BadParameter(f"{spec!r}: expected 'METHOD /path=PER_SECOND/PER_MINUTE'") from None
 
 
 @app.command("registration")

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from mparticle_klaviyo.errors import ConfigError
-from mparticle_klaviyo.klaviyo.limits import DEFAULT_REVISION
+from mparticle_klaviyo.klaviyo.limits import DEFAULT_RATE_LIMITS, DEFAULT_REVISION, RateLimit
 from mparticle_klaviyo.mapping.names import FieldPath
 from mparticle_klaviyo.mapping.phone import region_for_country
 from mparticle_klaviyo.mapping.settings import (
@@ -34,7 +34,7 @@ from mparticle_klaviyo.secret import Secret
 DEFAULT_CONFIG_FILE = "mparticle-klaviyo.toml"
 ENV_PREFIX = "MPARTICLE_KLAVIYO_CONNECTIONS__"
 DEFAULT_KLAVIYO_URL = "https://a.klaviyo.com"
-_JSON_KEYS = {"consent_mapping", "property_mapping", "metric_names", "supported_platforms"}
+_JSON_KEYS = {"consent_mapping", "property_mapping", "metric_names", "supported_platforms", "rate_limits"}
 
 
 class ConnectionSettings(BaseModel):
@@ -54,6 +54,7 @@ class ConnectionSettings(BaseModel):
     metric_names: dict[str, str] = Field(default_factory=dict)
     supported_platforms: frozenset[str] = parse_platforms(list(DEFAULT_SUPPORTED_PLATFORMS))
     klaviyo_url: str = DEFAULT_KLAVIYO_URL
+    rate_limits: dict[str, tuple[int, int]] = Field(default_factory=dict)
 
     @field_validator("public_api_key")
     @classmethod
@@ -104,6 +105,18 @@ class ConnectionSettings(BaseModel):
             raise ValueError("must look like YYYY-MM-DD, e.g. " + DEFAULT_REVISION)
         return value
 
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        for endpoint, (per_second, per_minute) in value.items():
+            if endpoint not in DEFAULT_RATE_LIMITS:
+                raise ValueError(
+                    f"{endpoint!r} is not a Klaviyo endpoint we send to ({', '.join(DEFAULT_RATE_LIMITS)})"
+                )
+            if per_second < 1 or per_minute < 1:
+                raise ValueError(f"{endpoint!r}: limits must be at least 1 per second and 1 per minute")
+        return value
+
     @field_validator("klaviyo_url")
     @classmethod
     def _url(cls, value: str) -> str:
@@ -141,6 +154,10 @@ class Connection:
             server_mode=self.private_key is not None,
         )
         self.settings = settings
+        self.rate_limits = {
+            **DEFAULT_RATE_LIMITS,
+            **{endpoint: RateLimit(*limits) for endpoint, limits in settings.rate_limits.items()},
+        }
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Connection:
         """This connection with some settings replaced (e.g. Firehose ``account_settings``).
@@ -227,7 +244,14 @@ def _apply_env(tables: dict[str, Any], environ: Mapping[str, str], problems: lis
         key = parts[1].lower()
         table = tables.setdefault(name, {})
         by_lower[name.lower()] = name
-        table[key] = _env_value(variable, key, value, problems)
+        if not isinstance(table, dict):
+            continue  # _validate reports "must be a table" once
+        parsed = _env_value(variable, key, value, problems)
+        if parsed is not _INVALID:
+            table[key] = parsed
+
+
+_INVALID = object()
 
 
 def _env_value(variable: str, key: str, value: str, problems: list[str]) -> Any:
@@ -239,7 +263,7 @@ def _env_value(variable: str, key: str, value: str, problems: list[str]) -> Any:
         return json.loads(value)
     except json.JSONDecodeError:
         problems.append(f"{variable}: must be JSON")
-        return None
+        return _INVALID  # one message for this problem, not a second one from validation
 
 
 def _validate(name: str, table: Any, path: Path, problems: list[str]) -> Connection | None:

@@ -38,13 +38,13 @@ def map_batch(batch: UserBatch, settings: MappingSettings, now_ms: float) -> Map
             out.drop(NO_EMAIL_OR_PHONE, event.index)
         return out
     apply_consent(granted_channels(batch.consents, settings, out), profile, settings, out)
-    problem, profile_chars = profile_limit_problem(profile.get("properties") or {})
+    problem, profile_bytes = profile_limit_problem(profile.get("properties") or {})
     if problem:
         # Every request would carry this profile, so every event would be rejected.
         for event in batch.events:
             out.drop(LIMIT_EXCEEDED, event.index, detail=problem)
         return out
-    ctx = EventContext(settings, profile, profile_chars, now_ms, _batch_key(batch), out)
+    ctx = EventContext(settings, profile, profile_bytes, now_ms, _batch_key(batch), out)
     for event in batch.events:
         map_event(event, ctx)
     return out

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mparticle_klaviyo.klaviyo.limits import EARLIEST_EVENT_YEAR
-from mparticle_klaviyo.mapping.commerce import CommerceMetric, commerce_metrics
+from mparticle_klaviyo.mapping.commerce import commerce_metrics
 from mparticle_klaviyo.mapping.limits import event_limit_problem
 from mparticle_klaviyo.mapping.result import (
     INVALID_CURRENCY,
@@ -41,25 +41,26 @@ SESSION_END_METRIC = "Session End"
 _EARLIEST_MS = datetime(EARLIEST_EVENT_YEAR, 1, 1, tzinfo=UTC).timestamp() * 1000
 _YEAR_MS = 365 * 24 * 3600 * 1000
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+_SECOND_PREFIXES: dict[int, str] = {}
 
 
 class EventContext:
     """Per-batch inputs of event mapping: settings, profile, the clock and the batch's identity."""
 
-    __slots__ = ("batch_key", "now_ms", "out", "profile", "profile_chars", "settings")
+    __slots__ = ("batch_key", "now_ms", "out", "profile", "profile_bytes", "settings")
 
     def __init__(
         self,
         settings: MappingSettings,
         profile: dict[str, Any],
-        profile_chars: int,
+        profile_bytes: int,
         now_ms: float,
         batch_key: str,
         out: MappedBatch,
     ) -> None:
         self.settings = settings
         self.profile = profile
-        self.profile_chars = profile_chars
+        self.profile_bytes = profile_bytes
         self.now_ms = now_ms
         self.batch_key = batch_key
         self.out = out
@@ -70,7 +71,7 @@ def map_event(event: Event, ctx: EventContext) -> None:
     if event.type not in SUPPORTED_EVENT_TYPES:
         ctx.out.drop(UNSUPPORTED_EVENT_TYPE, event.index, detail=event.type)
         return
-    properties = dict(event.attributes)
+    properties = dict(event.attributes)  # a copy: screen views and session ends add to it
     event_id = properties.pop("$event_id", None)
     raw_value = properties.pop("$value", None)
     value = as_number(raw_value)
@@ -80,30 +81,21 @@ def map_event(event: Event, ctx: EventContext) -> None:
     if not _time_in_range(event, ctx):
         return
     time = _iso_time(event.timestamp_ms)
-    metrics = _metrics(event, properties, value, ctx)
-    if metrics is None:
-        return
     unique_id = _unique_id(event, event_id, ctx.batch_key)
-    for metric in metrics:
-        _emit(event, metric, time, f"{unique_id}{metric.suffix}", ctx)
-
-
-def _metrics(
-    event: Event, properties: dict[str, Any], value: float | None, ctx: EventContext
-) -> list[CommerceMetric] | None:
-    """The metric name(s) and properties for a supported event type (None: dropped)."""
-    if event.type == "commerce":
-        found = commerce_metrics(event.commerce, properties) if event.commerce else None
-        if found is None:
-            action = event.commerce.action if event.commerce else "none"
-            ctx.out.drop(UNSUPPORTED_COMMERCE_ACTION, event.index, detail=action)
-            return None
+    if event.type != "commerce":
+        metric = _simple_metric(event, properties, ctx)
+        if metric is not None:
+            _emit(event, metric, properties, value, time, unique_id, ctx)
+        return
+    found = commerce_metrics(event.commerce, properties) if event.commerce else None
+    if found is None:
+        action = event.commerce.action if event.commerce else "none"
+        ctx.out.drop(UNSUPPORTED_COMMERCE_ACTION, event.index, detail=action)
+        return
+    for m in found:
         # An explicit $value wins over the order total.
-        return [
-            CommerceMetric(m.metric, m.properties, value if value is not None else m.value, m.suffix) for m in found
-        ]
-    metric = _simple_metric(event, properties, ctx)
-    return None if metric is None else [CommerceMetric(metric, properties, value)]
+        amount = value if value is not None else m.value
+        _emit(event, m.metric, m.properties, amount, time, f"{unique_id}{m.suffix}", ctx)
 
 
 def _simple_metric(event: Event, properties: dict[str, Any], ctx: EventContext) -> str | None:
@@ -128,22 +120,30 @@ def _simple_metric(event: Event, properties: dict[str, Any], ctx: EventContext) 
     return metric
 
 
-def _emit(event: Event, metric: CommerceMetric, time: str | None, unique_id: str, ctx: EventContext) -> None:
+def _emit(
+    event: Event,
+    metric: str,
+    properties: dict[str, Any],
+    value: float | None,
+    time: str | None,
+    unique_id: str,
+    ctx: EventContext,
+) -> None:
     """Check limits and append one Klaviyo event."""
-    name = ctx.settings.metric_names.get(metric.metric, metric.metric)
-    problem = event_limit_problem(name, metric.properties, ctx.profile.get("properties") or {}, ctx.profile_chars)
+    name = ctx.settings.metric_names.get(metric, metric)
+    problem = event_limit_problem(name, properties, ctx.profile.get("properties") or {}, ctx.profile_bytes)
     if problem:
         ctx.out.drop(LIMIT_EXCEEDED, event.index, detail=problem)
         return
     attributes: dict[str, Any] = {
-        "properties": metric.properties,
+        "properties": properties,
         "metric": {"data": {"type": "metric", "attributes": {"name": name}}},
         "unique_id": unique_id,
     }
     if time is not None:
         attributes["time"] = time
-    if metric.value is not None:
-        attributes["value"] = metric.value
+    if value is not None:
+        attributes["value"] = value
         currency = _currency(event, ctx)
         if currency:
             attributes["value_currency"] = currency
@@ -165,7 +165,14 @@ def _iso_time(ms: float | None) -> str | None:
     """The event time as ISO 8601 UTC (None when the event has none: Klaviyo uses receive time)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    seconds, millis = divmod(int(ms), 1000)
+    prefix = _SECOND_PREFIXES.get(seconds)
+    if prefix is None:
+        # Formatting a datetime costs microseconds; a batch's events share few seconds.
+        if len(_SECOND_PREFIXES) > 4096:
+            _SECOND_PREFIXES.clear()
+        prefix = _SECOND_PREFIXES[seconds] = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{prefix}.{millis:03d}+00:00"
 
 
 def _currency(event: Event, ctx: EventContext) -> str | None:

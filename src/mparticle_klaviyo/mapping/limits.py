@@ -19,23 +19,16 @@ from mparticle_klaviyo.klaviyo.limits import (
 _encoder = msgspec.json.Encoder()
 # Room for the JSON:API envelope, metric and profile identifiers around the properties.
 _ENVELOPE_BYTES = 64 * 1024
-# One character never takes more than 6 bytes of JSON (a \uXXXX escape); numbers about 24.
-_MAX_BYTES_PER_CHAR = 6
-_SCALAR_CHARS = 4
+# Below this encoded size no string can exceed 100 KB and no array 4000 items ("1," each).
+_SMALL_BODY = min(MAX_STRING_BYTES, 2 * MAX_ARRAY_ITEMS)
 
 
 class _Walk:
-    """One pass over a JSON value: the first broken limit, and a character count for size."""
-
-    __slots__ = ("chars",)
-
-    def __init__(self) -> None:
-        self.chars = 0
+    """One pass over a JSON value to find the first broken limit and where it is."""
 
     def problem(self, value: Any, pointer: str, depth: int) -> str | None:
         """Check string sizes, array lengths and nesting depth."""
         if isinstance(value, str):
-            self.chars += len(value)
             # A string of n characters is at most 4n bytes of UTF-8: encode only long ones.
             too_long = (
                 len(value) * 4 > MAX_STRING_BYTES and len(value.encode("utf-8", "surrogatepass")) > MAX_STRING_BYTES
@@ -45,7 +38,6 @@ class _Walk:
             if depth > MAX_NESTING:
                 return f"{pointer}: nested deeper than {MAX_NESTING} levels"
             return self._container(value, pointer, depth)
-        self.chars += _SCALAR_CHARS
         return None
 
     def _container(self, value: dict[str, Any] | list[Any], pointer: str, depth: int) -> str | None:
@@ -56,7 +48,6 @@ class _Walk:
         else:
             items = value.items()
         for key, item in items:
-            self.chars += len(key) if isinstance(key, str) else _SCALAR_CHARS
             problem = self.problem(item, f"{pointer}/{escape_pointer_token(str(key))}", depth + 1)
             if problem:
                 return problem
@@ -64,27 +55,35 @@ class _Walk:
 
 
 def profile_limit_problem(profile_properties: dict[str, Any]) -> tuple[str | None, int]:
-    """The first limit a profile's custom properties break (or None), and their size in characters."""
-    walk = _Walk()
-    return walk.problem(profile_properties, "/profile/properties", 1), walk.chars
+    """The first limit a profile's custom properties break (or None), and their encoded size."""
+    encoded = _encoder.encode(profile_properties)
+    if _surely_fits(encoded):
+        return None, len(encoded)
+    return _Walk().problem(profile_properties, "/profile/properties", 1), len(encoded)
+
+
+def _surely_fits(encoded: bytes) -> bool:
+    """Fast path for ordinary values: a short body cannot hold a long string or a long array,
+    and fewer brackets than the nesting limit cannot nest too deep."""
+    return len(encoded) <= _SMALL_BODY and encoded.count(b"{") + encoded.count(b"[") <= MAX_NESTING
 
 
 def event_limit_problem(
-    metric: str, properties: dict[str, Any], profile_properties: dict[str, Any], profile_chars: int
+    metric: str, properties: dict[str, Any], profile_properties: dict[str, Any], profile_bytes: int
 ) -> str | None:
     """Describe the first limit an event breaks (with a JSON pointer), or None if it fits.
 
-    ``profile_chars`` comes from ``profile_limit_problem``, computed once per batch.
+    ``profile_bytes`` comes from ``profile_limit_problem``, computed once per batch.
     """
     if len(metric) > MAX_METRIC_NAME_CHARS:
         return f"metric name has {len(metric)} characters (at most {MAX_METRIC_NAME_CHARS})"
     if len(properties) > MAX_EVENT_PROPERTIES:
         return f"/properties: {len(properties)} properties (at most {MAX_EVENT_PROPERTIES})"
-    walk = _Walk()
-    problem = walk.problem(properties, "/properties", 1)
-    if problem is None and (walk.chars + profile_chars) * _MAX_BYTES_PER_CHAR > MAX_BODY_BYTES - _ENVELOPE_BYTES:
-        # Only now is the body possibly too big: measure it exactly.
-        size = len(_encoder.encode(properties)) + len(_encoder.encode(profile_properties))
-        if size > MAX_BODY_BYTES - _ENVELOPE_BYTES:
-            problem = f"event body of about {size} bytes (at most {MAX_BODY_BYTES})"
+    encoded = _encoder.encode(properties)
+    if _surely_fits(encoded):
+        return None
+    problem = _Walk().problem(properties, "/properties", 1)
+    size = len(encoded) + profile_bytes
+    if problem is None and size > MAX_BODY_BYTES - _ENVELOPE_BYTES:
+        problem = f"event body of about {size} bytes (at most {MAX_BODY_BYTES})"
     return problem

@@ -1,0 +1,85 @@
+"""Decode + map throughput on one core, beside msgspec decode-only of the same input.
+
+    .venv/bin/python bench/map_throughput.py [--batches 2000] [--runs 7]
+
+Each run decodes and maps every batch (10 events each, all six types) into Klaviyo requests
+(client mode), with the phone-number cache cleared so each user's phone is parsed afresh.
+Prints the median events/s of both and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workload import encoded_batches  # noqa: E402
+
+from mparticle_klaviyo.klaviyo.payloads import client_event_request, subscription_request  # noqa: E402
+from mparticle_klaviyo.mapping.batch import map_batch  # noqa: E402
+from mparticle_klaviyo.mapping.phone import to_e164  # noqa: E402
+from mparticle_klaviyo.mapping.settings import MappingSettings  # noqa: E402
+from mparticle_klaviyo.mparticle.batch import Batch  # noqa: E402
+from mparticle_klaviyo.mparticle.decode import decode_document  # noqa: E402
+
+EVENTS_PER_BATCH = 10
+SETTINGS = MappingSettings(consent_mapping={"email_marketing": "email"}, list_id="LIST01", default_phone_region="US")
+
+
+def decode_only(raws: list[bytes]) -> int:
+    """Baseline: msgspec typed decode of each batch, nothing else."""
+    decoder = msgspec.json.Decoder(Batch)
+    for raw in raws:
+        decoder.decode(raw)
+    return len(raws) * EVENTS_PER_BATCH
+
+
+def decode_and_map(raws: list[bytes]) -> int:
+    """Decode, normalise, map and build every Klaviyo request."""
+    to_e164.cache_clear()
+    now_ms = time.time() * 1000
+    requests = 0
+    for raw in raws:
+        for batch in decode_document(raw):
+            mapped = map_batch(batch, SETTINGS, now_ms)
+            requests += sum(1 for _ in map(client_event_request, mapped.events))
+            requests += sum(1 for s in mapped.subscriptions if subscription_request(s, SETTINGS.list_id, False))
+    assert requests >= len(raws) * EVENTS_PER_BATCH, requests
+    return len(raws) * EVENTS_PER_BATCH
+
+
+def timed(work: Callable[[list[bytes]], int], raws: list[bytes]) -> float:
+    """Events per second of one run."""
+    start = time.perf_counter()
+    events = work(raws)
+    return events / (time.perf_counter() - start)
+
+
+def main() -> None:
+    """Run the benchmark and print medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    raws = encoded_batches(args.batches)
+    decode_and_map(raws[:50])  # warm imports and caches of code paths, not of phones
+    base, ours = [], []
+    for _ in range(args.runs):
+        base.append(timed(decode_only, raws))
+        ours.append(timed(decode_and_map, raws))
+    base_median, ours_median = statistics.median(base), statistics.median(ours)
+    print(f"workload: {args.batches} batches x {EVENTS_PER_BATCH} events, {args.runs} runs, one core")
+    print(f"decode only (msgspec, baseline): {base_median:12,.0f} events/s (median)")
+    print(f"decode + map + build requests:   {ours_median:12,.0f} events/s (median)")
+    print(f"mapping time / decode-only time: {base_median / ours_median:12.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Replay batch files into Klaviyo: read, map, pack and deliver, counting every event's fate."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import msgspec
+
+from mparticle_klaviyo.config import Connection
+from mparticle_klaviyo.delivery import DeliveryReport, Result, Sender
+from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.klaviyo.client import KlaviyoClient
+from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder, client_event_request
+from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.pipeline import InputItem, Mapped, map_item, read_inputs, subscription_requests
+
+ACCOUNT_MISMATCH = "account_mismatch"
+
+
+class ReplayStats:
+    """What happened to every batch and event of a replay."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.input_errors: list[tuple[str, InputError]] = []
+        self.events_in = 0
+        self.events_mapped = 0
+        self.events_delivered = 0
+        self.subscriptions_delivered = 0
+        self.requests_planned = 0
+        self.requests_done = 0
+        self.input_done = False
+        self.dropped: Counter[str] = Counter()
+        self.warnings: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.failure_details: dict[str, str] = {}
+
+    @property
+    def failed_total(self) -> int:
+        """Events and subscriptions that Klaviyo did not accept."""
+        return sum(self.failed.values())
+
+    def record_result(self, request: KlaviyoRequest, result: Result) -> None:
+        """Count one finished request for each event it carried."""
+        self.requests_done += 1
+        units = len(request.event_keys) or 1
+        if result.ok:
+            if request.kind.startswith("subscription"):
+                self.subscriptions_delivered += units
+            else:
+                self.events_delivered += units
+            return
+        reason = result.reason or "unknown"
+        self.failed[reason] += units
+        self.failure_details.setdefault(reason, result.detail)
+
+
+class RequestPlanner:
+    """Turns input items into requests; server mode packs events across batches into jobs."""
+
+    def __init__(self, connection: Connection, stats: ReplayStats, now_ms: float) -> None:
+        self.connection = connection
+        self.stats = stats
+        self.now_ms = now_ms
+        self._builder = BulkEventBuilder() if connection.server_mode else None
+        self._subscribed: set[tuple[str | None, str | None, tuple[str, ...]]] = set()
+
+    def requests(self, items: Iterable[InputItem]) -> Iterator[KlaviyoRequest]:
+        """Every request for ``items``, in input order, flushing the last bulk job at the end."""
+        for item in items:
+            yield from self._count(self._item_requests(item))
+        if self._builder is not None:
+            yield from self._count(self._builder.flush())
+        self.stats.input_done = True
+
+    def _count(self, requests: Iterable[KlaviyoRequest]) -> Iterator[KlaviyoRequest]:
+        for request in requests:
+            self.stats.requests_planned += 1
+            yield request
+
+    def _item_requests(self, item: InputItem) -> Iterator[KlaviyoRequest]:
+        mapped = self._map(item)
+        if mapped is None:
+            return
+        self.stats.events_mapped += len(mapped.result.events)
+        for notice in mapped.result.notices:
+            (self.stats.dropped if notice.kind == "dropped" else self.stats.warnings)[notice.reason] += 1
+        yield from self._new_subscriptions(mapped)
+        if self._builder is None:
+            yield from map(client_event_request, mapped.result.events)
+            return
+        for event in mapped.result.events:
+            yield from self._builder.add(event)
+
+    def _map(self, item: InputItem) -> Mapped | None:
+        """Map one item; input errors and credential mismatches are recorded, not raised."""
+        if item.error is not None:
+            self.stats.input_errors.append((item.location, item.error))
+            return None
+        assert item.batch is not None
+        self.stats.batches += 1
+        self.stats.events_in += len(item.batch.events)
+        try:
+            mapped = map_item(item, self.connection, self.now_ms)
+        except InputError as error:
+            self.stats.input_errors.append((item.location, error))
+            return None
+        if mapped.connection.public_key != self.connection.public_key:
+            # A Firehose request for another Klaviyo account: never send it with these keys.
+            self.stats.dropped[ACCOUNT_MISMATCH] += len(item.batch.events)
+            return None
+        return mapped
+
+    def _new_subscriptions(self, mapped: Mapped) -> Iterator[KlaviyoRequest]:
+        """Each granted (profile, channels) once per replay: subscribing has side effects."""
+        fresh = []
+        for subscription in mapped.result.subscriptions:
+            key = (subscription.email, subscription.phone_number, subscription.channels)
+            if key not in self._subscribed:
+                self._subscribed.add(key)
+                fresh.append(subscription)
+        if fresh:
+            only_fresh = msgspec.structs.replace(mapped.result, subscriptions=fresh)
+            yield from subscription_requests(Mapped(mapped.item, mapped.connection, only_fresh))
+
+
+class ReplayOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Knobs of a replay run."""
+
+    max_concurrency: int = 64
+    max_attempts: int = 8
+    max_retry_age_s: float = 900.0
+    timeout_s: float = 10.0
+
+
+async def replay(
+    paths: list[Path],
+    connection: Connection,
+    options: ReplayOptions,
+    stats: ReplayStats,
+    on_result: Callable[[KlaviyoRequest, Result], None] | None = None,
+) -> DeliveryReport:
+    """Deliver everything in ``paths`` with ``connection``; fills ``stats`` as it goes."""
+    planner = RequestPlanner(connection, stats, time.time() * 1000)
+
+    def record(request: KlaviyoRequest, result: Result) -> None:
+        stats.record_result(request, result)
+        if on_result is not None:
+            on_result(request, result)
+
+    client = KlaviyoClient(
+        public_key=connection.public_key,
+        private_key=connection.private_key,
+        base_url=connection.klaviyo_url,
+        revision=connection.revision,
+        timeout_s=options.timeout_s,
+        pool_size=options.max_concurrency,
+    )
+    async with client:
+        sender = Sender(
+            client,
+            connection.rate_limits,
+            max_concurrency=options.max_concurrency,
+            max_attempts=options.max_attempts,
+            max_retry_age_s=options.max_retry_age_s,
+        )
+        return await sender.deliver(planner.requests(read_inputs(paths)), record)

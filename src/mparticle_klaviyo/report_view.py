@@ -1,0 +1,108 @@
+"""Rich rendering for people: the replay progress bar and summary table, emulator state tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mparticle_klaviyo.delivery import DeliveryReport
+from mparticle_klaviyo.replay import ReplayStats
+
+
+@contextmanager
+def replay_progress(console: Console, stats: ReplayStats) -> Iterator[Any]:
+    """A progress bar over requests; its total grows while input is still being read."""
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("requests · {task.fields[events]} events delivered · {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("replay", total=None, events=0, failed=0)
+
+        def refresh(*_: Any) -> None:
+            total = stats.requests_planned if stats.input_done else None
+            progress.update(
+                task,
+                completed=stats.requests_done,
+                total=total,
+                events=stats.events_delivered,
+                failed=stats.failed_total,
+            )
+
+        yield refresh
+        refresh()
+
+
+def summary_table(stats: ReplayStats, report: DeliveryReport) -> Table:
+    """Batches, events and their fates: delivered, dropped and failed, each by reason."""
+    table = Table(title="Replay summary", show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_column("detail", overflow="fold")
+    table.add_row("batches read", str(stats.batches), "")
+    table.add_row("input errors", str(len(stats.input_errors)), _first_error(stats))
+    table.add_row("mParticle events", str(stats.events_in), "")
+    table.add_row("Klaviyo events mapped", str(stats.events_mapped), "commerce purchases add one per product")
+    table.add_row("[green]Klaviyo events delivered", str(stats.events_delivered), "")
+    table.add_row("[green]subscriptions delivered", str(stats.subscriptions_delivered), "")
+    for reason, count in sorted(stats.dropped.items()):
+        table.add_row(f"[yellow]dropped: {reason}", str(count), "")
+    for reason, count in sorted(stats.warnings.items()):
+        table.add_row(f"[yellow]warning: {reason}", str(count), "")
+    for reason, count in sorted(stats.failed.items()):
+        table.add_row(f"[red]failed: {reason}", str(count), stats.failure_details.get(reason, ""))
+    table.add_row("HTTP requests", str(report.requests), f"{report.retries} retries, {report.throttled} answered 429")
+    table.add_row("elapsed", f"{report.elapsed_s:.2f}s", f"rate limiter waited {report.limiter_wait_s:.2f}s")
+    return table
+
+
+def _first_error(stats: ReplayStats) -> str:
+    if not stats.input_errors:
+        return ""
+    location, error = stats.input_errors[0]
+    more = f" (+{len(stats.input_errors) - 1} more)" if len(stats.input_errors) > 1 else ""
+    return f"{location}: {error}{more}"
+
+
+def emulator_tables(state: dict[str, Any]) -> list[Table]:
+    """What the emulator recorded: events, subscriptions and counters."""
+    events = Table(title="Klaviyo emulator: recorded events", header_style="bold")
+    for column in ("metric", "profile", "unique_id", "time", "value"):
+        events.add_column(column, overflow="fold")
+    for event in state.get("events", []):
+        profile = event.get("profile") or {}
+        who = profile.get("email") or profile.get("phone_number") or str(profile)
+        value = event.get("value")
+        events.add_row(
+            str(event.get("metric")),
+            str(who),
+            str(event.get("unique_id")),
+            str(event.get("time") or ""),
+            "" if value is None else f"{value} {event.get('value_currency') or ''}".strip(),
+        )
+    subscriptions = Table(title="Klaviyo emulator: subscriptions", header_style="bold")
+    for column in ("list", "channels", "email", "phone"):
+        subscriptions.add_column(column)
+    for sub in state.get("subscriptions", []):
+        subscriptions.add_row(
+            str(sub.get("list_id")),
+            ", ".join(sub.get("channels", [])),
+            str(sub.get("email") or ""),
+            str(sub.get("phone_number") or ""),
+        )
+    counters = Table(title="Klaviyo emulator: counters", header_style="bold")
+    counters.add_column("counter")
+    counters.add_column("value", justify="right")
+    for key in ("requests", "duplicates_dropped", "throttled", "faults_injected"):
+        counters.add_row(key, str(state.get(key, 0)))
+    counters.add_row("rejected", str(len(state.get("rejected", []))))
+    return [events, subscriptions, counters]
