@@ -1,0 +1,206 @@
+"""The delivery pipeline: stream requests through per-endpoint lanes, retrying what is transient.
+
+Per request: lane (gate -> slot -> token) -> send -> classify, then
+* Delivered: done;
+* Throttled (429): close the lane's gate for Retry-After (1 s if absent) and resend; a throttle
+  is not an attempt, but it is bounded by ``max_retry_age_s`` so an endless 429 cannot hang a run;
+* Retryable: sleep a full-jitter backoff and resend, up to ``max_attempts`` and
+  ``max_retry_age_s``, then fail as ``retries_exhausted`` with the last reason;
+* Permanent: fail at once as ``http_<status>`` with Klaviyo's detail.
+
+Memory is bounded: at most ``max_pending`` requests are read ahead of the slowest unfinished one,
+so replaying millions of requests holds a window, not the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
+from contextlib import aclosing
+
+from mparticle_klaviyo.delivery.backoff import Backoff
+from mparticle_klaviyo.delivery.clock import Clock, MonotonicClock
+from mparticle_klaviyo.delivery.lane import Lane, Transport
+from mparticle_klaviyo.delivery.report import DeliveryReport, Result, Tally
+from mparticle_klaviyo.klaviyo.classify import Delivered, Permanent, Retryable, Throttled, trim
+from mparticle_klaviyo.klaviyo.limits import DEFAULT_RATE_LIMITS, RateLimit
+from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+
+ResultCallback = Callable[[KlaviyoRequest, Result], None]
+Requests = AsyncIterable[KlaviyoRequest] | Iterable[KlaviyoRequest]
+
+
+class Sender:
+    """Delivers a stream of requests to one Klaviyo account within its rate limits.
+
+    Each endpoint in ``rate_limits`` gets its own lane (gate, limiter, AIMD concurrency between
+    ``initial_concurrency`` and ``max_concurrency``); ``max_pending`` bounds requests read ahead.
+    """
+
+    def __init__(
+        self,
+        client: Transport,
+        rate_limits: Mapping[str, RateLimit] = DEFAULT_RATE_LIMITS,
+        *,
+        max_concurrency: int = 64,
+        max_attempts: int = 8,
+        max_retry_age_s: float = 900.0,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        initial_concurrency: int = 4,
+        max_pending: int | None = None,
+        safety: float = 1.0,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        default_retry_after_s: float = 1.0,
+        max_retry_after_s: float = 600.0,
+    ) -> None:
+        if max_attempts < 1 or max_concurrency < 1:
+            raise ValueError("max_attempts and max_concurrency must be >= 1")
+        self._client = client
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._backoff = Backoff(backoff_base_s, backoff_cap_s, rng)
+        self.max_attempts = max_attempts
+        self.max_retry_age_s = max_retry_age_s
+        self.max_pending = max_pending if max_pending is not None else max(16, 4 * max_concurrency)
+        self.default_retry_after_s = default_retry_after_s
+        self.max_retry_after_s = max_retry_after_s
+        self._lanes = {
+            endpoint: Lane(
+                limit,
+                self._clock,
+                safety=safety,
+                initial_concurrency=initial_concurrency,
+                max_concurrency=max_concurrency,
+            )
+            for endpoint, limit in rate_limits.items()
+        }
+
+    def lane(self, endpoint: str) -> Lane:
+        """The gate, limiter and concurrency of ``endpoint`` (KeyError when not configured)."""
+        return self._lanes[endpoint]
+
+    async def deliver(self, requests: Requests, on_result: ResultCallback | None = None) -> DeliveryReport:
+        """Deliver every request; call ``on_result`` as each finishes; return the totals."""
+        tally = Tally()
+        started = self._clock.now()
+        pending: dict[asyncio.Task[Result], KlaviyoRequest] = {}
+        try:
+            async with aclosing(_stream(requests)) as stream:
+                async for request in stream:
+                    while len(pending) >= self.max_pending:
+                        await self._collect(pending, tally, on_result)
+                    pending[asyncio.create_task(self._deliver_one(request, tally))] = request
+            while pending:
+                await self._collect(pending, tally, on_result)
+        finally:
+            # Reached with tasks left only on cancellation (Ctrl-C) or an error: stop them all and
+            # wait for them, so no send outlives the run and nothing hangs.
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        return tally.report(self._clock.now() - started)
+
+    async def _collect(
+        self,
+        pending: dict[asyncio.Task[Result], KlaviyoRequest],
+        tally: Tally,
+        on_result: ResultCallback | None,
+    ) -> None:
+        done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            request = pending.pop(task)
+            result = task.result()
+            tally.add(result)
+            if on_result is not None:
+                on_result(request, result)
+
+    async def _deliver_one(self, request: KlaviyoRequest, tally: Tally) -> Result:
+        lane = self._lanes.get(request.endpoint)
+        if lane is None:
+            detail = f"no rate limit configured for {request.endpoint}"
+            return Result(status="failed", attempts=0, reason="unknown_endpoint", detail=detail)
+        started = self._clock.now()
+        attempts = throttles = 0
+        while True:
+            outcome = await lane.send(self._client, request, tally)
+            age = self._clock.now() - started
+            if isinstance(outcome, Throttled):
+                throttles += 1
+                tally.throttled += 1
+                lane.gate.close_for(self._gate_seconds(outcome))
+                if age >= self.max_retry_age_s:
+                    return _throttled_too_long(attempts, throttles, age, outcome)
+                continue
+            attempts += 1
+            if isinstance(outcome, Delivered):
+                return _delivered(outcome, attempts, throttles)
+            if isinstance(outcome, Permanent):
+                return _permanent(outcome, attempts, throttles)
+            delay = self._backoff.delay(attempts - 1)
+            if attempts >= self.max_attempts or age + delay > self.max_retry_age_s:
+                return _exhausted(outcome, attempts, throttles, age)
+            tally.retries += 1
+            await self._clock.sleep(delay)
+
+    def _gate_seconds(self, outcome: Throttled) -> float:
+        seconds = self.default_retry_after_s if outcome.retry_after is None else outcome.retry_after
+        # A bogus Retry-After of a day would silently stall a replay; cap it.
+        return min(seconds, self.max_retry_after_s)
+
+
+async def _stream(requests: Requests) -> AsyncGenerator[KlaviyoRequest, None]:
+    """Iterate a sync or async source lazily, one item at a time."""
+    if isinstance(requests, AsyncIterable):
+        async for request in requests:
+            yield request
+    else:
+        for request in requests:
+            yield request
+
+
+def _delivered(outcome: Delivered, attempts: int, throttles: int) -> Result:
+    return Result(
+        status="delivered",
+        attempts=attempts,
+        throttles=throttles,
+        http_status=outcome.status,
+        partial_failure=outcome.partial_failure,
+    )
+
+
+def _permanent(outcome: Permanent, attempts: int, throttles: int) -> Result:
+    reason = f"http_{outcome.status}" if outcome.status else outcome.reason
+    detail = outcome.detail if outcome.status == 0 else f"{outcome.reason}: {outcome.detail}"
+    return Result(
+        status="failed",
+        attempts=attempts,
+        throttles=throttles,
+        reason=reason,
+        detail=trim(detail),
+        http_status=outcome.status or None,
+    )
+
+
+def _exhausted(outcome: Retryable, attempts: int, throttles: int, age: float) -> Result:
+    last = f"{outcome.reason} {outcome.detail}".strip()
+    return Result(
+        status="failed",
+        attempts=attempts,
+        throttles=throttles,
+        reason="retries_exhausted",
+        detail=trim(f"gave up after {attempts} attempts in {age:.1f}s; last: {last}"),
+        http_status=outcome.status,
+    )
+
+
+def _throttled_too_long(attempts: int, throttles: int, age: float, outcome: Throttled) -> Result:
+    return Result(
+        status="failed",
+        attempts=attempts,
+        throttles=throttles,
+        reason="throttled_too_long",
+        detail=trim(f"still throttled after {throttles} 429s in {age:.1f}s; {outcome.detail}"),
+        http_status=429,
+    )
