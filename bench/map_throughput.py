@@ -20,14 +20,13 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from workload import encoded_batches  # noqa: E402
-
-from mparticle_klaviyo.klaviyo.payloads import client_event_request, subscription_request  # noqa: E402
-from mparticle_klaviyo.mapping.batch import map_batch  # noqa: E402
-from mparticle_klaviyo.mapping.phone import to_e164  # noqa: E402
-from mparticle_klaviyo.mapping.settings import MappingSettings  # noqa: E402
-from mparticle_klaviyo.mparticle.batch import Batch  # noqa: E402
-from mparticle_klaviyo.mparticle.decode import decode_document  # noqa: E402
+from mparticle_klaviyo.klaviyo.payloads import client_event_request, subscription_request
+from mparticle_klaviyo.mapping.batch import map_batch
+from mparticle_klaviyo.mapping.phone import to_e164
+from mparticle_klaviyo.mapping.settings import MappingSettings
+from mparticle_klaviyo.mparticle.batch import Batch
+from mparticle_klaviyo.mparticle.decode import decode_document
+from workload import encoded_batches
 
 EVENTS_PER_BATCH = 10
 SETTINGS = MappingSettings(consent_mapping={"email_marketing": "email"}, list_id="LIST01", default_phone_region="US")
@@ -49,8 +48,8 @@ def decode_and_map(raws: list[bytes]) -> int:
     for raw in raws:
         for batch in decode_document(raw):
             mapped = map_batch(batch, SETTINGS, now_ms)
-            requests += sum(1 for _ in map(client_event_request, mapped.events))
-            requests += sum(1 for s in mapped.subscriptions if subscription_request(s, SETTINGS.list_id, False))
+            requests += len([client_event_request(e) for e in mapped.events])
+            requests += len([subscription_request(s, SETTINGS.list_id, False) for s in mapped.subscriptions])
     assert requests >= len(raws) * EVENTS_PER_BATCH, requests
     return len(raws) * EVENTS_PER_BATCH
 

@@ -58,7 +58,9 @@ def _events(user: int) -> list[dict[str, Any]]:
             data(4, currency_code="USD", product_action={"action": "add_to_cart", "products": [_product(1, 39.75, 2)]}),
         ),
         _event("commerce_event", data(5, currency_code="USD", product_action=purchase)),
-        _event("custom_event", data(6, event_name="Searched", custom_event_type="search", custom_attributes={"q": "shoes"})),
+        _event(
+            "custom_event", data(6, event_name="Searched", custom_event_type="search", custom_attributes={"q": "shoes"})
+        ),
         _event("screen_view", data(7, screen_name="Checkout")),
         _event("application_state_transition", data(8, application_transition_type="application_background")),
         _event("session_end", data(9, session_duration_ms=9000)),

@@ -28,7 +28,14 @@ def test_registration_declares_the_six_supported_types_as_firehose_event_types()
 def test_registration_declares_the_seed_identities_and_platforms() -> None:
     response = registration_response()
     identities = [i["type"] for i in response["permissions"]["user_identities"]]
-    assert identities == ["email", "other", *[f"other{n}" for n in range(2, 11)], "mobile_number", "phone_number_2", "phone_number_3"]
+    assert identities == [
+        "email",
+        "other",
+        *[f"other{n}" for n in range(2, 11)],
+        "mobile_number",
+        "phone_number_2",
+        "phone_number_3",
+    ]
     assert all(i["encoding"] == "raw" for i in response["permissions"]["user_identities"])
     environments = response["event_processing_registration"]["supported_runtime_environments"]
     assert "unknown" in environments and "mobileweb" in environments and "desktop" not in environments

@@ -105,7 +105,9 @@ def test_an_invalid_firehose_setting_is_an_input_error_naming_the_setting(tmp_pa
 
 def test_results_count_every_event_a_request_carried(tmp_path: Path) -> None:
     stats = ReplayStats()
-    job = KlaviyoRequest(path="/api/event-bulk-create-jobs", auth="private", kind="event_bulk", body={}, event_keys=("a", "b"))
+    job = KlaviyoRequest(
+        path="/api/event-bulk-create-jobs", auth="private", kind="event_bulk", body={}, event_keys=("a", "b")
+    )
     sub = KlaviyoRequest(path="/client/subscriptions", auth="public", kind="subscription", body={})
     stats.record_result(job, Result(status="delivered", attempts=1))
     stats.record_result(sub, Result(status="delivered", attempts=1))

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import mparticle  # type: ignore[import-untyped]
 from aiohttp import web
 
+import mparticle
 from mparticle_klaviyo.klaviyo.emulator import RunningEmulator
 from tests.e2e.helpers import emulator_state, run_cli, with_emulator, write_config
 
@@ -96,8 +96,17 @@ def test_batches_sent_by_mparticles_python_sdk_are_replayed_into_the_emulator(tm
         assert len(state["events"]) == 21
         metrics = sorted({e["metric"] for e in state["events"]})
         assert metrics == sorted(
-            ["Session Start", "Custom 1", "Custom 2", "Custom 3", "Placed Order", "Ordered Product", "Screen View",
-             "Application Background", "Session End"]
+            [
+                "Session Start",
+                "Custom 1",
+                "Custom 2",
+                "Custom 3",
+                "Placed Order",
+                "Ordered Product",
+                "Screen View",
+                "Application Background",
+                "Session End",
+            ]
         )
         custom = next(e for e in state["events"] if e["metric"] == "Custom 2")
         assert (custom["unique_id"], custom["value"]) == ("sdk-evt-2", 2.5)
