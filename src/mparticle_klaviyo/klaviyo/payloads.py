@@ -110,6 +110,25 @@ class BulkEventBuilder:
         """Bytes a profile adds to the job: nothing if it already has an entry."""
         return 0 if profile_key in self._entries else len(profile_key) + 128
 
+    def fits(self, events: list[MappedEvent]) -> bool:
+        """Whether all of ``events`` can join the pending job without a flush."""
+        if len(self._keys) + len(events) > self._max_events:
+            return False
+        size = 0
+        new_profiles: set[bytes] = set()
+        for event in events:
+            profile_key = _encoder.encode(event.profile)
+            if profile_key not in new_profiles:
+                size += self._profile_cost(profile_key)
+                new_profiles.add(profile_key)
+            size += len(_encoder.encode(event.attributes)) + 64
+        return self._bytes + size <= self._max_bytes
+
+    @property
+    def empty(self) -> bool:
+        """Whether no event is pending."""
+        return not self._keys
+
     def flush(self) -> Iterator[KlaviyoRequest]:
         """Yield the pending job, if any, and start a new one."""
         if not self._keys:

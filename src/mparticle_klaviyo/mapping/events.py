@@ -15,7 +15,6 @@ from mparticle_klaviyo.mapping.result import (
     INVALID_VALUE,
     LIMIT_EXCEEDED,
     MISSING_EVENT_NAME,
-    TIME_OUT_OF_RANGE,
     UNSUPPORTED_COMMERCE_ACTION,
     UNSUPPORTED_EVENT_TYPE,
     UNSUPPORTED_TRANSITION,
@@ -93,8 +92,8 @@ def map_event(event: Event, ctx: EventContext) -> None:
         ctx.out.drop(UNSUPPORTED_COMMERCE_ACTION, event.index, detail=action)
         return
     for m in found:
-        # An explicit $value wins over the order total.
-        amount = value if value is not None else m.value
+        # An explicit $value wins over the order total, not over each Ordered Product's own total.
+        amount = value if value is not None and not m.suffix else m.value
         _emit(event, m.metric, m.properties, amount, time, f"{unique_id}{m.suffix}", ctx)
 
 
@@ -157,7 +156,8 @@ def _time_in_range(event: Event, ctx: EventContext) -> bool:
     ms = event.timestamp_ms
     if ms is None or _EARLIEST_MS <= ms <= ctx.now_ms + _YEAR_MS:
         return True
-    ctx.out.drop(TIME_OUT_OF_RANGE, event.index, detail=f"timestamp {ms:.0f} ms is outside 1990 .. now + 1 year")
+    detail = f"/time: timestamp {ms:.0f} ms is outside 1990 .. now + 1 year"
+    ctx.out.drop(LIMIT_EXCEEDED, event.index, detail=detail)
     return False
 
 

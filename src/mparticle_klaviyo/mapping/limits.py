@@ -80,10 +80,11 @@ def event_limit_problem(
     if len(properties) > MAX_EVENT_PROPERTIES:
         return f"/properties: {len(properties)} properties (at most {MAX_EVENT_PROPERTIES})"
     encoded = _encoder.encode(properties)
-    if _surely_fits(encoded):
+    size = len(encoded) + profile_bytes
+    # Small properties can still ride on a profile too big to send: the fast path needs both to fit.
+    if _surely_fits(encoded) and size <= MAX_BODY_BYTES - _ENVELOPE_BYTES:
         return None
     problem = _Walk().problem(properties, "/properties", 1)
-    size = len(encoded) + profile_bytes
     if problem is None and size > MAX_BODY_BYTES - _ENVELOPE_BYTES:
         problem = f"event body of about {size} bytes (at most {MAX_BODY_BYTES})"
     return problem

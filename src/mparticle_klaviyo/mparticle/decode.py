@@ -35,6 +35,8 @@ def decode_document(raw: bytes) -> list[UserBatch]:
             return [_decode_object(raw)]
     except msgspec.DecodeError as exc:
         raise input_error_from_msgspec(exc) from None
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise _undecodable(exc) from None
     if not first:
         raise InputError("", "empty document: expected a JSON object or array")
     # Let msgspec describe what is there (malformed JSON, or a JSON scalar).
@@ -42,7 +44,16 @@ def decode_document(raw: bytes) -> list[UserBatch]:
         msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise input_error_from_msgspec(exc) from None
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise _undecodable(exc) from None
     raise InputError("", "expected a JSON object (a batch or Firehose request) or an array of batches")
+
+
+def _undecodable(exc: RecursionError | UnicodeDecodeError) -> InputError:
+    """msgspec raises these outside DecodeError: JSON nested too deeply, or bytes that are not UTF-8."""
+    if isinstance(exc, RecursionError):
+        return InputError("", "malformed JSON: nested too deeply")
+    return InputError("", "malformed JSON: not valid UTF-8 text")
 
 
 def decode_batch(raw: bytes) -> UserBatch:
@@ -51,6 +62,8 @@ def decode_batch(raw: bytes) -> UserBatch:
         return normalize_batch(_batch.decode(raw))
     except msgspec.DecodeError as exc:
         raise input_error_from_msgspec(exc) from None
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise _undecodable(exc) from None
 
 
 def decode_bulk(raw: bytes) -> list[UserBatch]:
@@ -59,6 +72,8 @@ def decode_bulk(raw: bytes) -> list[UserBatch]:
         return [normalize_batch(b) for b in _bulk.decode(raw)]
     except msgspec.DecodeError as exc:
         raise input_error_from_msgspec(exc) from None
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise _undecodable(exc) from None
 
 
 def decode_firehose(raw: bytes) -> UserBatch:
@@ -67,6 +82,8 @@ def decode_firehose(raw: bytes) -> UserBatch:
         return normalize_firehose(_firehose.decode(raw))
     except msgspec.DecodeError as exc:
         raise input_error_from_msgspec(exc) from None
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise _undecodable(exc) from None
 
 
 def _decode_object(raw: bytes) -> UserBatch:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,20 +46,40 @@ def read_records(path: Path) -> Iterator[Record]:
 
     A file whose first non-blank line is a complete JSON value is read as JSON lines, so huge
     exports stream in constant memory; otherwise (pretty-printed JSON) the whole file is one
-    document.
+    document. A JSON-lines file whose first line is broken is still read line by line. A file
+    that cannot be read (e.g. a truncated gzip) ends with an error record.
     """
+    try:
+        yield from _read(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        yield Record(str(path), 0, error=InputError("", f"cannot read the file: {exc}"))
+
+
+def _read(path: Path) -> Iterator[Record]:
     with open_input(path) as handle:
         first_line, line_no = _first_content_line(handle)
         if first_line is None:
             return
         if not _is_complete_json(first_line):
-            yield _record(str(path), 0, first_line + handle.read())
-            return
+            rest = handle.read()
+            whole = _record(str(path), 0, first_line + rest)
+            if whole.error is None or not _second_line_is_json(rest):
+                yield whole
+                return
+            lines: Iterable[bytes] = rest.splitlines(keepends=True)
+        else:
+            lines = handle
         yield _record(str(path), line_no, first_line)
-        for line in handle:
+        for line in lines:
             line_no += 1
             if line.strip():
                 yield _record(str(path), line_no, line)
+
+
+def _second_line_is_json(rest: bytes) -> bool:
+    """After a broken first line: does the next non-blank line hold a whole JSON value (JSON lines)?"""
+    following = next((line for line in rest.splitlines() if line.strip()), None)
+    return following is not None and following.lstrip()[:1] in (b"{", b"[") and _is_complete_json(following)
 
 
 def _first_content_line(handle: BinaryIO) -> tuple[bytes | None, int]:
@@ -74,6 +95,8 @@ def _is_complete_json(line: bytes) -> bool:
         msgspec.json.decode(line)
     except msgspec.DecodeError:
         return False
+    except (RecursionError, UnicodeDecodeError):
+        return True  # a whole value that decode_document will reject with a reason
     return True
 
 

@@ -1,0 +1,140 @@
+"""Consent purposes -> Klaviyo subscriptions and the consent profile property; only grants are forwarded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mparticle_klaviyo.mapping.result import Notice, Subscription
+from mparticle_klaviyo.mapping.settings import MappingSettings
+from tests.mapping.builders import EMAIL, PHONE, batch_doc, custom, gdpr, map_doc, metrics
+
+MAPPING = {
+    "email_marketing": "email",
+    "sms_marketing": "sms",
+    "push": "mobile",
+    "web_tracking": "web",
+    "letters": "directmail",
+}
+CLIENT = MappingSettings(consent_mapping=MAPPING, list_id="Y6nRLr")
+BOTH = {"email": EMAIL, "mobile_number": PHONE}
+
+
+def consent_doc(identities: dict[str, Any] | None = None, /, **purposes: bool) -> dict[str, Any]:
+    return batch_doc(custom("Signed Up"), identities=identities or BOTH, consent=gdpr(**purposes))
+
+
+@pytest.mark.parametrize(
+    ("purpose", "channel"), [("email_marketing", "email"), ("sms_marketing", "sms"), ("push", "push")]
+)
+def test_a_granted_purpose_becomes_a_subscription_on_its_channel(purpose: str, channel: str) -> None:
+    result = map_doc(consent_doc(**{purpose: True}), CLIENT)
+    assert result.subscriptions == [Subscription(channels=(channel,), email=EMAIL, phone_number=PHONE)]
+    assert result.notices == []
+
+
+def test_several_granted_purposes_become_one_subscription_in_purpose_order() -> None:
+    result = map_doc(consent_doc(sms_marketing=True, email_marketing=True, push=True), CLIENT)
+    assert result.subscriptions == [Subscription(channels=("sms", "email", "push"), email=EMAIL, phone_number=PHONE)]
+
+
+def test_two_purposes_on_one_channel_subscribe_it_once() -> None:
+    settings = MappingSettings(consent_mapping={"a": "email", "b": "email"}, list_id="L")
+    result = map_doc(consent_doc(a=True, b=True), settings)
+    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE)]
+
+
+def test_web_and_directmail_consent_become_the_consent_profile_property() -> None:
+    result = map_doc(consent_doc(web_tracking=True, letters=True), CLIENT)
+    assert result.subscriptions == []
+    assert result.events[0].profile["properties"] == {"consent": ["web", "directmail"]}
+
+
+def test_a_revoked_purpose_is_not_forwarded_and_is_reported() -> None:
+    result = map_doc(consent_doc(email_marketing=False, web_tracking=False), CLIENT)
+    assert result.subscriptions == []
+    assert "properties" not in result.events[0].profile
+    assert result.notices == [
+        Notice(kind="dropped", reason="consent_removal_not_supported", consent="email_marketing", detail="email"),
+        Notice(kind="dropped", reason="consent_removal_not_supported", consent="web_tracking", detail="web"),
+    ]
+
+
+def test_a_revocation_does_not_stop_the_events() -> None:
+    assert metrics(map_doc(consent_doc(email_marketing=False), CLIENT)) == ["Signed Up"]
+
+
+def test_unmapped_purposes_are_ignored() -> None:
+    result = map_doc(consent_doc(analytics=True, cookies=False), CLIENT)
+    assert (result.subscriptions, result.notices) == ([], [])
+
+
+def test_without_a_consent_mapping_nothing_is_forwarded() -> None:
+    result = map_doc(consent_doc(email_marketing=True), MappingSettings(list_id="L"))
+    assert (result.subscriptions, result.notices) == ([], [])
+
+
+def test_purposes_match_the_mapping_in_any_case() -> None:
+    doc = batch_doc(custom(), identities=BOTH, consent={"gdpr": {"Email_Marketing": {"consented": True}}})
+    settings = MappingSettings(consent_mapping={"email_marketing": "email"}, list_id="L")
+    assert map_doc(doc, settings).subscriptions[0].channels == ("email",)
+
+
+def test_the_ccpa_purpose_can_be_mapped_too() -> None:
+    doc = batch_doc(custom(), identities=BOTH, consent={"ccpa": {"data_sale_opt_out": {"consented": True}}})
+    settings = MappingSettings(consent_mapping={"data_sale_opt_out": "web"})
+    assert map_doc(doc, settings).events[0].profile["properties"] == {"consent": ["web"]}
+
+
+def test_in_client_mode_without_a_list_id_subscriptions_are_dropped_per_channel() -> None:
+    settings = MappingSettings(consent_mapping=MAPPING)
+    result = map_doc(consent_doc(email_marketing=True, sms_marketing=True, web_tracking=True), settings)
+    assert result.subscriptions == []
+    assert result.notices == [
+        Notice(kind="dropped", reason="consent_needs_list_id", consent="email"),
+        Notice(kind="dropped", reason="consent_needs_list_id", consent="sms"),
+    ]
+    assert result.events[0].profile["properties"] == {"consent": ["web"]}
+    assert metrics(result) == ["Signed Up"]
+
+
+def test_in_server_mode_subscriptions_need_no_list_id() -> None:
+    settings = MappingSettings(consent_mapping=MAPPING, server_mode=True)
+    result = map_doc(consent_doc(email_marketing=True), settings)
+    assert (result.subscriptions, result.notices) == (
+        [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE)],
+        [],
+    )
+
+
+def test_sms_consent_without_a_phone_is_dropped_but_email_consent_goes_on() -> None:
+    result = map_doc(consent_doc({"email": EMAIL}, email_marketing=True, sms_marketing=True), CLIENT)
+    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=None)]
+    assert result.notices == [
+        Notice(kind="dropped", reason="consent_missing_identifier", consent="sms", detail="needs phone_number")
+    ]
+
+
+def test_email_consent_without_an_email_is_dropped() -> None:
+    result = map_doc(consent_doc({"mobile_number": PHONE}, email_marketing=True, sms_marketing=True), CLIENT)
+    assert result.subscriptions == [Subscription(channels=("sms",), email=None, phone_number=PHONE)]
+    assert result.notices == [
+        Notice(kind="dropped", reason="consent_missing_identifier", consent="email", detail="needs email")
+    ]
+
+
+def test_push_consent_goes_with_a_phone_only_profile() -> None:
+    result = map_doc(consent_doc({"mobile_number": PHONE}, push=True), CLIENT)
+    assert result.subscriptions == [Subscription(channels=("push",), email=None, phone_number=PHONE)]
+
+
+def test_a_profile_without_email_or_phone_forwards_no_consent() -> None:
+    result = map_doc(consent_doc({"customer_id": "c"}, email_marketing=True), CLIENT)
+    assert result.subscriptions == []
+    assert [n.reason for n in result.notices] == ["no_email_or_phone"]
+
+
+def test_the_consent_property_replaces_a_custom_attribute_of_that_name() -> None:
+    doc = batch_doc(custom(), identities=BOTH, attributes={"consent": "yes", "plan": "pro"}, consent=gdpr(letters=True))
+    assert map_doc(doc, CLIENT).events[0].profile["properties"] == {"consent": ["directmail"], "plan": "pro"}
