@@ -55,6 +55,10 @@ class ConnectionSettings(BaseModel):
     supported_platforms: frozenset[str] = parse_platforms(list(DEFAULT_SUPPORTED_PLATFORMS))
     klaviyo_url: str = DEFAULT_KLAVIYO_URL
     rate_limits: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    firehose_token: SecretStr | None = None
+    events_api_key: str | None = None
+    events_api_secret: SecretStr | None = None
+    webhook_authorization: SecretStr | None = None
 
     @field_validator("public_api_key")
     @classmethod
@@ -131,6 +135,26 @@ def _need_str(value: Any) -> str:
     return value
 
 
+class ServiceSettings(BaseModel):
+    """The ``[service]`` table: how ``serve`` listens, stores and delivers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    store: str = "mparticle-klaviyo.sqlite3"
+    high_water_mark: int = Field(default=1_000_000, ge=1)
+    max_batch_bytes: int = Field(default=128 * 1024, ge=1024)
+    max_batches_per_request: int = Field(default=100, ge=1)
+    max_attempts: int = Field(default=8, ge=1)
+    max_age_s: float = Field(default=7 * 86400, gt=0)
+    lease_s: float = Field(default=120.0, gt=0)
+    shutdown_timeout_s: float = Field(default=20.0, ge=0)
+    dedup_window_s: float = Field(default=7 * 86400, gt=0)
+    max_concurrency: int = Field(default=64, ge=1)
+    log_level: str = "info"
+
+
 class Connection:
     """A named, validated connection: credentials plus the mapper's settings."""
 
@@ -180,9 +204,12 @@ class Connection:
 class Config:
     """All connections of a configuration file."""
 
-    def __init__(self, connections: dict[str, Connection], source: str) -> None:
+    def __init__(
+        self, connections: dict[str, Connection], source: str, service: ServiceSettings | None = None
+    ) -> None:
         self.connections = connections
         self.source = source
+        self.service = service or ServiceSettings()
 
     def connection(self, name: str | None) -> Connection:
         """The named connection, or the only one when no name is given."""
@@ -205,8 +232,9 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     problems: list[str] = []
     if not isinstance(tables, dict):
         raise ConfigError([f"{path}: 'connections' must be a table of [connections.NAME] tables"])
-    unknown = sorted(set(raw) - {"connections"})
-    problems += [f"{path}: unknown top-level key {key!r} (expected [connections.NAME] tables)" for key in unknown]
+    unknown = sorted(set(raw) - {"connections", "service"})
+    problems += [f"{path}: unknown top-level key {key!r} (expected [service] or [connections.NAME])" for key in unknown]
+    service = _validate_service(raw.get("service", {}), path, problems)
     _apply_env(tables, environ, problems)
     connections: dict[str, Connection] = {}
     for name, table in tables.items():
@@ -217,7 +245,18 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         problems.append(f"{path}: no connections; add a [connections.NAME] table with public_api_key")
     if problems:
         raise ConfigError(problems)
-    return Config(connections, str(path))
+    return Config(connections, str(path), service)
+
+
+def _validate_service(table: Any, path: Path, problems: list[str]) -> ServiceSettings:
+    """Validate the ``[service]`` table, adding one message per problem."""
+    try:
+        return ServiceSettings.model_validate(table)
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            field = ".".join(str(part) for part in error["loc"])
+            problems.append(f"{path}: service.{field}: {_message(error)}")
+        return ServiceSettings()
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
