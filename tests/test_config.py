@@ -313,3 +313,10 @@ def test_a_revision_must_look_like_a_date(tmp_path: Path) -> None:
     assert problems(tmp_path, '[connections.a]\npublic_api_key = "k"\nrevision = "2026/07/15"\n') == [
         "connections.a.revision: must look like YYYY-MM-DD, e.g. 2026-07-15"
     ]
+
+
+def test_metric_names_may_be_given_as_json_text_as_firehose_settings_are() -> None:
+    from mparticle_klaviyo.config import ConnectionSettings
+
+    settings = ConnectionSettings.model_validate({"public_api_key": "K", "metric_names": '{"Placed Order": "Order"}'})
+    assert settings.metric_names == {"Placed Order": "Order"}

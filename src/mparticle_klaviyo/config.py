@@ -87,6 +87,17 @@ class ConnectionSettings(BaseModel):
     def _property_mapping(cls, value: Any) -> dict[str, FieldPath]:
         return parse_property_mapping(value)
 
+    @field_validator("metric_names", mode="before")
+    @classmethod
+    def _metric_names(cls, value: Any) -> Any:
+        # Firehose settings arrive as strings: accept the table as JSON text too.
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"is not valid JSON ({exc.msg})") from None
+        return value
+
     @field_validator("supported_platforms", mode="before")
     @classmethod
     def _platforms(cls, value: Any) -> frozenset[str]:
@@ -204,9 +215,7 @@ class Connection:
 class Config:
     """All connections of a configuration file."""
 
-    def __init__(
-        self, connections: dict[str, Connection], source: str, service: ServiceSettings | None = None
-    ) -> None:
+    def __init__(self, connections: dict[str, Connection], source: str, service: ServiceSettings | None = None) -> None:
         self.connections = connections
         self.source = source
         self.service = service or ServiceSettings()

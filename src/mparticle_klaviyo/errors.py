@@ -53,10 +53,12 @@ def input_error_from_msgspec(exc: Exception, prefix: str = "") -> InputError:
     if match:
         text = text[: match.start()]
         for key, index, any_key in _PATH_PART.findall(match.group("path")):
-            # msgspec does not say which map key held the bad value: point at the map.
-            in_map_value = in_map_value or bool(any_key)
-            if not any_key:
-                pointer += "/" + escape_pointer_token(key or index)
+            if any_key:
+                # msgspec does not say which map key held the bad value: point at the map itself,
+                # since any deeper part would name a place that does not exist.
+                in_map_value = True
+                break
+            pointer += "/" + escape_pointer_token(key or index)
     missing = _MISSING_FIELD.match(text)
     if missing:
         pointer += "/" + escape_pointer_token(missing.group("field"))

@@ -185,9 +185,9 @@ def test_a_wrong_type_in_a_firehose_request_is_pointed_at(doc: dict[str, Any], p
 
 
 def test_a_bad_value_inside_a_map_is_pointed_at_through_the_map() -> None:
-    # msgspec does not name map keys, so the pointer goes through the map that holds the bad value.
+    # msgspec does not name map keys, so the pointer names the map that holds the bad value.
     error = error_of(encode({"consent_state": {"gdpr": {"a/b~c": {"consented": "yes"}}}}))
-    assert error.pointer.startswith("/consent_state/gdpr")
+    assert error.pointer == "/consent_state/gdpr"
     assert error.message == "a value in this object: Expected bool, got str"
 
 

@@ -177,3 +177,11 @@ def test_a_firehose_request_file_reads_as_one_firehose_batch(tmp_path: Path) -> 
     [record] = list(read_records(path))
     assert record.batches is not None
     assert [(b.source, b.batch_key) for b in record.batches] == [("firehose", "fh-1")]
+
+
+def test_a_file_starting_with_a_utf8_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"events": [], "user_identities": {"email": "a@example.com"}}\n')
+    [record] = list(read_records(path))
+    assert record.error is None
+    assert record.batches is not None and record.batches[0].identities == {"email": "a@example.com"}

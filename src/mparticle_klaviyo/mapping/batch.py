@@ -54,4 +54,8 @@ def _batch_key(batch: UserBatch) -> str:
     """What identifies the batch in fallback unique ids: its request id, else its content."""
     if batch.batch_key:
         return batch.batch_key
-    return hashlib.sha256(_encoder.encode(batch)).hexdigest()
+    try:
+        content = _encoder.encode(batch)
+    except UnicodeEncodeError:  # lone surrogates, in batches built by code rather than decoded
+        content = repr(batch).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(content).hexdigest()

@@ -15,6 +15,7 @@ from mparticle_klaviyo.mparticle.decode import decode_document
 from mparticle_klaviyo.mparticle.model import UserBatch
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class Record(msgspec.Struct, frozen=True):
@@ -85,6 +86,8 @@ def _second_line_is_json(rest: bytes) -> bool:
 def _first_content_line(handle: BinaryIO) -> tuple[bytes | None, int]:
     """The first non-blank line and its 1-based number, or None for an empty file."""
     for number, line in enumerate(handle, start=1):
+        if number == 1:
+            line = line.removeprefix(_UTF8_BOM)  # editors on Windows start files with one
         if line.strip():
             return line, number
     return None, 0
