@@ -40,7 +40,7 @@ SESSION_END_METRIC = "Session End"
 _EARLIEST_MS = datetime(EARLIEST_EVENT_YEAR, 1, 1, tzinfo=UTC).timestamp() * 1000
 _YEAR_MS = 365 * 24 * 3600 * 1000
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
-_SECOND_PREFIXES: dict[int, str] = {}
+_MINUTE_PREFIXES: dict[int, str] = {}
 
 
 class EventContext:
@@ -73,7 +73,7 @@ def map_event(event: Event, ctx: EventContext) -> None:
     properties = dict(event.attributes)  # a copy: screen views and session ends add to it
     event_id = properties.pop("$event_id", None)
     raw_value = properties.pop("$value", None)
-    value = as_number(raw_value)
+    value = None if raw_value is None else as_number(raw_value)
     if raw_value is not None and value is None:
         ctx.out.drop(INVALID_VALUE, event.index, detail="/$value is not a number")
         return
@@ -165,14 +165,15 @@ def _iso_time(ms: float | None) -> str | None:
     """The event time as ISO 8601 UTC (None when the event has none: Klaviyo uses receive time)."""
     if ms is None:
         return None
-    seconds, millis = divmod(int(ms), 1000)
-    prefix = _SECOND_PREFIXES.get(seconds)
+    minutes, millis = divmod(int(ms), 60_000)
+    prefix = _MINUTE_PREFIXES.get(minutes)
     if prefix is None:
-        # Formatting a datetime costs microseconds; a batch's events share few seconds.
-        if len(_SECOND_PREFIXES) > 4096:
-            _SECOND_PREFIXES.clear()
-        prefix = _SECOND_PREFIXES[seconds] = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{prefix}.{millis:03d}+00:00"
+        # Formatting a datetime costs microseconds; a user's events share few minutes.
+        if len(_MINUTE_PREFIXES) > 4096:
+            _MINUTE_PREFIXES.clear()
+        prefix = _MINUTE_PREFIXES[minutes] = datetime.fromtimestamp(minutes * 60, tz=UTC).strftime("%Y-%m-%dT%H:%M:")
+    seconds, millis = divmod(millis, 1000)
+    return f"{prefix}{seconds:02d}.{millis:03d}+00:00"
 
 
 def _currency(event: Event, ctx: EventContext) -> str | None:
