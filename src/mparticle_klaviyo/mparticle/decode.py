@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import msgspec
 
 from mparticle_klaviyo.errors import InputError, input_error_from_msgspec
@@ -22,68 +25,52 @@ _firehose = msgspec.json.Decoder(EventProcessingRequest)
 _WHITESPACE = b" \t\r\n"
 
 
+@contextmanager
+def _input_errors() -> Iterator[None]:
+    """Every way msgspec can refuse bytes, as an ``InputError`` with a pointer."""
+    try:
+        yield
+    except msgspec.DecodeError as exc:
+        raise input_error_from_msgspec(exc) from None
+    except RecursionError:  # msgspec raises it outside DecodeError
+        raise InputError("", "malformed JSON: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise InputError("", "malformed JSON: not valid UTF-8 text") from None
+
+
 def decode_document(raw: bytes) -> list[UserBatch]:
     """Decode a batch object, an array of batches, or a Firehose ``event_processing_request``.
 
     Raises ``InputError`` naming the offending field with a JSON pointer.
     """
     first = raw.lstrip(_WHITESPACE)[:1]
-    try:
+    with _input_errors():
         if first == b"[":
             return [normalize_batch(b) for b in _bulk.decode(raw)]
         if first == b"{":
             return [_decode_object(raw)]
-    except msgspec.DecodeError as exc:
-        raise input_error_from_msgspec(exc) from None
-    except (RecursionError, UnicodeDecodeError) as exc:
-        raise _undecodable(exc) from None
-    if not first:
-        raise InputError("", "empty document: expected a JSON object or array")
-    # Let msgspec describe what is there (malformed JSON, or a JSON scalar).
-    try:
-        msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise input_error_from_msgspec(exc) from None
-    except (RecursionError, UnicodeDecodeError) as exc:
-        raise _undecodable(exc) from None
+        if not first:
+            raise InputError("", "empty document: expected a JSON object or array")
+        msgspec.json.decode(raw)  # let msgspec describe what is there: malformed JSON, or a scalar
     raise InputError("", "expected a JSON object (a batch or Firehose request) or an array of batches")
-
-
-def _undecodable(exc: RecursionError | UnicodeDecodeError) -> InputError:
-    """msgspec raises these outside DecodeError: JSON nested too deeply, or bytes that are not UTF-8."""
-    if isinstance(exc, RecursionError):
-        return InputError("", "malformed JSON: nested too deeply")
-    return InputError("", "malformed JSON: not valid UTF-8 text")
 
 
 def decode_batch(raw: bytes) -> UserBatch:
     """Decode exactly one JSON batch object (the Events API ``/v2/events`` body)."""
-    try:
+    with _input_errors():
         return normalize_batch(_batch.decode(raw))
-    except msgspec.DecodeError as exc:
-        raise input_error_from_msgspec(exc) from None
-    except (RecursionError, UnicodeDecodeError) as exc:
-        raise _undecodable(exc) from None
 
 
 def decode_bulk(raw: bytes) -> list[UserBatch]:
     """Decode a JSON array of batches (the Events API ``/v2/bulkevents`` body)."""
-    try:
+    with _input_errors():
         return [normalize_batch(b) for b in _bulk.decode(raw)]
-    except msgspec.DecodeError as exc:
-        raise input_error_from_msgspec(exc) from None
-    except (RecursionError, UnicodeDecodeError) as exc:
-        raise _undecodable(exc) from None
 
 
 def decode_firehose(raw: bytes) -> UserBatch:
     """Decode a Firehose ``event_processing_request``."""
-    try:
+    with _input_errors():
         return normalize_firehose(_firehose.decode(raw))
-    except msgspec.DecodeError as exc:
-        raise input_error_from_msgspec(exc) from None
-    except (RecursionError, UnicodeDecodeError) as exc:
-        raise _undecodable(exc) from None
 
 
 def _decode_object(raw: bytes) -> UserBatch:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from mparticle_klaviyo.mparticle import batch as wire
+from mparticle_klaviyo.mparticle.items import batch_item, make_promotion
 from mparticle_klaviyo.mparticle.model import (
     Commerce,
     Consent,
     Event,
     Impression,
-    Item,
-    PromotionItem,
     UserBatch,
 )
 from mparticle_klaviyo.mparticle.names import (
@@ -98,17 +97,14 @@ def _commerce(data: wire.EventData) -> Commerce | None:
             tax_amount=as_number(action.tax_amount),
             shipping_amount=as_number(action.shipping_amount),
             coupon_code=action.coupon_code,
-            items=tuple(_item(p) for p in action.products or ()),
+            items=tuple(batch_item(p) for p in action.products or ()),
         )
     if data.promotion_action is not None:
         promos = data.promotion_action.promotions or ()
         return Commerce(
             kind="promotion",
             action=data.promotion_action.action,
-            promotions=tuple(
-                PromotionItem(id=as_text(p.id), name=p.name, creative=p.creative, position=as_text(p.position))
-                for p in promos
-            ),
+            promotions=tuple(make_promotion(p) for p in promos),
         )
     if data.product_impressions:
         return Commerce(
@@ -117,26 +113,9 @@ def _commerce(data: wire.EventData) -> Commerce | None:
             impressions=tuple(
                 Impression(
                     list_name=i.product_impression_list,
-                    items=tuple(_item(p) for p in i.products or ()),
+                    items=tuple(batch_item(p) for p in i.products or ()),
                 )
                 for i in data.product_impressions
             ),
         )
     return None
-
-
-def _item(product: wire.Product) -> Item:
-    """A batch product; its total is ``total_product_amount``."""
-    return Item(
-        id=as_text(product.id),
-        name=product.name,
-        brand=product.brand,
-        category=product.category,
-        variant=product.variant,
-        position=as_number(product.position),
-        price=as_number(product.price),
-        quantity=as_number(product.quantity),
-        coupon_code=product.coupon_code,
-        total=as_number(product.total_product_amount),
-        attributes=product.custom_attributes or {},
-    )

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from mparticle_klaviyo.mparticle import firehose as wire
+from mparticle_klaviyo.mparticle.items import firehose_item, make_promotion
 from mparticle_klaviyo.mparticle.model import (
     Commerce,
     Consent,
     Event,
     Impression,
-    Item,
-    PromotionItem,
     UserBatch,
 )
 from mparticle_klaviyo.mparticle.names import (
@@ -98,39 +97,19 @@ def _commerce(event: wire.FirehoseEvent) -> Commerce | None:
             tax_amount=as_number(event.tax_amount),
             shipping_amount=as_number(event.shipping_amount),
             coupon_code=event.coupon_code,
-            items=tuple(_item(p) for p in event.products or ()),
+            items=tuple(firehose_item(p) for p in event.products or ()),
         )
     if event.type == "promotion_action":
         return Commerce(
             kind="promotion",
             action=event.action or "unknown",
-            promotions=tuple(
-                PromotionItem(id=as_text(p.id), name=p.name, creative=p.creative, position=as_text(p.position))
-                for p in event.promotions or ()
-            ),
+            promotions=tuple(make_promotion(p) for p in event.promotions or ()),
         )
     return Commerce(
         kind="impression",
         action="impression",
         impressions=tuple(
-            Impression(list_name=i.impression_list_name, items=tuple(_item(p) for p in i.products or ()))
+            Impression(list_name=i.impression_list_name, items=tuple(firehose_item(p) for p in i.products or ()))
             for i in event.impressions or ()
         ),
-    )
-
-
-def _item(product: wire.FirehoseProduct) -> Item:
-    """A Firehose product; its total is ``total_amount``."""
-    return Item(
-        id=as_text(product.id),
-        name=product.name,
-        brand=product.brand,
-        category=product.category,
-        variant=product.variant,
-        position=as_number(product.position),
-        price=as_number(product.price),
-        quantity=as_number(product.quantity),
-        coupon_code=product.coupon_code,
-        total=as_number(product.total_amount),
-        attributes=product.attributes or {},
     )
