@@ -1,0 +1,1 @@
+"""Durable job stores: the contract (base.py) and the embedded SQLite store."""

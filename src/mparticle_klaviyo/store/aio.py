@@ -1,0 +1,104 @@
+"""Run a synchronous ``JobStore`` from asyncio: every call on one dedicated thread.
+
+One thread means one writer, which is what SQLite wants (no SQLITE_BUSY between our own
+writes), and it keeps blocking fsyncs off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TypeVar
+
+from mparticle_klaviyo.store.base import DeadFilter, EnqueueResult, Job, JobStore, NewJob, StateCount
+
+T = TypeVar("T")
+
+
+def _nothing() -> None:
+    return None
+
+
+class AsyncStore:
+    """Awaitable versions of the ``JobStore`` methods the service uses."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
+        self._acks: list[int] = []
+        self._ack_flush: asyncio.Task[None] | None = None
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> EnqueueResult:
+        """See ``JobStore.enqueue``."""
+        return await self._run(partial(self.store.enqueue, jobs, now))
+
+    async def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
+        """See ``JobStore.claim``."""
+        return await self._run(partial(self.store.claim, connection, limit, lease_s, now))
+
+    async def ack(self, ids: Sequence[int]) -> None:
+        """See ``JobStore.ack``; returns once ``ids`` are deleted.
+
+        Acks that arrive while the store thread is busy share one transaction: one commit (one
+        fsync) per delivered job would keep the thread so busy that ingest's enqueue, queued
+        behind thousands of acks, would answer seconds late.
+        """
+        self._acks.extend(ids)
+        if self._ack_flush is None:
+            self._ack_flush = asyncio.get_running_loop().create_task(self._flush_acks())
+        # Shielded: a caller cancelled while waiting must not cancel the others' commit.
+        await asyncio.shield(self._ack_flush)
+
+    async def _flush_acks(self) -> None:
+        try:
+            await self._run(_nothing)  # our turn on the store thread: acks gathered meanwhile join
+        finally:
+            ids, self._acks = self._acks, []
+            self._ack_flush = None
+        await self._run(partial(self.store.ack, ids))
+
+    async def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool) -> None:
+        """See ``JobStore.retry``."""
+        await self._run(partial(self.store.retry, ids, run_at, error, failed))
+
+    async def bury(self, ids: Sequence[int], reason: str, detail: str, now: float) -> None:
+        """See ``JobStore.bury``."""
+        await self._run(partial(self.store.bury, ids, reason, detail, now))
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """See ``JobStore.release``."""
+        await self._run(partial(self.store.release, ids))
+
+    async def release_expired(self, now: float) -> int:
+        """See ``JobStore.release_expired``."""
+        return await self._run(partial(self.store.release_expired, now))
+
+    async def backlog(self, connection: str | None = None) -> int:
+        """See ``JobStore.backlog``."""
+        return await self._run(partial(self.store.backlog, connection))
+
+    async def counts(self) -> list[StateCount]:
+        """See ``JobStore.counts``."""
+        return await self._run(self.store.counts)
+
+    async def failing_jobs(self, connection: str) -> list[Job]:
+        """See ``JobStore.failing_jobs``."""
+        return await self._run(partial(self.store.failing_jobs, connection))
+
+    async def dead(self, where: DeadFilter, limit: int = 100) -> list[Job]:
+        """See ``JobStore.dead``."""
+        return await self._run(partial(self.store.dead, where, limit))
+
+    async def forget_before(self, cutoff: float) -> int:
+        """See ``JobStore.forget_before``."""
+        return await self._run(partial(self.store.forget_before, cutoff))
+
+    async def close(self) -> None:
+        """Close the store on its thread, then stop the thread."""
+        await self._run(self.store.close)
+        self._thread.shutdown(wait=True)

@@ -1,0 +1,167 @@
+"""The job store contract: durable, deduplicated jobs with leases, delayed retries and dead letters.
+
+One row per job. A job is one mParticle event (or one consent subscription) of one connection,
+stored as normalised input so that delivery maps it with the code of the day (a mapping fix
+plus a redrive repairs dead letters).
+
+Life of a job::
+
+    enqueue -> READY --claim--> LEASED --ack--> (deleted)
+                 ^                 |  \\--bury--> DEAD --redrive--> READY
+                 |                 |                   \\--purge--> (deleted)
+                 +--retry/defer----+
+                 +--lease expired (crash) or release (shutdown)
+
+Invariants every implementation keeps (tests/store/contract.py checks them):
+
+* ``enqueue`` is atomic and durable when it returns: all jobs of the call are stored, or none.
+* A (connection, key) pair is enqueued at most once while it is remembered (``dedup_window_s``
+  after its first enqueue), even after the job was delivered and deleted.
+* ``claim`` returns READY jobs of one connection whose ``run_at <= now``, oldest id first, and
+  leases them until ``now + lease_s``; a leased job is claimed by nobody else until it is acked,
+  retried, buried, released, or its lease expires and ``release_expired`` returns it to READY.
+* ``retry`` with ``failed=True`` counts an attempt; with ``failed=False`` (a 429 or a barrier
+  deferral) it counts a throttle and leaves ``attempts`` alone.
+* Ids grow with enqueue order, so ``id`` order is arrival order.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+
+class JobState(enum.IntEnum):
+    """Where a job is in its life."""
+
+    READY = 0
+    LEASED = 1
+    DEAD = 3
+
+
+class NewJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A job to enqueue."""
+
+    connection: str
+    key: str
+    profile_key: str
+    kind: str
+    payload: bytes
+    run_at: float = 0.0
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored job."""
+
+    id: int
+    connection: str
+    key: str
+    profile_key: str
+    kind: str
+    payload: bytes
+    state: JobState
+    attempts: int
+    throttles: int
+    created_at: float
+    run_at: float
+    lease_until: float | None = None
+    last_error: str | None = None
+    dead_reason: str | None = None
+
+
+class EnqueueResult(msgspec.Struct, frozen=True):
+    """How many jobs of one enqueue call were stored, and how many were repeats."""
+
+    stored: int
+    duplicates: int
+
+
+class StateCount(msgspec.Struct, frozen=True):
+    """Backlog of one connection in one state, with the age of its oldest job."""
+
+    connection: str
+    state: JobState
+    count: int
+    oldest_created_at: float | None
+
+
+class DeadFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which dead jobs a DLQ command applies to (all when every field is None)."""
+
+    connection: str | None = None
+    reason: str | None = None
+    ids: tuple[int, ...] | None = None
+
+
+class JobStore(Protocol):
+    """Durable job storage; every method is synchronous and safe to call from one thread."""
+
+    def enqueue(self, jobs: Sequence[NewJob], now: float) -> EnqueueResult:
+        """Store new jobs in one durable transaction, skipping (connection, key) repeats."""
+        ...
+
+    def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
+        """Lease up to ``limit`` due READY jobs of ``connection``, oldest first."""
+        ...
+
+    def ack(self, ids: Sequence[int]) -> None:
+        """Delete delivered jobs."""
+        ...
+
+    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool) -> None:
+        """Return leased jobs to READY, due at ``run_at``; count an attempt or a throttle."""
+        ...
+
+    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float) -> None:
+        """Move jobs to DEAD with a reason code and Klaviyo's answer."""
+        ...
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Return leased jobs to READY as they were (graceful shutdown); counts nothing."""
+        ...
+
+    def release_expired(self, now: float) -> int:
+        """Return jobs whose lease has expired to READY (crash recovery); how many."""
+        ...
+
+    def connections(self) -> list[str]:
+        """Connections that have jobs in any state."""
+        ...
+
+    def counts(self) -> list[StateCount]:
+        """Backlog per connection and state."""
+        ...
+
+    def backlog(self, connection: str | None = None) -> int:
+        """READY plus LEASED jobs (of one connection, or all): what is still to deliver."""
+        ...
+
+    def dead(self, where: DeadFilter, limit: int = 100, offset: int = 0) -> list[Job]:
+        """Dead jobs matching ``where``, oldest first."""
+        ...
+
+    def redrive(self, where: DeadFilter, now: float) -> int:
+        """Make matching dead jobs READY again with attempts reset; how many."""
+        ...
+
+    def purge(self, where: DeadFilter) -> int:
+        """Delete matching dead jobs; how many."""
+        ...
+
+    def failing_jobs(self, connection: str) -> list[Job]:
+        """READY jobs that already failed or were throttled (attempts or throttles > 0), by id.
+
+        The delivery barrier rebuilds itself from these after a restart.
+        """
+        ...
+
+    def forget_before(self, cutoff: float) -> int:
+        """Drop dedup memory of keys first seen before ``cutoff``; how many."""
+        ...
+
+    def close(self) -> None:
+        """Close connections; further calls are errors."""
+        ...

@@ -1,0 +1,205 @@
+"""The embedded job store: one SQLite file in WAL mode, durable when a call returns.
+
+Threading: one connection per store, shared by every thread behind a lock. SQLite admits one
+writer at a time anyway and the service drives the store from one dedicated thread, so a pool
+would buy nothing; one connection also lets ``close()`` close everything from whichever thread
+calls it. Other processes (``status`` or ``dlq`` beside a running ``serve``) open their own
+store on the same file: WAL lets them read while we write, and ``BEGIN IMMEDIATE`` plus
+``busy_timeout`` queue their writes behind ours instead of failing with SQLITE_BUSY.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from mparticle_klaviyo.store import sqlite_sql as sql
+from mparticle_klaviyo.store.base import DeadFilter, EnqueueResult, Job, NewJob, StateCount
+from mparticle_klaviyo.store.errors import StoreClosedError
+from mparticle_klaviyo.store.sqlite_schema import connect
+
+DEFAULT_DEDUP_WINDOW_S = 7 * 86400.0
+
+
+class SqliteJobStore:
+    """``JobStore`` on one SQLite file; ``synchronous="NORMAL"`` trades power-loss durability for speed."""
+
+    def __init__(
+        self, path: str | Path, *, dedup_window_s: float = DEFAULT_DEDUP_WINDOW_S, synchronous: str = "FULL"
+    ) -> None:
+        if dedup_window_s < 0:
+            raise ValueError("dedup_window_s must be >= 0")
+        self.path = Path(path)
+        self.dedup_window_s = dedup_window_s
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = connect(self.path, synchronous)
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise StoreClosedError()
+            yield self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
+        # writes later can fail with SQLITE_BUSY at the upgrade, which busy_timeout cannot fix.
+        with self._read() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _check_open(self) -> None:
+        with self._read():
+            pass
+
+    def enqueue(self, jobs: Sequence[NewJob], now: float) -> EnqueueResult:
+        """Store new jobs in one durable transaction, skipping (connection, key) repeats."""
+        unique = _first_per_key(jobs)
+        if not unique:
+            self._check_open()
+            return EnqueueResult(stored=0, duplicates=0)
+        cutoff = now - self.dedup_window_s
+        with self._write() as conn:
+            new = _unseen(conn, unique, cutoff)
+            # One executemany in call order, so ids follow the order of ``jobs`` across connections.
+            conn.executemany(sql.INSERT_JOB, [_insert_row(job, now) for job in new])
+            for connection, keys in _keys_by_connection(new).items():
+                conn.execute(sql.REMEMBER_KEYS, (connection, now, json.dumps(keys), cutoff))
+                conn.execute(sql.COUNT_INSERTED, (connection, len(keys)))
+        return EnqueueResult(stored=len(new), duplicates=len(jobs) - len(new))
+
+    def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
+        """Lease up to ``limit`` due READY jobs of ``connection``, oldest first."""
+        if limit <= 0:
+            self._check_open()
+            return []
+        with self._write() as conn:
+            rows = conn.execute(sql.CLAIM, (now + lease_s, connection, now, limit)).fetchall()
+        # RETURNING yields rows in no promised order.
+        return sorted(map(sql.to_job, rows), key=_job_id)
+
+    def ack(self, ids: Sequence[int]) -> None:
+        """Delete delivered jobs; dead ones are left alone (only redrive and purge touch the DLQ)."""
+        with self._write() as conn:
+            conn.execute(sql.ACK, (sql.id_list(ids),))
+
+    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool) -> None:
+        """Return live (leased or ready) jobs to READY, due at ``run_at``; count an attempt or a throttle."""
+        with self._write() as conn:
+            conn.execute(sql.RETRY, (run_at, error, int(failed), int(not failed), sql.id_list(ids)))
+
+    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float) -> None:
+        """Move live jobs to DEAD with a reason code and Klaviyo's answer; a dead job keeps its first reason."""
+        with self._write() as conn:
+            conn.execute(sql.BURY, (reason, detail, now, sql.id_list(ids)))
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Return leased jobs to READY as they were (graceful shutdown); counts nothing."""
+        with self._write() as conn:
+            conn.execute(sql.RELEASE, (sql.id_list(ids),))
+
+    def release_expired(self, now: float) -> int:
+        """Return jobs whose lease has expired to READY (crash recovery); how many."""
+        with self._write() as conn:
+            return conn.execute(sql.RELEASE_EXPIRED, (now,)).rowcount
+
+    def connections(self) -> list[str]:
+        """Connections that have jobs in any state."""
+        with self._read() as conn:
+            return [row[0] for row in conn.execute(sql.CONNECTIONS)]
+
+    def counts(self) -> list[StateCount]:
+        """Backlog per connection and state, with the created_at of each group's first-arrived job."""
+        with self._read() as conn:
+            rows = conn.execute(sql.COUNTS).fetchall()
+        return [StateCount(row[0], sql.STATES[row[1]], row[2], sql.float_or_none(row[3])) for row in rows]
+
+    def backlog(self, connection: str | None = None) -> int:
+        """READY plus LEASED jobs (of one connection, or all): what is still to deliver."""
+        with self._read() as conn:
+            if connection is None:
+                return int(conn.execute(sql.BACKLOG_ALL).fetchone()[0])
+            return int(conn.execute(sql.BACKLOG_ONE, (connection,)).fetchone()[0])
+
+    def dead(self, where: DeadFilter, limit: int = 100, offset: int = 0) -> list[Job]:
+        """Dead jobs matching ``where``, oldest first."""
+        if limit <= 0:
+            self._check_open()
+            return []
+        query, params = sql.select_dead(where, limit, max(0, offset))
+        with self._read() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [sql.to_job(row) for row in rows]
+
+    def redrive(self, where: DeadFilter, now: float) -> int:
+        """Make matching dead jobs READY again with attempts and throttles reset; how many."""
+        query, params = sql.redrive_dead(where, now)
+        with self._write() as conn:
+            return conn.execute(query, params).rowcount
+
+    def purge(self, where: DeadFilter) -> int:
+        """Delete matching dead jobs; how many."""
+        query, params = sql.purge_dead(where)
+        with self._write() as conn:
+            return conn.execute(query, params).rowcount
+
+    def failing_jobs(self, connection: str) -> list[Job]:
+        """READY jobs that already failed or were throttled (attempts or throttles > 0), by id."""
+        with self._read() as conn:
+            return [sql.to_job(row) for row in conn.execute(sql.FAILING, (connection,))]
+
+    def forget_before(self, cutoff: float) -> int:
+        """Drop dedup memory of keys first seen before ``cutoff``; how many."""
+        with self._write() as conn:
+            return conn.execute(sql.FORGET, (cutoff,)).rowcount
+
+    def close(self) -> None:
+        """Close the connection; later calls raise StoreClosedError (closing twice is harmless)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _first_per_key(jobs: Sequence[NewJob]) -> list[NewJob]:
+    # A key repeated inside one call is stored once, as its first occurrence.
+    first: dict[tuple[str, str], NewJob] = {}
+    for job in jobs:
+        first.setdefault((job.connection, job.key), job)
+    return list(first.values())
+
+
+def _keys_by_connection(jobs: Sequence[NewJob]) -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    for job in jobs:
+        keys.setdefault(job.connection, []).append(job.key)
+    return keys
+
+
+def _unseen(conn: sqlite3.Connection, jobs: list[NewJob], cutoff: float) -> list[NewJob]:
+    # One lookup per connection (a call usually has one) instead of one per job; the caller's
+    # write lock keeps the answer true until the jobs are inserted.
+    known: set[tuple[str, str]] = set()
+    for connection, keys in _keys_by_connection(jobs).items():
+        rows = conn.execute(sql.KNOWN_KEYS, (connection, json.dumps(keys), cutoff))
+        known.update((connection, row[0]) for row in rows)
+    return [job for job in jobs if (job.connection, job.key) not in known] if known else jobs
+
+
+def _insert_row(job: NewJob, now: float) -> tuple[str, str, str, str, bytes, float, float]:
+    return (job.connection, job.key, job.profile_key, job.kind, job.payload, now, job.run_at)
+
+
+def _job_id(job: Job) -> int:
+    return job.id
