@@ -108,6 +108,9 @@ def replay_command(
     max_attempts: Annotated[int, typer.Option(min=1, help="Tries per request for 408/5xx/timeouts.")] = 8,
     max_retry_age: Annotated[float, typer.Option(min=1, help="Seconds after which a request stops retrying.")] = 900.0,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for one Klaviyo answer.")] = 10.0,
+    enqueue: Annotated[
+        bool, typer.Option("--enqueue", help="Queue into the service's job store instead of sending now.")
+    ] = False,
 ) -> None:
     """Deliver FILES to Klaviyo (or the emulator: klaviyo_url) within the account's rate limits.
 
@@ -122,6 +125,9 @@ def replay_command(
 
     chosen = load_connection(config, connection)
     paths = _existing(files)
+    if enqueue:
+        _enqueue(paths, config, chosen)
+        return
     options = ReplayOptions(
         max_concurrency=concurrency, max_attempts=max_attempts, max_retry_age_s=max_retry_age, timeout_s=timeout
     )
@@ -131,6 +137,25 @@ def replay_command(
         report = asyncio.run(replay(paths, chosen, options, stats, on_result=refresh))
     Console().print(summary_table(stats, report))
     if stats.failed_total or stats.input_errors:
+        raise typer.Exit(code=1)
+
+
+def _enqueue(paths: list[Path], config: Path, connection: Connection) -> None:
+    """``replay --enqueue``: plan jobs as ingest would and commit them to the store."""
+    from mparticle_klaviyo.replay import enqueue_files
+    from mparticle_klaviyo.store.sqlite import SqliteJobStore
+
+    service = load_config(config).service
+    store = SqliteJobStore(Path(service.store), dedup_window_s=service.dedup_window_s)
+    try:
+        result = enqueue_files(paths, connection, store)
+    finally:
+        store.close()
+    typer.echo(
+        f"queued {result.stored} job(s) ({result.duplicates} already queued before) from {result.batches} batch(es); "
+        f"{result.input_errors} input error(s); dropped: {dict(result.dropped) or 'none'}"
+    )
+    if result.input_errors:
         raise typer.Exit(code=1)
 
 
@@ -186,4 +211,7 @@ def version_command() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # The service commands import the store and the server; they register themselves on `app`.
+    import mparticle_klaviyo.cli_service  # noqa: F401
+
     app()

@@ -56,7 +56,7 @@ class ConnectionSettings(BaseModel):
     klaviyo_url: str = DEFAULT_KLAVIYO_URL
     rate_limits: dict[str, tuple[int, int]] = Field(default_factory=dict)
     firehose_token: SecretStr | None = None
-    events_api_key: str | None = None
+    events_api_key: SecretStr | None = None
     events_api_secret: SecretStr | None = None
     webhook_authorization: SecretStr | None = None
 

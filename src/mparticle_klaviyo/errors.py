@@ -60,6 +60,8 @@ def input_error_from_msgspec(exc: Exception, prefix: str = "") -> InputError:
                 break
             pointer += "/" + escape_pointer_token(key or index)
     missing = _MISSING_FIELD.match(text)
+    if missing and in_map_value:
+        return InputError(pointer, f"a value in this object: required field {missing.group('field')!r} is missing")
     if missing:
         pointer += "/" + escape_pointer_token(missing.group("field"))
         return InputError(pointer, "required field is missing")

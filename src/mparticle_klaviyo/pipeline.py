@@ -9,6 +9,7 @@ import msgspec
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.klaviyo.client import KlaviyoClient
 from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder, client_event_request, subscription_request
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.batch import map_batch
@@ -75,3 +76,15 @@ def batch_requests(mapped: Mapped) -> list[KlaviyoRequest]:
     else:
         requests.extend(client_event_request(e) for e in mapped.result.events)
     return requests
+
+
+def client_for(connection: Connection, *, pool_size: int, timeout_s: float = 10.0) -> KlaviyoClient:
+    """A Klaviyo client with the connection's keys, URL and revision."""
+    return KlaviyoClient(
+        public_key=connection.public_key,
+        private_key=connection.private_key,
+        base_url=connection.klaviyo_url,
+        revision=connection.revision,
+        timeout_s=timeout_s,
+        pool_size=pool_size,
+    )

@@ -12,10 +12,11 @@ import msgspec
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery import DeliveryReport, Result, Sender
 from mparticle_klaviyo.errors import InputError
-from mparticle_klaviyo.klaviyo.client import KlaviyoClient
 from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder, client_event_request
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
-from mparticle_klaviyo.pipeline import InputItem, Mapped, map_item, read_inputs, subscription_requests
+from mparticle_klaviyo.pipeline import InputItem, Mapped, client_for, map_item, read_inputs, subscription_requests
+from mparticle_klaviyo.service.jobs import Planned, plan_jobs
+from mparticle_klaviyo.store.base import JobStore
 
 ACCOUNT_MISMATCH = "account_mismatch"
 
@@ -151,14 +152,7 @@ async def replay(
         if on_result is not None:
             on_result(request, result)
 
-    client = KlaviyoClient(
-        public_key=connection.public_key,
-        private_key=connection.private_key,
-        base_url=connection.klaviyo_url,
-        revision=connection.revision,
-        timeout_s=options.timeout_s,
-        pool_size=options.max_concurrency,
-    )
+    client = client_for(connection, pool_size=options.max_concurrency, timeout_s=options.timeout_s)
     async with client:
         sender = Sender(
             client,
@@ -168,3 +162,43 @@ async def replay(
             max_retry_age_s=options.max_retry_age_s,
         )
         return await sender.deliver(planner.requests(read_inputs(paths)), record)
+
+
+class EnqueueSummary(msgspec.Struct, kw_only=True):
+    """What ``replay --enqueue`` queued."""
+
+    batches: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    input_errors: int = 0
+    dropped: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+def enqueue_files(paths: list[Path], connection: Connection, store: JobStore, chunk: int = 500) -> EnqueueSummary:
+    """Queue every forwardable event of ``paths`` for the service, in transactions of ``chunk`` batches."""
+    summary = EnqueueSummary()
+    dropped: Counter[str] = Counter()
+    planned = Planned()
+
+    def commit() -> None:
+        nonlocal planned
+        result = store.enqueue(planned.jobs, time.time())
+        summary.stored += result.stored
+        summary.duplicates += result.duplicates
+        dropped.update(planned.dropped)
+        planned = Planned()
+
+    for item in read_inputs(paths):
+        if item.batch is None:
+            summary.input_errors += 1
+            continue
+        summary.batches += 1
+        try:
+            plan_jobs([item.batch], connection, time.time() * 1000, planned)
+        except InputError:
+            summary.input_errors += 1
+        if summary.batches % chunk == 0:
+            commit()
+    commit()
+    summary.dropped = dict(dropped)
+    return summary

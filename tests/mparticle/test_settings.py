@@ -110,3 +110,19 @@ def test_a_bad_mapping_setting_names_the_problem_not_the_value() -> None:
     assert caught.value.pointer == "/account/account_settings/consentMapping"
     assert caught.value.message.startswith("is not valid JSON")
     assert "SECRETISH_11" not in str(caught.value)
+
+
+def test_a_request_cannot_override_urls_keys_or_ingest_credentials() -> None:
+    from mparticle_klaviyo.mparticle.settings import firehose_overrides
+
+    hostile = {
+        "klaviyoUrl": "http://evil.example",
+        "privateApiKey": "pk_evil",
+        "firehoseToken": "t",
+        "eventsApiSecret": "s",
+        "webhookAuthorization": "w",
+        "rateLimits": "{}",
+        "revision": "2020-01-01",
+        "listId": "L2",
+    }
+    assert firehose_overrides(hostile) == {"list_id": "L2"}

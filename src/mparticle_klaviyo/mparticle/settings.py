@@ -19,9 +19,26 @@ def setting_name(setting_id: str) -> str:
     return _CAMEL_BOUNDARY.sub("_", setting_id).lower()
 
 
+# What a Firehose request may set: the integration's own settings. Where data goes and how it
+# is authenticated (URLs, private keys, ingest credentials, limits) stays with the operator.
+OVERRIDABLE = frozenset(
+    {
+        "public_api_key",
+        "external_email_identity_type",
+        "phone_identifier",
+        "consent_mapping",
+        "property_mapping",
+        "list_id",
+        "default_phone_region",
+        "metric_names",
+        "supported_platforms",
+    }
+)
+
+
 def firehose_overrides(account_settings: dict[str, str]) -> dict[str, Any]:
-    """The settings a connection knows, keyed by our names; unknown ids are ignored."""
-    known = set(ConnectionSettings.model_fields)
+    """The integration settings of a request, keyed by our names; other ids are ignored."""
+    known = OVERRIDABLE & set(ConnectionSettings.model_fields)
     overrides: dict[str, Any] = {}
     for setting_id, value in account_settings.items():
         name = setting_name(setting_id)

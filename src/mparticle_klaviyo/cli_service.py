@@ -1,0 +1,234 @@
+"""Service commands: ``serve``, ``status`` and ``dlq list|show|redrive|purge``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mparticle_klaviyo.cli import ConfigOption, app, fail_config
+from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Config, load_config
+from mparticle_klaviyo.errors import ConfigError
+from mparticle_klaviyo.service.jobs import decode_payload
+from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, StateCount
+from mparticle_klaviyo.store.sqlite import SqliteJobStore
+
+dlq = typer.Typer(help="Inspect and repair dead-lettered jobs.", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
+
+ConnectionFilter = Annotated[str | None, typer.Option("--connection", help="Only this connection.")]
+ReasonFilter = Annotated[str | None, typer.Option("--reason", help="Only this reason code, e.g. http_400.")]
+IdsFilter = Annotated[list[int] | None, typer.Option("--id", help="Only these job ids (repeatable).")]
+
+
+def _config(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        raise fail_config(error) from None
+
+
+def _store(config: Config) -> SqliteJobStore:
+    path = Path(config.service.store)
+    if not path.exists():
+        typer.echo(f"error: no job store at {path} (has `serve` run with this config?)", err=True)
+        raise typer.Exit(code=2)
+    return SqliteJobStore(path, dedup_window_s=config.service.dedup_window_s)
+
+
+@app.command("serve")
+def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
+    """Run the service: HTTP ingest (Firehose, Events API, Webhook) and delivery to Klaviyo.
+
+    Stops gracefully on SIGTERM/SIGINT. Logs are JSON lines on stderr.
+    """
+    from mparticle_klaviyo.service.logs import configure_logging
+    from mparticle_klaviyo.service.runner import serve
+
+    loaded = _config(config)
+    configure_logging(loaded.service.log_level)
+    asyncio.run(serve(loaded))
+
+
+@app.command("status")
+def status_command(
+    config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
+    sample: Annotated[float, typer.Option(min=0, help="Seconds between two /metrics reads for rates (0: none).")] = 1.0,
+) -> None:
+    """Backlog per connection and state, the oldest job's age, and rates from the running service."""
+    loaded = _config(config)
+    store = _store(loaded)
+    try:
+        counts = store.counts()
+    finally:
+        store.close()
+    console = Console()
+    console.print(_backlog_table(counts))
+    if sample > 0:
+        console.print(_rates_table(loaded, sample))
+
+
+def _backlog_table(counts: list[StateCount]) -> Table:
+    table = Table(title="Job store", header_style="bold")
+    for column in ("connection", "state", "jobs", "oldest job age"):
+        table.add_column(column, justify="right" if column in ("jobs", "oldest job age") else "left")
+    now = time.time()
+    for count in sorted(counts, key=lambda c: (c.connection, c.state)):
+        age = "" if count.oldest_created_at is None else f"{now - count.oldest_created_at:,.0f}s"
+        table.add_row(count.connection, count.state.name.lower(), f"{count.count:,}", age)
+    if not counts:
+        table.add_row("(empty)", "", "0", "")
+    return table
+
+
+def _rates_table(config: Config, seconds: float) -> Table | str:
+    """Per-second rates from two reads of the service's /metrics, ``seconds`` apart."""
+    url = f"http://{config.service.host}:{config.service.port}/metrics"
+    try:
+        first = _read_counters(url)
+        time.sleep(seconds)
+        second = _read_counters(url)
+    except OSError:
+        return f"rates: the service is not reachable at {url}"
+    table = Table(title=f"Rates over {seconds:g}s (from {url})", header_style="bold")
+    table.add_column("metric")
+    table.add_column("connection")
+    table.add_column("per second", justify="right")
+    for (name, connection), value in sorted(second.items()):
+        table.add_row(name, connection, f"{(value - first.get((name, connection), 0.0)) / seconds:,.1f}")
+    return table
+
+
+_RATE_METRICS = {
+    "mpk_events_received": "events received",
+    "mpk_events_accepted": "events queued",
+    "mpk_jobs_delivered": "jobs delivered",
+    "mpk_jobs_retried": "jobs retried",
+    "mpk_jobs_dead_lettered": "jobs dead-lettered",
+    "mpk_klaviyo_429": "429s from Klaviyo",
+}
+
+
+def _read_counters(url: str) -> dict[tuple[str, str], float]:
+    """Counter totals by (metric, connection) from a Prometheus text exposition."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    totals: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        label = _RATE_METRICS.get(family.name)
+        if label is None:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                key = (label, sample.labels.get("connection", ""))
+                totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+@dlq.command("list")
+def dlq_list(
+    config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
+    connection: ConnectionFilter = None,
+    reason: ReasonFilter = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most rows to show.")] = 50,
+) -> None:
+    """Dead-lettered jobs, oldest first, with their reason and Klaviyo's answer."""
+    store = _store(_config(config))
+    try:
+        jobs = store.dead(DeadFilter(connection=connection, reason=reason), limit)
+    finally:
+        store.close()
+    table = Table(title="Dead letters", header_style="bold")
+    for column in ("id", "connection", "kind", "reason", "attempts", "detail"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        table.add_row(
+            str(job.id), job.connection, job.kind, job.dead_reason or "", str(job.attempts), job.last_error or ""
+        )
+    Console().print(table)
+
+
+@dlq.command("show")
+def dlq_show(
+    job_id: Annotated[int, typer.Argument(help="Job id from `dlq list`.")],
+    config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
+) -> None:
+    """One dead job: its reason, Klaviyo's answer, and the stored mParticle input."""
+    store = _store(_config(config))
+    try:
+        found = store.dead(DeadFilter(ids=(job_id,)), 1)
+    finally:
+        store.close()
+    if not found:
+        typer.echo(f"error: no dead job {job_id}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(msgspec.json.format(msgspec.json.encode(_job_view(found[0])), indent=2).decode())
+
+
+def _job_view(job: Job) -> dict[str, object]:
+    try:
+        stored: object = msgspec.to_builtins(msgspec.structs.replace(decode_payload(job.payload), settings=None))
+    except msgspec.DecodeError as error:
+        # "unmappable" dead letters are exactly the ones whose input may not decode: say so.
+        stored = {"undecodable": str(error), "bytes": len(job.payload)}
+    return {
+        "id": job.id,
+        "connection": job.connection,
+        "kind": job.kind,
+        "key": job.key,
+        "state": JobState(job.state).name.lower(),
+        "reason": job.dead_reason,
+        "detail": job.last_error,
+        "attempts": job.attempts,
+        "throttles": job.throttles,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.created_at)),
+        "input": stored,
+    }
+
+
+@dlq.command("redrive")
+def dlq_redrive(
+    config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
+    connection: ConnectionFilter = None,
+    reason: ReasonFilter = None,
+    ids: IdsFilter = None,
+) -> None:
+    """Queue dead jobs again; delivery maps their stored input with today's code and settings."""
+    store = _store(_config(config))
+    try:
+        count = store.redrive(
+            DeadFilter(connection=connection, reason=reason, ids=tuple(ids) if ids else None), time.time()
+        )
+    finally:
+        store.close()
+    typer.echo(f"redrove {count} job(s)")
+
+
+@dlq.command("purge")
+def dlq_purge(
+    config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
+    connection: ConnectionFilter = None,
+    reason: ReasonFilter = None,
+    ids: IdsFilter = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete.")] = False,
+) -> None:
+    """Delete dead jobs for good (asks for --yes)."""
+    if not yes:
+        typer.echo("error: purge deletes jobs for good; add --yes", err=True)
+        raise typer.Exit(code=2)
+    store = _store(_config(config))
+    try:
+        count = store.purge(DeadFilter(connection=connection, reason=reason, ids=tuple(ids) if ids else None))
+    finally:
+        store.close()
+    typer.echo(f"purged {count} job(s)")

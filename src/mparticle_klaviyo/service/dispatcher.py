@@ -1,0 +1,345 @@
+"""Delivery of one connection's jobs from the store to Klaviyo.
+
+The loop claims due jobs (leased, so a crash returns them), holds back jobs of profiles whose
+earlier job is failing (``Barrier``), maps the rest with today's code, packs them into send
+units, and sends each unit through its endpoint's lane (Retry-After gate, two-window limiter,
+AIMD). Answers settle jobs:
+
+* 2xx: ack (the row is deleted);
+* 429: the lane's gate closes for Retry-After and the job returns to the queue due when the
+  gate reopens, without counting an attempt;
+* 408/5xx/timeouts/resets: retry with exponential backoff and full jitter, counted; past
+  ``max_attempts`` or ``max_age_s`` the job is dead-lettered as ``retries_exhausted``;
+* other 4xx: dead-lettered with Klaviyo's answer. In a bulk job, Klaviyo's JSON pointer names
+  the bad entry: only its jobs are dead-lettered, the others go straight back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Mapping
+
+import msgspec
+
+from mparticle_klaviyo.config import Connection
+from mparticle_klaviyo.delivery.backoff import Backoff
+from mparticle_klaviyo.delivery.barrier import Barrier
+from mparticle_klaviyo.delivery.clock import MonotonicClock
+from mparticle_klaviyo.delivery.lane import Lane, Transport
+from mparticle_klaviyo.delivery.report import Tally
+from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable, Throttled
+from mparticle_klaviyo.service.jobs import unique_id_of
+from mparticle_klaviyo.service.metrics import Metrics
+from mparticle_klaviyo.service.units import Mapped, Unit, Unmappable, build_units, map_job, now_ms
+from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.base import Job
+
+log = logging.getLogger("mparticle_klaviyo.delivery")
+_ERROR_PAUSE_S = 1.0
+_BULK_POINTER = re.compile(r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?")
+
+
+class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Knobs of delivery."""
+
+    claim_batch: int = 500
+    max_in_flight_jobs: int = 2000
+    lease_s: float = 120.0
+    poll_s: float = 0.25
+    max_attempts: int = 8
+    max_age_s: float = 7 * 86400
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 600.0
+    default_retry_after_s: float = 1.0
+    max_retry_after_s: float = 600.0
+    release_every_s: float = 10.0
+    max_concurrency: int = 64
+
+
+class Dispatcher:
+    """Delivers one connection's queued jobs until told to stop."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        store: AsyncStore,
+        client: Transport,
+        metrics: Metrics,
+        options: DispatchOptions | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.connection = connection
+        self.store = store
+        self.client = client
+        self.metrics = metrics
+        self.options = options or DispatchOptions()
+        self.barrier = Barrier()
+        self.wake = asyncio.Event()
+        self._clock = MonotonicClock()
+        self._lanes: dict[str, Lane] = {
+            endpoint: Lane(limit, self._clock, max_concurrency=self.options.max_concurrency)
+            for endpoint, limit in connection.rate_limits.items()
+        }
+        self._backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s, rng)
+        self._blocker_due: dict[int, float] = {}
+        self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
+        self._in_flight = 0
+        self._tally = Tally()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set, then finish what is in flight (see ``drain``).
+
+        A store error (a write lock held past the busy timeout, a full disk) pauses the loop
+        instead of ending it: a dead loop would leave the connection undelivered until a restart
+        while ingest kept accepting.
+        """
+        started = False
+        last_release = time.monotonic()
+        while not stop.is_set():
+            try:
+                if not started:
+                    await self._start()
+                    started, last_release = True, time.monotonic()
+                elif time.monotonic() - last_release > self.options.release_every_s:
+                    await self.store.release_expired(time.time())
+                    last_release = time.monotonic()
+                claimed = await self._claim_and_start()
+            except Exception:
+                log.exception("delivery paused by an error", extra={"connection": self.connection.name})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _ERROR_PAUSE_S)
+                continue
+            if not claimed:
+                await self._idle(stop)
+
+    async def _start(self) -> None:
+        # Leases a crashed process left behind first: a failed job still leased by it would be
+        # missing from the rebuilt barrier, and its profile's later jobs would overtake it.
+        await self.store.release_expired(time.time())
+        await self._rebuild_barrier()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for in-flight units; release the jobs of those still running after ``timeout_s``."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        leftover = [job.id for task, jobs in self._tasks.items() if not task.done() for job in jobs]
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if leftover:
+            await self.store.release(leftover)
+
+    async def _rebuild_barrier(self) -> None:
+        """After a restart, profiles with failing jobs are blocked again, as before the crash."""
+        for job in await self.store.failing_jobs(self.connection.name):
+            self.barrier.failed(job.profile_key, job.id)
+            self._blocker_due[job.id] = job.run_at
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Sleep until woken (new jobs), a unit finishes, or the poll interval passes."""
+        self.wake.clear()
+        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self.wake.wait())}
+        waiters.add(asyncio.ensure_future(stop.wait()))
+        waiters.update(self._tasks)  # type: ignore[arg-type]
+        _, pending = await asyncio.wait(waiters, timeout=self.options.poll_s, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            if waiter not in self._tasks:
+                waiter.cancel()
+
+    async def _claim_and_start(self) -> int:
+        """Claim what fits in the in-flight window and start sending it; how many were claimed."""
+        room = self.options.max_in_flight_jobs - self._in_flight
+        if room <= 0:
+            return 0
+        jobs = await self.store.claim(
+            self.connection.name, min(room, self.options.claim_batch), self.options.lease_s, time.time()
+        )
+        if not jobs:
+            return 0
+        sendable = await self._hold_back_blocked(jobs)
+        mapped = await self._map(sendable)
+        for unit in build_units(mapped, self.connection.server_mode):
+            self._in_flight += len(unit.jobs)
+            task = asyncio.create_task(self._send_unit(unit))
+            self._tasks[task] = unit.jobs
+            task.add_done_callback(self._finished)
+        return len(jobs)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        jobs = self._tasks.pop(task, ())
+        self._in_flight -= len(jobs)
+        self.wake.set()
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Its jobs stay leased and come back when the lease expires; say why here.
+            log.error("a send unit failed", exc_info=error, extra={"connection": self.connection.name})
+
+    async def _hold_back_blocked(self, jobs: list[Job]) -> list[Job]:
+        """Jobs behind a failing job of their profile go back, due after that job's retry.
+
+        When a profile's blocker is retried, its next failed jobs go with it as long as each is
+        the next one in id order (in one bulk request in server mode); holding each until the one
+        before succeeded would drain a busy profile at one job per hold.
+        """
+        sendable: list[Job] = []
+        held: dict[float, list[int]] = {}
+        retrying: dict[str, deque[int]] = {}  # profile -> its failed jobs after those retried now
+        now = time.time()
+        for job in jobs:  # in id order
+            key = job.profile_key
+            if self.barrier.may_send(key, job.id):
+                sendable.append(job)
+                if self.barrier.blocker(key) == job.id:
+                    retrying[key] = deque(self.barrier.failing(key)[1:])
+            elif (after := retrying.get(key)) and after[0] == job.id:
+                after.popleft()
+                sendable.append(job)
+            else:
+                retrying.pop(key, None)  # a gap: the rest waits for the jobs before it
+                blocker = self.barrier.blocker(key)
+                due = max(now + 0.5, self._blocker_due.get(blocker or job.id, now) + 0.1)
+                held.setdefault(due, []).append(job.id)
+        for due, ids in held.items():  # one write per blocker, not one per held job
+            await self.store.retry(ids, due, "held: an earlier job of this profile is being retried", False)
+        return sendable
+
+    async def _map(self, jobs: list[Job]) -> list[Mapped]:
+        """Map claimed jobs; what no longer maps goes to the dead letters at once."""
+        mapped: list[Mapped] = []
+        stamp = now_ms()
+        for job in jobs:
+            result = map_job(job, self.connection, stamp)
+            if isinstance(result, Unmappable):
+                await self._bury([job], result.reason, result.detail)
+            else:
+                mapped.append(result)
+        return mapped
+
+    async def _send_unit(self, unit: Unit) -> None:
+        """Send a unit's requests in order; the first answer that is not a success settles it."""
+        outcome: Outcome = Delivered(status=202)
+        for request in unit.requests:
+            lane = self._lanes.get(request.endpoint)
+            if lane is None:
+                await self._bury(list(unit.jobs), "unknown_endpoint", request.endpoint)
+                return
+            started = time.monotonic()
+            outcome = await lane.send(self.client, request, self._tally)
+            self.metrics.klaviyo_latency.labels(request.endpoint).observe(time.monotonic() - started)
+            if isinstance(outcome, Throttled):
+                self.metrics.throttled.labels(self.connection.name, request.endpoint).inc()
+                lane.gate.close_for(self._gate_seconds(outcome))
+                await self._throttled(unit, lane)
+                return
+            if not isinstance(outcome, Delivered):
+                break
+        await self._settle(unit, outcome)
+
+    async def _settle(self, unit: Unit, outcome: Outcome) -> None:
+        jobs = list(unit.jobs)
+        if isinstance(outcome, Delivered):
+            await self.store.ack([job.id for job in jobs])
+            for job in jobs:
+                self._done(job)
+                self.metrics.delivered.labels(self.connection.name, job.kind).inc()
+        elif isinstance(outcome, Permanent):
+            await self._permanent(unit, outcome)
+        elif isinstance(outcome, Retryable):
+            await self._retry(jobs, outcome)
+
+    async def _throttled(self, unit: Unit, lane: Lane) -> None:
+        """A 429: back in the queue, due when the gate reopens; not an attempt."""
+        due = time.time() + lane.gate.remaining()
+        jobs = list(unit.jobs)
+        await self.store.retry([job.id for job in jobs], due, "throttled (429)", False)
+        for job in jobs:
+            self._blocked(job, due)
+
+    async def _retry(self, jobs: list[Job], outcome: Retryable) -> None:
+        """A transient failure: try again later, or give up past the attempt and age limits."""
+        now = time.time()
+        error = f"{outcome.reason} {outcome.detail}".strip()
+        exhausted = [
+            j
+            for j in jobs
+            if j.attempts + 1 >= self.options.max_attempts or now - j.created_at > self.options.max_age_s
+        ]
+        if exhausted:
+            await self._bury(exhausted, "retries_exhausted", error)
+        gone = {j.id for j in exhausted}
+        again = [j for j in jobs if j.id not in gone]
+        if not again:
+            return
+        # A unit's jobs failed together and are retried together: one delay, one write (a 503 on
+        # a 1000-job bulk request is not 1000 transactions, and its jobs stay in one request).
+        due = now + self._backoff.delay(max(j.attempts for j in again))
+        await self.store.retry([j.id for j in again], due, error, True)
+        for job in again:
+            self._blocked(job, due)
+        self.metrics.retried.labels(self.connection.name, outcome.reason).inc(len(again))
+
+    async def _permanent(self, unit: Unit, outcome: Permanent) -> None:
+        """Dead-letter the jobs Klaviyo refused; in a bulk job only the entry its pointer names."""
+        culprits = _culprits(unit, outcome.pointer)
+        reason = f"http_{outcome.status}" if outcome.status else outcome.reason
+        # error_summary already names the pointer in the detail; add it only when it does not.
+        where = f" (at {outcome.pointer})" if outcome.pointer and outcome.pointer not in outcome.detail else ""
+        detail = f"{outcome.reason}: {outcome.detail}{where}"
+        await self._bury(culprits, reason, detail)
+        buried = {job.id for job in culprits}
+        innocent = [job for job in unit.jobs if job.id not in buried]
+        if innocent:
+            # Sent with a bad neighbour; not their fault, so no attempt is counted.
+            await self.store.retry(
+                [job.id for job in innocent], time.time(), "resend without a rejected neighbour", False
+            )
+
+    async def _bury(self, jobs: list[Job], reason: str, detail: str) -> None:
+        await self.store.bury([job.id for job in jobs], reason, detail, time.time())
+        for job in jobs:
+            self._done(job)
+            self.metrics.dead.labels(self.connection.name, reason.split(":")[0]).inc()
+
+    def _blocked(self, job: Job, due: float) -> None:
+        self.barrier.failed(job.profile_key, job.id)
+        self._blocker_due[job.id] = due
+
+    def _done(self, job: Job) -> None:
+        self.barrier.done(job.profile_key, job.id)
+        self._blocker_due.pop(job.id, None)
+
+    def _gate_seconds(self, outcome: Throttled) -> float:
+        seconds = self.options.default_retry_after_s if outcome.retry_after is None else outcome.retry_after
+        return min(seconds, self.options.max_retry_after_s)
+
+    def lanes(self) -> Mapping[str, Lane]:
+        """The lanes by endpoint (for metrics and tests)."""
+        return self._lanes
+
+
+def _culprits(unit: Unit, pointer: str | None) -> list[Job]:
+    """The jobs a bulk error pointer names; all of the unit's jobs when it names none."""
+    match = _BULK_POINTER.match(pointer or "")
+    if match is None or len(unit.jobs) == 1:
+        return list(unit.jobs)
+    entries = unit.requests[0].body["data"]["attributes"]["events-bulk-create"]["data"]
+    entry_index = int(match.group(1))
+    if entry_index >= len(entries):
+        return list(unit.jobs)
+    events = entries[entry_index]["attributes"]["events"]["data"]
+    if match.group(2) is not None and int(match.group(2)) < len(events):
+        events = [events[int(match.group(2))]]
+    bad_ids = {e["attributes"]["unique_id"] for e in events}
+    # A job's key is its base unique id; commerce events add ":<n>" to it.
+    culprits = [job for job in unit.jobs if _names_job(unique_id_of(job.key), bad_ids)]
+    return culprits or list(unit.jobs)
+
+
+def _names_job(unique_id: str, bad_ids: set[str]) -> bool:
+    """Whether a rejected event is this job's own (or one of its ``<id>:<n>`` commerce events)."""
+    return unique_id in bad_ids or any(i.startswith(unique_id + ":") for i in bad_ids)

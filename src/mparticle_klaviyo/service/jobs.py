@@ -1,0 +1,162 @@
+"""Accepted batches -> store jobs, and store jobs -> batches again (map at dispatch).
+
+A job holds one mParticle event as normalised input: the user's batch with only that event,
+so delivery maps it with the code of the day. Ingest maps each batch once anyway, to reject
+what can never be sent and to learn each event's key and profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import msgspec
+
+from mparticle_klaviyo.config import Connection
+from mparticle_klaviyo.errors import InputError, join_pointer
+from mparticle_klaviyo.mapping.batch import map_batch
+from mparticle_klaviyo.mapping.result import MappedBatch, Subscription
+from mparticle_klaviyo.mparticle.model import UserBatch
+from mparticle_klaviyo.mparticle.settings import SETTINGS_POINTER, connection_for_request
+from mparticle_klaviyo.store.base import NewJob
+
+EVENT = "event"
+_KEY_SEPARATOR = "\x1f"  # ASCII unit separator: cannot clash with ids, emails or metric names
+SUBSCRIPTION = "subscription"
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(UserBatch)
+_json = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder(UserBatch)
+
+
+class Planned(msgspec.Struct, kw_only=True):
+    """The jobs for some batches, and what ingest dropped (by reason) or warned about."""
+
+    jobs: list[NewJob] = msgspec.field(default_factory=list)
+    dropped: Counter[str] = msgspec.field(default_factory=Counter)
+    warnings: Counter[str] = msgspec.field(default_factory=Counter)
+    events: int = 0
+
+
+def plan_jobs(
+    batches: list[UserBatch], connection: Connection, now_ms: float, planned: Planned | None = None
+) -> Planned:
+    """Jobs for every forwardable event and consent grant of ``batches``.
+
+    Raises ``InputError`` when a Firehose request carries an invalid setting.
+    """
+    planned = planned or Planned()
+    for batch in batches:
+        effective = connection_for_request(connection, batch.settings)
+        if effective.public_key != connection.public_key:
+            # Delivery uses the connection's keys: a request for another Klaviyo account must
+            # not be sent with them. Configure a connection (and Firehose token) for that account.
+            raise InputError(
+                join_pointer(*SETTINGS_POINTER, "publicApiKey"),
+                f"differs from connection {connection.name!r}'s public_api_key; "
+                "configure a connection for that account",
+            )
+        keyed = _with_batch_key(batch)
+        mapped = map_batch(keyed, effective.mapping, now_ms)
+        planned.events += len(batch.events)
+        _count_notices(mapped, planned)
+        planned.jobs.extend(_event_jobs(keyed, mapped, connection.name))
+        planned.jobs.extend(_subscription_jobs(keyed, mapped, connection.name))
+    return planned
+
+
+def decode_payload(payload: bytes) -> UserBatch:
+    """The stored batch of one job."""
+    if payload[:1] == b"{":  # see _encode_payload; a msgpack map never starts with this byte
+        return _json_decoder.decode(payload)
+    return _decoder.decode(payload)
+
+
+def _encode_payload(batch: UserBatch) -> bytes:
+    """msgpack, or JSON for a batch holding integers msgpack cannot (attributes beyond 64 bits)."""
+    try:
+        return _encoder.encode(batch)
+    except OverflowError:
+        return _json.encode(batch)
+
+
+def _with_batch_key(batch: UserBatch) -> UserBatch:
+    """Pin the batch's identity before splitting it: fallback unique ids hash it."""
+    if batch.batch_key:
+        return batch
+    return msgspec.structs.replace(batch, batch_key=hashlib.sha256(_json.encode(batch)).hexdigest())
+
+
+def _count_notices(mapped: MappedBatch, planned: Planned) -> None:
+    for notice in mapped.notices:
+        (planned.dropped if notice.kind == "dropped" else planned.warnings)[notice.reason] += 1
+
+
+def _event_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> list[NewJob]:
+    """One job per mParticle event that mapped to at least one Klaviyo event."""
+    first_by_index: dict[int, str] = {}
+    timestamps = {event.index: event.timestamp_ms for event in batch.events}
+    profile_key = ""
+    for event in mapped.events:
+        profile_key = profile_key or _profile_key(event.profile.get("email"), event.profile.get("phone_number"))
+        if event.index not in first_by_index:
+            metric = event.attributes["metric"]["data"]["attributes"]["name"]
+            stamp = timestamps.get(event.index)
+            first_by_index[event.index] = event_job_key(stamp, event.unique_id, profile_key, metric)
+    events = {event.index: event for event in batch.events}
+    return [
+        NewJob(
+            connection=connection,
+            key=key,
+            profile_key=profile_key,
+            kind=EVENT,
+            payload=_encode_payload(msgspec.structs.replace(batch, events=(events[index],))),
+        )
+        for index, key in first_by_index.items()
+    ]
+
+
+def event_job_key(timestamp_ms: float | None, unique_id: str, profile_key: str, metric: str) -> str:
+    """An event job's dedup key: the event's time, then Klaviyo's own dedup identity.
+
+    Klaviyo dedups by (profile, metric, unique_id); keyed on the unique id alone, one user's
+    "Order Placed" and "Order Shipped" sharing an ``$event_id`` (or two users' events sharing
+    one) would be queued once and one of them lost. The time comes first so that the store's
+    dedup index grows at its end like a log: random keys (mParticle's ids are UUIDs) would
+    dirty a random index page per event once the index is large.
+    """
+    stamp = 0 if timestamp_ms is None else max(0, int(timestamp_ms))
+    return _KEY_SEPARATOR.join((f"{stamp:015d}", unique_id, profile_key, metric))
+
+
+def unique_id_of(job_key: str) -> str:
+    """The Klaviyo ``unique_id`` part of an event job's key."""
+    return job_key.split(_KEY_SEPARATOR, 2)[1]
+
+
+def _subscription_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> list[NewJob]:
+    """One job per granted (profile, channels): subscribing twice has side effects at Klaviyo."""
+    if not mapped.subscriptions:
+        return []
+    consents_only = _encode_payload(msgspec.structs.replace(batch, events=()))
+    return [
+        NewJob(
+            connection=connection,
+            key=_subscription_key(s),
+            profile_key=_profile_key(s.email, s.phone_number),
+            kind=SUBSCRIPTION,
+            payload=consents_only,
+        )
+        for s in mapped.subscriptions
+    ]
+
+
+def _subscription_key(subscription: Subscription) -> str:
+    who = _profile_key(subscription.email, subscription.phone_number)
+    return f"consent:{who}:{'+'.join(sorted(subscription.channels))}"
+
+
+def _profile_key(email: str | None, phone: str | None) -> str:
+    """What orders a profile's jobs: its email, else its phone."""
+    return f"email:{email.lower()}" if email else f"phone:{phone}" if phone else ""

@@ -1,0 +1,49 @@
+"""Prometheus metrics of the service, in their own registry (served at ``/metrics``).
+
+Labels are connection names, endpoints and reason codes only: never keys, emails or phones.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Every metric the service exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter("mpk_events_received", "mParticle events received", ["connection", "input"], registry=r)
+        self.accepted = Counter("mpk_events_accepted", "Events durably queued", ["connection"], registry=r)
+        self.duplicates = Counter("mpk_events_duplicate", "Events already queued before", ["connection"], registry=r)
+        self.dropped = Counter("mpk_events_dropped", "Events not forwarded", ["connection", "reason"], registry=r)
+        self.rejected = Counter("mpk_requests_rejected", "Ingest requests refused", ["input", "status"], registry=r)
+        self.delivered = Counter("mpk_jobs_delivered", "Jobs Klaviyo accepted", ["connection", "kind"], registry=r)
+        self.retried = Counter(
+            "mpk_jobs_retried", "Jobs scheduled for another try", ["connection", "reason"], registry=r
+        )
+        self.dead = Counter(
+            "mpk_jobs_dead_lettered", "Jobs moved to the dead letters", ["connection", "reason"], registry=r
+        )
+        self.throttled = Counter("mpk_klaviyo_429", "429 answers from Klaviyo", ["connection", "endpoint"], registry=r)
+        self.backlog = Gauge("mpk_backlog_jobs", "Jobs per state", ["connection", "state"], registry=r)
+        self.oldest = Gauge("mpk_oldest_job_age_seconds", "Age of the oldest ready job", ["connection"], registry=r)
+        self.blocked_profiles = Gauge(
+            "mpk_blocked_profiles", "Profiles held by the barrier", ["connection"], registry=r
+        )
+        self.limiter_wait = Counter(
+            "mpk_limiter_wait_seconds", "Time spent waiting for the rate limiter", ["connection"], registry=r
+        )
+        self.ingest_latency = Histogram(
+            "mpk_ingest_seconds", "Ingest request latency", ["input"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.klaviyo_latency = Histogram(
+            "mpk_klaviyo_request_seconds", "Klaviyo request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+
+    def exposition(self) -> bytes:
+        """The text exposition format."""
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,131 @@
+"""``mparticle-klaviyo serve``: ingest and delivery in one process, with a graceful shutdown.
+
+SIGTERM or SIGINT: readiness turns false, the listener closes (in-flight requests finish),
+dispatchers stop claiming, in-flight sends get ``shutdown_timeout_s`` to finish, and whatever
+is still leased is released back to the queue. A kill -9 instead loses nothing either: leases
+expire and the jobs are delivered after the restart (Klaviyo dedups by ``unique_id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from mparticle_klaviyo.config import Config
+from mparticle_klaviyo.pipeline import client_for
+from mparticle_klaviyo.service.app import INGEST, Ingest, create_app
+from mparticle_klaviyo.service.dispatcher import Dispatcher, DispatchOptions
+from mparticle_klaviyo.service.metrics import Metrics
+from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.base import JobState
+from mparticle_klaviyo.store.sqlite import SqliteJobStore
+
+log = logging.getLogger("mparticle_klaviyo.serve")
+_GAUGES_EVERY_S = 5.0
+
+
+class Service:
+    """Everything ``serve`` runs: store, ingest app, one dispatcher per connection."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        service = config.service
+        self.store = AsyncStore(SqliteJobStore(Path(service.store), dedup_window_s=service.dedup_window_s))
+        self.metrics = Metrics()
+        self.stop = asyncio.Event()
+        options = DispatchOptions(
+            max_attempts=service.max_attempts,
+            max_age_s=service.max_age_s,
+            lease_s=service.lease_s,
+            max_concurrency=service.max_concurrency,
+            # Expired leases are looked for every release_every_s: with a short lease, a crashed
+            # process's jobs would otherwise wait up to that long after their lease ran out.
+            release_every_s=min(DispatchOptions().release_every_s, service.lease_s / 2),
+        )
+        self.clients = {
+            name: client_for(c, pool_size=service.max_concurrency) for name, c in config.connections.items()
+        }
+        self.dispatchers = {
+            name: Dispatcher(c, self.store, self.clients[name], self.metrics, options)
+            for name, c in config.connections.items()
+        }
+        self.app = create_app(config, self.store, self.metrics, self._wake)
+        self.ingest: Ingest = self.app[INGEST]
+
+    def _wake(self, connection: str) -> None:
+        dispatcher = self.dispatchers.get(connection)
+        if dispatcher is not None:
+            dispatcher.wake.set()
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Serve until ``self.stop`` is set, then shut down gracefully."""
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.service.host, self.config.service.port, reuse_address=True)
+        await site.start()
+        tasks = [asyncio.create_task(d.run(self.stop)) for d in self.dispatchers.values()]
+        tasks.append(asyncio.create_task(self._housekeeping()))
+        self.ingest.ready = True
+        log.info("serving", extra={"url": _url(runner), "connections": sorted(self.config.connections)})
+        if ready is not None:
+            ready.set()
+        try:
+            await self.stop.wait()
+        finally:
+            await self._shutdown(runner, tasks)
+
+    async def _shutdown(self, runner: web.AppRunner, tasks: list[asyncio.Task[None]]) -> None:
+        log.info("stopping")
+        self.ingest.ready = False
+        self.stop.set()
+        await runner.cleanup()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        timeout = self.config.service.shutdown_timeout_s
+        await asyncio.gather(*(d.drain(timeout) for d in self.dispatchers.values()))
+        for client in self.clients.values():
+            await client.close()
+        await self.store.close()
+        log.info("stopped")
+
+    async def _housekeeping(self) -> None:
+        """Refresh backlog gauges, forget old dedup keys."""
+        last_forget = 0.0
+        while not self.stop.is_set():
+            await self._update_gauges()
+            if time.monotonic() - last_forget > 3600:
+                await self.store.forget_before(time.time() - self.config.service.dedup_window_s)
+                last_forget = time.monotonic()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), _GAUGES_EVERY_S)
+
+    async def _update_gauges(self) -> None:
+        now = time.time()
+        for name in self.config.connections:
+            for state in JobState:
+                self.metrics.backlog.labels(name, state.name.lower()).set(0)
+        for count in await self.store.counts():
+            self.metrics.backlog.labels(count.connection, count.state.name.lower()).set(count.count)
+            if count.state == JobState.READY and count.oldest_created_at is not None:
+                self.metrics.oldest.labels(count.connection).set(now - count.oldest_created_at)
+        for name, dispatcher in self.dispatchers.items():
+            self.metrics.blocked_profiles.labels(name).set(len(dispatcher.barrier))
+
+
+def _url(runner: web.AppRunner) -> str:
+    host, port = runner.addresses[0][:2]
+    return f"http://{host}:{port}"
+
+
+async def serve(config: Config) -> None:
+    """Run the service until SIGTERM or SIGINT."""
+    service = Service(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop.set)
+    await service.run()

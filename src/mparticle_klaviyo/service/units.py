@@ -1,0 +1,113 @@
+"""Claimed jobs -> send units: the requests to make and the jobs each request settles.
+
+Client mode: one unit per job, holding that job's requests in order (a purchase makes an order
+plus one request per product). Server mode: events of many jobs packed into bulk jobs; a job's
+events always travel in one request, so one answer settles the job.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from mparticle_klaviyo.config import Connection
+from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder, client_event_request, subscription_request
+from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.mapping.batch import map_batch
+from mparticle_klaviyo.mapping.result import MappedEvent, Notice
+from mparticle_klaviyo.mparticle.settings import connection_for_request
+from mparticle_klaviyo.service.jobs import SUBSCRIPTION, decode_payload
+from mparticle_klaviyo.store.base import Job
+
+
+class Unit(msgspec.Struct, frozen=True):
+    """Requests sent one after another; their joint answer settles ``jobs``."""
+
+    requests: tuple[KlaviyoRequest, ...]
+    jobs: tuple[Job, ...]
+
+
+class Unmappable(msgspec.Struct, frozen=True):
+    """A job that maps to nothing today (dropped, or unreadable): it goes to the dead letters."""
+
+    job: Job
+    reason: str
+    detail: str
+
+
+class Mapped(msgspec.Struct, frozen=True):
+    """A job's Klaviyo events and other requests, mapped with today's code."""
+
+    job: Job
+    events: list[MappedEvent]
+    requests: list[KlaviyoRequest]
+
+
+def map_job(job: Job, connection: Connection, now_ms: float) -> Mapped | Unmappable:
+    """Map one stored job; anything that stops it from being sent is an ``Unmappable``."""
+    try:
+        batch = decode_payload(job.payload)
+        effective = connection_for_request(connection, batch.settings)
+    except (msgspec.DecodeError, InputError) as exc:
+        return Unmappable(job, "unmappable", str(exc))
+    result = map_batch(batch, effective.mapping, now_ms)
+    mapping = effective.mapping
+    if job.kind == SUBSCRIPTION:
+        requests = [subscription_request(s, mapping.list_id, mapping.server_mode) for s in result.subscriptions]
+        if not requests:
+            return _dropped(job, result.notices)
+        return Mapped(job, [], requests)
+    if not result.events:
+        return _dropped(job, result.notices)
+    if mapping.server_mode:
+        return Mapped(job, result.events, [])
+    return Mapped(job, result.events, [client_event_request(e) for e in result.events])
+
+
+def _dropped(job: Job, notices: list[Notice]) -> Unmappable:
+    reasons = sorted({n.reason for n in notices if n.kind == "dropped"})
+    return Unmappable(job, "dropped:" + (reasons[0] if reasons else "nothing_to_send"), ", ".join(reasons))
+
+
+def build_units(mapped: list[Mapped], server_mode: bool) -> list[Unit]:
+    """Group mapped jobs into units (see the module docstring)."""
+    units = [Unit(tuple(m.requests), (m.job,)) for m in mapped if m.requests]
+    if server_mode:
+        units.extend(_bulk_units([m for m in mapped if m.events and not m.requests]))
+    return units
+
+
+def _bulk_units(mapped: list[Mapped]) -> list[Unit]:
+    """Pack jobs into bulk requests of at most 1000 events and 5 MB, never splitting a job.
+
+    A job too big for one request on its own gets a unit of its own with several requests.
+    """
+    units: list[Unit] = []
+    builder = BulkEventBuilder()
+    jobs: list[Job] = []
+    for item in mapped:
+        if not builder.fits(item.events) and not builder.empty:
+            units.extend(Unit((request,), tuple(jobs)) for request in builder.flush())
+            jobs = []
+        if not builder.fits(item.events):
+            units.append(Unit(tuple(_alone(item.events)), (item.job,)))
+            continue
+        for event in item.events:
+            for _ in builder.add(event):
+                raise AssertionError("fits() promised no flush")
+        jobs.append(item.job)
+    units.extend(Unit((request,), tuple(jobs)) for request in builder.flush())
+    return units
+
+
+def _alone(events: list[MappedEvent]) -> list[KlaviyoRequest]:
+    own = BulkEventBuilder()
+    requests = [request for event in events for request in own.add(event)]
+    return requests + list(own.flush())
+
+
+def now_ms() -> float:
+    """Wall-clock milliseconds, for mapping's time window."""
+    return time.time() * 1000

@@ -1,0 +1,139 @@
+"""Request bodies within limits: refused before being read in full; bulk arrays split per batch."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.service.bodies import split_bulk
+from mparticle_klaviyo.service.errors import PayloadTooLargeError
+from tests.service.live import Answer, LiveApp, basic, send
+from tests.service.messages import batch
+
+LIMIT = 128 * 1024
+
+
+def test_split_bulk_returns_each_batch_as_its_own_json() -> None:
+    parts = split_bulk(b' [ {"a": 1} , {"b": [2]} ] ', 100, LIMIT)
+    assert [json.loads(part) for part in parts] == [{"a": 1}, {"b": [2]}]
+
+
+def test_split_bulk_accepts_an_empty_array() -> None:
+    assert split_bulk(b"[]", 100, LIMIT) == []
+
+
+def test_split_bulk_refuses_more_batches_than_allowed() -> None:
+    with pytest.raises(PayloadTooLargeError, match="3 batches"):
+        split_bulk(b"[{}, {}, {}]", 2, LIMIT)
+
+
+def test_split_bulk_points_at_the_batch_over_the_size_limit() -> None:
+    raw = json.dumps([{"a": 1}, {"a": "x" * 2000}]).encode()
+    with pytest.raises(PayloadTooLargeError) as error:
+        split_bulk(raw, 100, 1024)
+    assert error.value.pointer == "/1"
+
+
+@pytest.mark.parametrize("raw", [b"{}", b"", b"null", b'"[]"'])
+def test_split_bulk_refuses_anything_but_an_array(raw: bytes) -> None:
+    with pytest.raises(InputError) as error:
+        split_bulk(raw, 100, LIMIT)
+    assert error.value.pointer == ""
+
+
+@pytest.mark.parametrize("raw", [b"[{}", b"[{},]", b"[" * 100_000 + b"]" * 100_000])
+def test_split_bulk_refuses_malformed_or_absurdly_nested_json(raw: bytes) -> None:
+    with pytest.raises(InputError, match="malformed JSON"):
+        split_bulk(raw, 100, LIMIT)
+
+
+def header_only(url: str, path: str, length: int) -> Answer:
+    """Announce a huge body and send none of it: the answer must not wait for the body."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    client = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        client.putrequest("POST", path)
+        for name, value in {**basic(), "Content-Length": str(length), "Content-Type": "application/json"}.items():
+            client.putheader(name, value)
+        client.endheaders()
+        response = client.getresponse()
+        return Answer(response.status, dict(response.getheaders()), response.read())
+    finally:
+        client.close()
+
+
+def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(tmp_path: Path) -> None:
+    with LiveApp(tmp_path) as app:
+        answer = header_only(app.url, "/v2/events", 10**9)
+    assert (answer.status, answer.error["code"]) == (413, "PAYLOAD_TOO_LARGE")
+
+
+def test_a_chunked_body_over_the_limit_is_413(tmp_path: Path) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"events": [], "user_attributes": {"a": "'
+        for _ in range(40):
+            yield b"x" * 4096
+        yield b'"}}'
+
+    with LiveApp(tmp_path) as app:
+        host, port = app.url.removeprefix("http://").rsplit(":", 1)
+        client = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            client.request("POST", "/v2/events", body=chunks(), headers=basic(), encode_chunked=True)
+            response = client.getresponse()
+            status = response.status
+        finally:
+            client.close()
+        assert app.jobs() == []
+    assert status == 413
+
+
+def test_a_chunked_body_within_the_limit_is_accepted(tmp_path: Path) -> None:
+    body = json.dumps(batch("chunked@example.com")).encode()
+    with LiveApp(tmp_path) as app:
+        host, port = app.url.removeprefix("http://").rsplit(":", 1)
+        client = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            client.request(
+                "POST", "/v2/events", body=iter([body[:10], body[10:]]), headers=basic(), encode_chunked=True
+            )
+            status = client.getresponse().status
+        finally:
+            client.close()
+        assert len(app.jobs()) == 1
+    assert status == 202
+
+
+def test_a_small_gzip_that_inflates_past_the_limit_is_413(tmp_path: Path) -> None:
+    bomb = gzip.compress(b'{"events": [], "x": "' + b"0" * 50_000_000 + b'"}')
+    assert len(bomb) < LIMIT
+    with LiveApp(tmp_path) as app:
+        answer = send(app.url, "POST", "/v2/events", bomb, {**basic(), "Content-Encoding": "gzip"})
+    assert (answer.status, answer.error["code"]) == (413, "PAYLOAD_TOO_LARGE")
+
+
+def test_a_gzipped_bulk_is_decoded_once(tmp_path: Path) -> None:
+    body = gzip.compress(json.dumps([batch("g@example.com")]).encode())
+    with LiveApp(tmp_path) as app:
+        answer = send(app.url, "POST", "/v2/bulkevents", body, {**basic(), "Content-Encoding": "gzip"})
+        assert len(app.jobs()) == 1
+    assert answer.status == 202
+
+
+def test_a_bulk_body_over_100_full_batches_is_413(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, max_batch_bytes=1024, max_batches_per_request=2) as app:
+        answer = app.post("/v2/bulkevents", b"[" + b" " * (3 * 1024 + 4096) + b"]", basic())
+    assert answer.status == 413
+
+
+def test_the_batch_size_limit_is_a_setting(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, max_batch_bytes=1024) as app:
+        small = app.post("/v2/events", batch(), basic())
+        large = app.post("/v2/events", batch(user_attributes={"a": "x" * 1024}), basic())
+    assert (small.status, large.status) == (202, 413)

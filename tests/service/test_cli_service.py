@@ -1,0 +1,354 @@
+"""The service commands as real processes: serve, status, dlq list|show|redrive|purge, replay --enqueue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
+from mparticle_klaviyo.mparticle.decode import decode_document
+from mparticle_klaviyo.service.jobs import plan_jobs, unique_id_of
+from mparticle_klaviyo.store.base import DeadFilter, JobState, NewJob
+from mparticle_klaviyo.store.sqlite import SqliteJobStore
+from tests.service.e2e_helpers import (
+    FAST_LIMITS,
+    ServeProcess,
+    connection,
+    custom_event,
+    free_port,
+    post_bulk,
+    run_async,
+    run_cli,
+    start_recording_emulator,
+    user_batch,
+    wait_until,
+    write_service_config,
+)
+
+NOWHERE = "http://127.0.0.1:9"
+
+
+def cli(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """Run one CLI command to completion (no emulator needed)."""
+    result: list[tuple[int, str, str]] = []
+
+    async def go() -> None:
+        result.append(await run_cli(*args, cwd=tmp_path))
+
+    run_async(go())
+    return result[0]
+
+
+def seed_store(tmp_path: Path) -> dict[str, int]:
+    """A store with ready and dead jobs of two connections; the dead jobs' ids by key."""
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    now_ms = time.time() * 1000
+    keys = {"acme": ["a1", "a2", "a3", "a4"], "beta": ["b1", "b2"]}
+    for name, events in keys.items():
+        batches = [user_batch(f"{name}-{key}", [custom_event(key)]) for key in events]
+        store.enqueue(
+            plan_jobs(decode_document(json.dumps(batches).encode()), connection(NOWHERE, name=name), now_ms).jobs,
+            time.time(),
+        )
+    ids = {unique_id_of(job.key): job.id for name in keys for job in store.claim(name, 10, 60.0, time.time())}
+    store.bury([ids["a1"], ids["b1"]], "http_400", "invalid: Invalid company_id '***'.", time.time())
+    store.bury([ids["a2"], ids["b2"]], "retries_exhausted", "http_503 Injected fault: HTTP 503.", time.time())
+    store.release([ids["a3"], ids["a4"]])
+    store.close()
+    return ids
+
+
+def dead_keys(tmp_path: Path) -> list[str]:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    try:
+        return sorted(unique_id_of(job.key) for job in store.dead(DeadFilter(), 100))
+    finally:
+        store.close()
+
+
+def config_file(tmp_path: Path) -> str:
+    return str(write_service_config(tmp_path, NOWHERE, free_port()))
+
+
+# ----------------------------------------------------------------------------- status
+
+
+def test_status_shows_the_backlog_per_connection_and_state(tmp_path: Path) -> None:
+    seed_store(tmp_path)
+    code, out, err = cli(tmp_path, "status", "--config", config_file(tmp_path), "--sample", "0")
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines() if "acme" in line or "beta" in line]
+    cells = [[cell for cell in row if cell not in "│┃|"] for row in rows]
+    assert ["acme", "ready", "2"] in [row[:3] for row in cells]
+    assert ["acme", "dead", "2"] in [row[:3] for row in cells]
+    assert ["beta", "dead", "2"] in [row[:3] for row in cells]
+
+
+def test_status_without_a_store_exits_2_saying_so(tmp_path: Path) -> None:
+    code, _, err = cli(tmp_path, "status", "--config", config_file(tmp_path), "--sample", "0")
+    assert code == 2
+    assert "no job store" in err
+
+
+def test_status_says_when_the_service_is_not_there_to_give_rates(tmp_path: Path) -> None:
+    seed_store(tmp_path)
+    code, out, err = cli(tmp_path, "status", "--config", config_file(tmp_path), "--sample", "0.1")
+    assert code == 0, err
+    assert "rates: the service is not reachable" in out
+
+
+def test_status_shows_rates_read_from_the_running_service(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        port = free_port()
+        config = write_service_config(tmp_path, emulator.url, port)
+        service = ServeProcess(config, port, tmp_path / "serve.log")
+        try:
+            await service.start()
+            code, out, err = await run_cli("status", "--config", str(config), "--sample", "0.2", cwd=tmp_path)
+            assert service.process is not None and service.process.returncode is None
+        finally:
+            await service.ensure_stopped()
+            await emulator.close()
+        assert code == 0, err
+        assert "Rates over 0.2s" in out
+
+    run_async(scenario(), timeout_s=60)
+
+
+# ----------------------------------------------------------------------------- dlq
+
+
+def test_dlq_list_shows_dead_jobs_with_their_reason_and_answer(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    code, out, err = cli(tmp_path, "dlq", "list", "--config", config_file(tmp_path))
+    assert code == 0, err
+    for key in ("a1", "a2", "b1", "b2"):
+        assert f" {ids[key]} " in out
+    assert "http_400" in out and "retries_exhausted" in out
+    assert "Invalid company_id" in out
+
+
+def test_dlq_list_filters_by_connection_and_reason(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    code, out, err = cli(
+        tmp_path, "dlq", "list", "--config", config_file(tmp_path), "--connection", "beta", "--reason", "http_400"
+    )
+    assert code == 0, err
+    shown = {key for key, job_id in ids.items() if f" {job_id} " in out}
+    assert shown == {"b1"}
+    assert "retries_exhausted" not in out
+
+
+def test_dlq_show_prints_the_reason_klaviyos_answer_and_the_stored_input(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    code, out, err = cli(tmp_path, "dlq", "show", str(ids["a1"]), "--config", config_file(tmp_path))
+    assert code == 0, err
+    shown: dict[str, Any] = json.loads(out)
+    assert shown["id"] == ids["a1"]
+    assert (shown["connection"], shown["state"], shown["reason"]) == ("acme", "dead", "http_400")
+    assert "Invalid company_id" in shown["detail"]
+    assert shown["input"]["events"][0]["source_message_id"] == "a1"
+    assert shown["input"]["identities"] == {"email": "acme-a1@example.com"}
+
+
+def test_dlq_show_of_a_job_that_is_not_dead_exits_1(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    code, _, err = cli(tmp_path, "dlq", "show", str(ids["a3"]), "--config", config_file(tmp_path))
+    assert code == 1
+    assert f"no dead job {ids['a3']}" in err
+
+
+def test_dlq_show_of_a_dead_job_whose_input_no_longer_decodes_says_so(tmp_path: Path) -> None:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    store.enqueue([NewJob(connection="acme", key="k1", profile_key="", kind="event", payload=b"\xc1")], time.time())
+    [job] = store.claim("acme", 1, 60.0, time.time())
+    store.bury([job.id], "unmappable", "MessagePack data is malformed", time.time())
+    store.close()
+    code, out, err = cli(tmp_path, "dlq", "show", str(job.id), "--config", config_file(tmp_path))
+    assert code == 0, err
+    shown: dict[str, Any] = json.loads(out)
+    assert shown["reason"] == "unmappable"
+    assert "malformed" in shown["input"]["undecodable"]
+
+
+def test_dlq_redrive_by_reason_makes_only_those_jobs_ready_again(tmp_path: Path) -> None:
+    seed_store(tmp_path)
+    code, out, err = cli(tmp_path, "dlq", "redrive", "--config", config_file(tmp_path), "--reason", "retries_exhausted")
+    assert code == 0, err
+    assert "redrove 2 job(s)" in out
+    assert dead_keys(tmp_path) == ["a1", "b1"]
+
+
+def test_dlq_redrive_by_connection_and_id_redrives_only_those(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    config = config_file(tmp_path)
+    code, out, _ = cli(tmp_path, "dlq", "redrive", "--config", config, "--connection", "beta", "--id", str(ids["b2"]))
+    assert (code, out.strip()) == (0, "redrove 1 job(s)")
+    assert dead_keys(tmp_path) == ["a1", "a2", "b1"]
+
+
+def test_a_redriven_job_is_ready_with_its_attempts_reset(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    cli(tmp_path, "dlq", "redrive", "--config", config_file(tmp_path), "--id", str(ids["a2"]))
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    claimed = {unique_id_of(job.key): job for job in store.claim("acme", 10, 60.0, time.time())}
+    store.close()
+    assert set(claimed) == {"a2", "a3", "a4"}
+    assert (claimed["a2"].attempts, claimed["a2"].throttles, claimed["a2"].dead_reason) == (0, 0, None)
+
+
+def test_dlq_purge_without_yes_deletes_nothing_and_exits_2(tmp_path: Path) -> None:
+    seed_store(tmp_path)
+    code, _, err = cli(tmp_path, "dlq", "purge", "--config", config_file(tmp_path))
+    assert code == 2
+    assert "--yes" in err
+    assert dead_keys(tmp_path) == ["a1", "a2", "b1", "b2"]
+
+
+def test_dlq_purge_deletes_only_the_matching_dead_jobs(tmp_path: Path) -> None:
+    seed_store(tmp_path)
+    config = config_file(tmp_path)
+    code, out, _ = cli(
+        tmp_path, "dlq", "purge", "--config", config, "--connection", "acme", "--reason", "http_400", "--yes"
+    )
+    assert (code, out.strip()) == (0, "purged 1 job(s)")
+    assert dead_keys(tmp_path) == ["a2", "b1", "b2"]
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    assert store.backlog("acme") == 2, "ready jobs are never purged"
+    store.close()
+
+
+# ----------------------------------------------------------------------------- replay --enqueue
+
+
+def test_replay_enqueue_queues_the_files_events_for_the_service(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(user_batch(f"u{n}", [custom_event(f"m{n}")])) + "\n" for n in range(5)))
+    config = config_file(tmp_path)
+    code, out, err = cli(tmp_path, "replay", str(source), "--enqueue", "--config", config)
+    assert code == 0, err
+    assert "queued 5 job(s)" in out
+    again = cli(tmp_path, "replay", str(source), "--enqueue", "--config", config)
+    assert "queued 0 job(s) (5 already queued before)" in again[1]
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    jobs = store.claim("acme", 10, 60.0, time.time())
+    store.close()
+    assert sorted(unique_id_of(job.key) for job in jobs) == [f"m{n}" for n in range(5)]
+
+
+# ----------------------------------------------------------------------------- config errors
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["status", "--sample", "0"], ["dlq", "list"], ["dlq", "redrive"], ["dlq", "show", "1"]]
+)
+def test_a_config_error_exits_2_naming_the_problem(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[service]\nport = -1\n\n[connections.acme]\npublic_api_key = "DEMO01"\n')
+    code, _, err = cli(tmp_path, *command, "--config", str(path))
+    assert code == 2
+    assert "service.port" in err
+
+
+def test_a_missing_config_file_exits_2(tmp_path: Path) -> None:
+    code, _, err = cli(tmp_path, "serve", "--config", str(tmp_path / "absent.toml"))
+    assert code == 2
+    assert "file not found" in err
+
+
+# ----------------------------------------------------------------------------- serve
+
+
+def test_serve_stops_on_sigterm_with_exit_code_0_and_releases_its_leases(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        emulator.add_fault({"delay_ms": 2000})
+        port = free_port()
+        config = write_service_config(
+            tmp_path, emulator.url, port, service={"lease_s": 60.0, "shutdown_timeout_s": 0.3}
+        )
+        service = ServeProcess(config, port, tmp_path / "serve.log")
+        try:
+            await service.start()
+            async with aiohttp.ClientSession() as session:
+                assert (
+                    await post_bulk(
+                        session, service.url, [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(3)]
+                    )
+                    == 202
+                )
+            await wait_until(lambda: _true(emulator.emulator.state.requests >= 3), 10.0, "sends in flight")
+            started = time.monotonic()
+            assert await service.terminate() == 0
+            assert time.monotonic() - started < 3.0
+        finally:
+            await service.ensure_stopped()
+            await emulator.close()
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        counts = {count.state: count.count for count in store.counts()}
+        store.close()
+        assert counts == {JobState.READY: 3}, "released for the next start, not left to their 60 s lease"
+
+    run_async(scenario(), timeout_s=60)
+
+
+def test_redrive_after_fixing_the_connection_delivers_the_dead_letters(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator(
+            EmulatorConfig(company_ids=frozenset({"DEMO01"}), rate_limits=dict(FAST_LIMITS))
+        )
+        port = free_port()
+        # A typo in the public key: Klaviyo answers 400 "Invalid company_id" and the jobs are dead-lettered.
+        config = write_service_config(tmp_path, emulator.url, port, public_api_key="DEMO0l")
+        service = ServeProcess(config, port, tmp_path / "serve.log")
+        store_path = tmp_path / "jobs.sqlite3"
+        try:
+            await service.start()
+            async with aiohttp.ClientSession() as session:
+                assert (
+                    await post_bulk(
+                        session, service.url, [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(4)]
+                    )
+                    == 202
+                )
+            await wait_until(lambda: _true(_dead_count(store_path) == 4), 10.0, "four dead letters")
+            code, out, _ = await run_cli("dlq", "list", "--config", str(config), "--reason", "http_400", cwd=tmp_path)
+            assert code == 0 and "Invalid company_id" in out
+            assert await service.terminate() == 0
+            write_service_config(tmp_path, emulator.url, port)  # the fix
+            await service.start()
+            code, out, _ = await run_cli(
+                "dlq", "redrive", "--config", str(config), "--connection", "acme", "--reason", "http_400", cwd=tmp_path
+            )
+            assert (code, out.strip()) == (0, "redrove 4 job(s)")
+            await wait_until(lambda: _true(len(emulator.unique_ids()) == 4), 10.0, "delivery after the redrive")
+            assert await service.terminate() == 0
+        finally:
+            await service.ensure_stopped()
+            await emulator.close()
+        assert sorted(emulator.unique_ids()) == ["m0", "m1", "m2", "m3"]
+        store = SqliteJobStore(store_path)
+        assert store.counts() == []
+        store.close()
+
+    run_async(scenario(), timeout_s=60)
+
+
+def _dead_count(path: Path) -> int:
+    store = SqliteJobStore(path)
+    try:
+        return len(store.dead(DeadFilter(), 100))
+    finally:
+        store.close()
+
+
+async def _true(value: bool) -> bool:
+    await asyncio.sleep(0)
+    return value

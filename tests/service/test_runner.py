@@ -1,0 +1,120 @@
+"""The ``serve`` process's ``Service`` in this test's loop: ingest -> store -> dispatcher -> Klaviyo."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+
+from mparticle_klaviyo.config import load_config
+from mparticle_klaviyo.service.runner import Service
+from mparticle_klaviyo.store.base import JobState
+from mparticle_klaviyo.store.sqlite import SqliteJobStore
+from tests.service.e2e_helpers import (
+    RecordingEmulator,
+    basic_auth,
+    custom_event,
+    free_port,
+    run_async,
+    start_recording_emulator,
+    user_batch,
+    wait_until,
+    write_service_config,
+)
+
+
+async def _running(
+    emulator: RecordingEmulator, tmp_path: Path, **service: object
+) -> tuple[Service, asyncio.Task[None]]:
+    port = free_port()
+    config = load_config(write_service_config(tmp_path, emulator.url, port, service=dict(service)))
+    running = Service(config)
+    ready = asyncio.Event()
+    task = asyncio.create_task(running.run(ready))
+    await asyncio.wait_for(ready.wait(), 5)
+    return running, task
+
+
+async def _post_events(port: int, batch: dict[str, object]) -> int:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}/v2/events", json=batch, headers={"Authorization": basic_auth()}
+        ) as response,
+    ):
+        return response.status
+
+
+def _store_counts(tmp_path: Path) -> dict[JobState, int]:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    try:
+        return {count.state: count.count for count in store.counts()}
+    finally:
+        store.close()
+
+
+def test_an_event_posted_to_the_service_reaches_klaviyo_and_leaves_the_store(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        service, task = await _running(emulator, tmp_path)
+        status = await _post_events(service.config.service.port, user_batch("ada", [custom_event("m1")]))
+        assert status == 202
+        await wait_until(lambda: _true(emulator.unique_ids() == ["m1"]), 5.0, "delivery")
+        service.stop.set()
+        await asyncio.wait_for(task, 10)
+        assert _store_counts(tmp_path) == {}
+        await emulator.close()
+
+    run_async(scenario())
+
+
+def test_stopping_the_service_releases_the_leases_of_unfinished_sends(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        emulator.add_fault({"delay_ms": 1500})
+        service, task = await _running(emulator, tmp_path, shutdown_timeout_s=0.2, lease_s=60.0)
+        for n in range(3):
+            assert await _post_events(service.config.service.port, user_batch(f"u{n}", [custom_event(f"m{n}")])) == 202
+        await wait_until(lambda: _true(emulator.emulator.state.requests >= 3), 5.0, "sends in flight")
+        started = time.monotonic()
+        service.stop.set()
+        await asyncio.wait_for(task, 10)
+        assert time.monotonic() - started < 1.2
+        assert _store_counts(tmp_path) == {JobState.READY: 3}, "released at once, not left to a 60 s lease"
+        await emulator.close()
+
+    run_async(scenario())
+
+
+def test_a_short_lease_is_checked_for_expiry_at_least_twice_per_lease(tmp_path: Path) -> None:
+    config = load_config(write_service_config(tmp_path, "http://127.0.0.1:9", free_port(), service={"lease_s": 2.0}))
+    service = Service(config)
+    try:
+        assert service.dispatchers["acme"].options.release_every_s == 1.0
+        assert service.dispatchers["acme"].options.lease_s == 2.0
+    finally:
+        asyncio.run(service.store.close())
+
+
+def test_the_metrics_show_the_backlog_and_deliveries(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        service, task = await _running(emulator, tmp_path)
+        port = service.config.service.port
+        assert await _post_events(port, user_batch("ada", [custom_event("m1")])) == 202
+        await wait_until(lambda: _true(len(emulator.unique_ids()) == 1), 5.0, "delivery")
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+        assert 'mpk_jobs_delivered_total{connection="acme",kind="event"} 1.0' in text
+        assert "mpk_backlog_jobs" in text
+        service.stop.set()
+        await asyncio.wait_for(task, 10)
+        await emulator.close()
+
+    run_async(scenario())
+
+
+async def _true(value: bool) -> bool:
+    return value
