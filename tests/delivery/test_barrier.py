@@ -46,15 +46,15 @@ def test_the_earliest_of_several_unresolved_failures_is_the_blocker() -> None:
     assert barrier.blocker(P) == 4
 
 
-def test_every_unresolved_failure_of_a_key_is_known_as_failing() -> None:
+def test_every_unresolved_failure_of_a_key_is_listed_in_id_order() -> None:
     barrier = Barrier()
-    barrier.failed(P, 3)
     barrier.failed(P, 5)
-    assert barrier.is_failing(P, 3) and barrier.is_failing(P, 5)
-    assert not barrier.is_failing(P, 4)
-    assert not barrier.is_failing(Q, 3)
+    barrier.failed(P, 3)
+    barrier.failed(P, 9)
+    assert barrier.failing(P) == [3, 5, 9]
+    assert barrier.failing(Q) == []
     barrier.done(P, 5)
-    assert not barrier.is_failing(P, 5)
+    assert barrier.failing(P) == [3, 9]
 
 
 # Invariant 2: while blocked, only jobs up to the blocker may be sent.

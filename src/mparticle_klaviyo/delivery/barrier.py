@@ -63,10 +63,6 @@ class Barrier:
         """Blocked keys and their blockers (a copy), for metrics and tests."""
         return dict(self._blockers)
 
-    def is_failing(self, key: str, job_id: int) -> bool:
-        """Whether job ``job_id`` of ``key`` failed and is not yet delivered or dead-lettered."""
-        return job_id in self._failing.get(key, ())
-
     def failing(self, key: str) -> list[int]:
         """The unresolved failed jobs of ``key`` in id order (the blocker first)."""
         return sorted(self._failing.get(key, ()))

@@ -301,6 +301,9 @@ class Dispatcher:
 
     async def _bury(self, jobs: list[Job], reason: str, detail: str) -> None:
         await self.store.bury([job.id for job in jobs], reason, detail, time.time())
+        # Ids and the reason code only: the detail quotes Klaviyo's answer, which may echo data.
+        ids = [job.id for job in jobs]
+        log.warning("dead-lettered", extra={"connection": self.connection.name, "reason": reason, "job_ids": ids})
         for job in jobs:
             self._done(job)
             self.metrics.dead.labels(self.connection.name, reason.split(":")[0]).inc()

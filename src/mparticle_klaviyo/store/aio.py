@@ -90,9 +90,9 @@ class AsyncStore:
         """See ``JobStore.failing_jobs``."""
         return await self._run(partial(self.store.failing_jobs, connection))
 
-    async def dead(self, where: DeadFilter, limit: int = 100) -> list[Job]:
+    async def dead(self, where: DeadFilter, limit: int = 100, offset: int = 0) -> list[Job]:
         """See ``JobStore.dead``."""
-        return await self._run(partial(self.store.dead, where, limit))
+        return await self._run(partial(self.store.dead, where, limit, offset))
 
     async def forget_before(self, cutoff: float) -> int:
         """See ``JobStore.forget_before``."""
