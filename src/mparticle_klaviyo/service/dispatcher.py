@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -34,15 +33,13 @@ from mparticle_klaviyo.delivery.clock import MonotonicClock
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable, Throttled
-from mparticle_klaviyo.service.jobs import unique_id_of
 from mparticle_klaviyo.service.metrics import Metrics
-from mparticle_klaviyo.service.units import Mapped, Unit, Unmappable, build_units, map_job, now_ms
+from mparticle_klaviyo.service.units import Mapped, Unit, Unmappable, build_units, culprits, map_job, now_ms
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import Job
 
 log = logging.getLogger("mparticle_klaviyo.delivery")
 _ERROR_PAUSE_S = 1.0
-_BULK_POINTER = re.compile(r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?")
 
 
 class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -285,13 +282,13 @@ class Dispatcher:
 
     async def _permanent(self, unit: Unit, outcome: Permanent) -> None:
         """Dead-letter the jobs Klaviyo refused; in a bulk job only the entry its pointer names."""
-        culprits = _culprits(unit, outcome.pointer)
+        refused = culprits(unit, outcome.pointer)
         reason = f"http_{outcome.status}" if outcome.status else outcome.reason
         # error_summary already names the pointer in the detail; add it only when it does not.
         where = f" (at {outcome.pointer})" if outcome.pointer and outcome.pointer not in outcome.detail else ""
         detail = f"{outcome.reason}: {outcome.detail}{where}"
-        await self._bury(culprits, reason, detail)
-        buried = {job.id for job in culprits}
+        await self._bury(refused, reason, detail)
+        buried = {job.id for job in refused}
         innocent = [job for job in unit.jobs if job.id not in buried]
         if innocent:
             # Sent with a bad neighbour; not their fault, so no attempt is counted.
@@ -323,26 +320,3 @@ class Dispatcher:
     def lanes(self) -> Mapping[str, Lane]:
         """The lanes by endpoint (for metrics and tests)."""
         return self._lanes
-
-
-def _culprits(unit: Unit, pointer: str | None) -> list[Job]:
-    """The jobs a bulk error pointer names; all of the unit's jobs when it names none."""
-    match = _BULK_POINTER.match(pointer or "")
-    if match is None or len(unit.jobs) == 1:
-        return list(unit.jobs)
-    entries = unit.requests[0].body["data"]["attributes"]["events-bulk-create"]["data"]
-    entry_index = int(match.group(1))
-    if entry_index >= len(entries):
-        return list(unit.jobs)
-    events = entries[entry_index]["attributes"]["events"]["data"]
-    if match.group(2) is not None and int(match.group(2)) < len(events):
-        events = [events[int(match.group(2))]]
-    bad_ids = {e["attributes"]["unique_id"] for e in events}
-    # A job's key is its base unique id; commerce events add ":<n>" to it.
-    culprits = [job for job in unit.jobs if _names_job(unique_id_of(job.key), bad_ids)]
-    return culprits or list(unit.jobs)
-
-
-def _names_job(unique_id: str, bad_ids: set[str]) -> bool:
-    """Whether a rejected event is this job's own (or one of its ``<id>:<n>`` commerce events)."""
-    return unique_id in bad_ids or any(i.startswith(unique_id + ":") for i in bad_ids)

@@ -7,6 +7,7 @@ events always travel in one request, so one answer settles the job.
 
 from __future__ import annotations
 
+import re
 import time
 
 import msgspec
@@ -18,7 +19,7 @@ from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.batch import map_batch
 from mparticle_klaviyo.mapping.result import MappedEvent, Notice
 from mparticle_klaviyo.mparticle.settings import connection_for_request
-from mparticle_klaviyo.service.jobs import SUBSCRIPTION, decode_payload
+from mparticle_klaviyo.service.jobs import SUBSCRIPTION, decode_payload, unique_id_of
 from mparticle_klaviyo.store.base import Job
 
 
@@ -111,3 +112,29 @@ def _alone(events: list[MappedEvent]) -> list[KlaviyoRequest]:
 def now_ms() -> float:
     """Wall-clock milliseconds, for mapping's time window."""
     return time.time() * 1000
+
+
+_BULK_POINTER = re.compile(r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?")
+
+
+def culprits(unit: Unit, pointer: str | None) -> list[Job]:
+    """The jobs a bulk error pointer names; all of the unit's jobs when it names none."""
+    match = _BULK_POINTER.match(pointer or "")
+    if match is None or len(unit.jobs) == 1:
+        return list(unit.jobs)
+    entries = unit.requests[0].body["data"]["attributes"]["events-bulk-create"]["data"]
+    entry_index = int(match.group(1))
+    if entry_index >= len(entries):
+        return list(unit.jobs)
+    events = entries[entry_index]["attributes"]["events"]["data"]
+    if match.group(2) is not None and int(match.group(2)) < len(events):
+        events = [events[int(match.group(2))]]
+    bad_ids = {e["attributes"]["unique_id"] for e in events}
+    # A job's key is its base unique id; commerce events add ":<n>" to it.
+    named = [job for job in unit.jobs if _names_job(unique_id_of(job.key), bad_ids)]
+    return named or list(unit.jobs)
+
+
+def _names_job(unique_id: str, bad_ids: set[str]) -> bool:
+    """Whether a rejected event is this job's own (or one of its ``<id>:<n>`` commerce events)."""
+    return unique_id in bad_ids or any(i.startswith(unique_id + ":") for i in bad_ids)
