@@ -118,3 +118,21 @@ def test_the_metrics_show_the_backlog_and_deliveries(tmp_path: Path) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def test_pacing_waits_are_exported_as_counters_that_only_grow(tmp_path: Path) -> None:
+    config = load_config(write_service_config(tmp_path, "http://127.0.0.1:9", free_port()))
+    service = Service(config)
+
+    async def scenario() -> str:
+        dispatcher = service.dispatchers["acme"]
+        dispatcher._tally.limiter_wait_s, dispatcher._tally.gate_wait_s = 1.5, 0.25
+        await service._update_gauges()
+        dispatcher._tally.limiter_wait_s = 2.0
+        await service._update_gauges()
+        await service.store.close()
+        return service.metrics.exposition().decode()
+
+    text = asyncio.run(scenario())
+    assert 'mpk_limiter_wait_seconds_total{connection="acme"} 2.0' in text
+    assert 'mpk_retry_after_wait_seconds_total{connection="acme"} 0.25' in text

@@ -317,6 +317,10 @@ class Dispatcher:
         seconds = self.options.default_retry_after_s if outcome.retry_after is None else outcome.retry_after
         return min(seconds, self.options.max_retry_after_s)
 
+    def pacing_waits(self) -> tuple[float, float]:
+        """Seconds spent so far waiting for the rate limiter and for closed Retry-After gates."""
+        return self._tally.limiter_wait_s, self._tally.gate_wait_s
+
     def lanes(self) -> Mapping[str, Lane]:
         """The lanes by endpoint (for metrics and tests)."""
         return self._lanes

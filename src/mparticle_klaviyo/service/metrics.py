@@ -37,6 +37,12 @@ class Metrics:
         self.limiter_wait = Counter(
             "mpk_limiter_wait_seconds", "Time spent waiting for the rate limiter", ["connection"], registry=r
         )
+        self.gate_wait = Counter(
+            "mpk_retry_after_wait_seconds",
+            "Time spent waiting for closed Retry-After gates",
+            ["connection"],
+            registry=r,
+        )
         self.ingest_latency = Histogram(
             "mpk_ingest_seconds", "Ingest request latency", ["input"], buckets=_LATENCY_BUCKETS, registry=r
         )

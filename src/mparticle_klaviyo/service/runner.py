@@ -57,6 +57,7 @@ class Service:
         }
         self.app = create_app(config, self.store, self.metrics, self._wake)
         self.ingest: Ingest = self.app[INGEST]
+        self._exported_waits: dict[str, tuple[float, float]] = {}
 
     def _wake(self, connection: str) -> None:
         dispatcher = self.dispatchers.get(connection)
@@ -115,6 +116,15 @@ class Service:
                 self.metrics.oldest.labels(count.connection).set(now - count.oldest_created_at)
         for name, dispatcher in self.dispatchers.items():
             self.metrics.blocked_profiles.labels(name).set(len(dispatcher.barrier))
+            self._export_waits(name, dispatcher)
+
+    def _export_waits(self, name: str, dispatcher: Dispatcher) -> None:
+        """Counters only go up: add what the dispatcher waited since the last export."""
+        limiter, gate = dispatcher.pacing_waits()
+        last_limiter, last_gate = self._exported_waits.get(name, (0.0, 0.0))
+        self.metrics.limiter_wait.labels(name).inc(limiter - last_limiter)
+        self.metrics.gate_wait.labels(name).inc(gate - last_gate)
+        self._exported_waits[name] = (limiter, gate)
 
 
 def _url(runner: web.AppRunner) -> str:
