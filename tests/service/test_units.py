@@ -130,3 +130,24 @@ def test_a_job_is_mapped_with_todays_settings() -> None:
 
 def _fields(job: Job) -> dict[str, Any]:
     return {name: getattr(job, name) for name in job.__struct_fields__}
+
+
+def test_server_mode_packs_many_profiles_consents_into_one_bulk_subscription_job() -> None:
+    conn = connection(URL, server=True)
+    jobs = [job for job in jobs_of([user_batch(f"u{n}", [], consent=True) for n in range(5)], conn)]
+    assert {job.kind for job in jobs} == {SUBSCRIPTION}
+    [unit] = build_units(mapped(jobs, conn), server_mode=True)
+    profiles = unit.requests[0].body["data"]["attributes"]["profiles"]["data"]
+    assert unit.requests[0].path == "/api/profile-subscription-bulk-create-jobs"
+    assert [p["attributes"]["email"] for p in profiles] == [f"u{n}@example.com" for n in range(5)]
+    assert unit.jobs == tuple(jobs)
+
+
+def test_a_rejected_profile_of_a_packed_subscription_job_names_only_its_own_job() -> None:
+    from mparticle_klaviyo.service.units import culprits
+
+    conn = connection(URL, server=True)
+    jobs = jobs_of([user_batch(f"u{n}", [], consent=True) for n in range(3)], conn)
+    [unit] = build_units(mapped(jobs, conn), server_mode=True)
+    assert culprits(unit, "/data/attributes/profiles/data/1/attributes/email") == [jobs[1]]
+    assert culprits(unit, "/data/attributes/custom_source") == jobs

@@ -42,11 +42,15 @@ log = logging.getLogger("mparticle_klaviyo.delivery")
 _ERROR_PAUSE_S = 1.0
 
 
+# A bulk job this full is sent even when more jobs wait to be packed (90% of Klaviyo's 1000).
+FULL_BULK_EVENTS = 900
+
+
 class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Knobs of delivery."""
 
-    claim_batch: int = 500
-    max_in_flight_jobs: int = 2000
+    claim_batch: int = 1000
+    max_in_flight_jobs: int = 4000
     lease_s: float = 120.0
     poll_s: float = 0.25
     max_attempts: int = 8
@@ -151,22 +155,35 @@ class Dispatcher:
 
     async def _claim_and_start(self) -> int:
         """Claim what fits in the in-flight window and start sending it; how many were claimed."""
-        room = self.options.max_in_flight_jobs - self._in_flight
-        if room <= 0:
-            return 0
-        jobs = await self.store.claim(
-            self.connection.name, min(room, self.options.claim_batch), self.options.lease_s, time.time()
-        )
+        limit = min(self.options.max_in_flight_jobs - self._in_flight, self.options.claim_batch)
+        if limit <= 0 or (limit < self.options.claim_batch and self._in_flight):
+            return 0  # wait for room for a whole claim: small claims make small bulk jobs
+        jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, time.time())
         if not jobs:
             return 0
         sendable = await self._hold_back_blocked(jobs)
         mapped = await self._map(sendable)
-        for unit in build_units(mapped, self.connection.server_mode):
+        units = build_units(mapped, self.connection.server_mode)
+        if self.connection.server_mode and len(jobs) == limit:
+            units = await self._defer_partial_bulk(units)
+        for unit in units:
             self._in_flight += len(unit.jobs)
             task = asyncio.create_task(self._send_unit(unit))
             self._tasks[task] = unit.jobs
             task.add_done_callback(self._finished)
         return len(jobs)
+
+    async def _defer_partial_bulk(self, units: list[Unit]) -> list[Unit]:
+        """With more jobs waiting, a part-filled last bulk job goes back to fill up next round.
+
+        Bulk jobs are what Klaviyo limits (150 a minute), not events: each must carry as many
+        events as it can. The first bulk job of a round is always sent, so this cannot stall.
+        """
+        bulk = [u for u in units if u.requests[0].kind == "event_bulk"]
+        if len(bulk) < 2 or len(bulk[-1].requests[0].event_keys) >= FULL_BULK_EVENTS:
+            return units
+        await self.store.release([job.id for job in bulk[-1].jobs])
+        return [u for u in units if u is not bulk[-1]]
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         jobs = self._tasks.pop(task, ())

@@ -14,6 +14,7 @@ import msgspec
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.klaviyo.limits import MAX_BULK_PROFILES
 from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder, client_event_request, subscription_request
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.batch import map_batch
@@ -74,10 +75,44 @@ def _dropped(job: Job, notices: list[Notice]) -> Unmappable:
 
 def build_units(mapped: list[Mapped], server_mode: bool) -> list[Unit]:
     """Group mapped jobs into units (see the module docstring)."""
-    units = [Unit(tuple(m.requests), (m.job,)) for m in mapped if m.requests]
-    if server_mode:
-        units.extend(_bulk_units([m for m in mapped if m.events and not m.requests]))
+    if not server_mode:
+        return [Unit(tuple(m.requests), (m.job,)) for m in mapped if m.requests]
+    subscriptions = [m for m in mapped if m.requests]
+    return _subscription_units(subscriptions) + _bulk_units([m for m in mapped if m.events and not m.requests])
+
+
+def _subscription_units(mapped: list[Mapped]) -> list[Unit]:
+    """Server mode: many jobs' profiles in one bulk subscription job (up to 1000 profiles).
+
+    One request per consent would let a backlog of consents fill the in-flight window while
+    they wait for their (slower) endpoint, starving the events behind them.
+    """
+    units: list[Unit] = []
+    for chunk in _chunks(mapped, MAX_BULK_PROFILES):
+        first = chunk[0].requests[0]
+        profiles = [p for m in chunk for r in m.requests for p in r.body["data"]["attributes"]["profiles"]["data"]]
+        data = {
+            **first.body["data"],
+            "attributes": {**first.body["data"]["attributes"], "profiles": {"data": profiles}},
+        }
+        request = KlaviyoRequest(path=first.path, auth=first.auth, kind=first.kind, body={"data": data})
+        units.append(Unit((request,), tuple(m.job for m in chunk)))
     return units
+
+
+def _chunks(items: list[Mapped], size: int) -> list[list[Mapped]]:
+    """``items`` in runs of at most ``size`` profiles, a job's profiles never split."""
+    chunks: list[list[Mapped]] = []
+    current: list[Mapped] = []
+    count = 0
+    for item in items:
+        profiles = sum(len(r.body["data"]["attributes"]["profiles"]["data"]) for r in item.requests)
+        if current and count + profiles > size:
+            chunks.append(current)
+            current, count = [], 0
+        current.append(item)
+        count += profiles
+    return chunks + ([current] if current else [])
 
 
 def _bulk_units(mapped: list[Mapped]) -> list[Unit]:
@@ -114,13 +149,19 @@ def now_ms() -> float:
     return time.time() * 1000
 
 
+_PROFILES_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)")
 _BULK_POINTER = re.compile(r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?")
 
 
 def culprits(unit: Unit, pointer: str | None) -> list[Job]:
     """The jobs a bulk error pointer names; all of the unit's jobs when it names none."""
+    if len(unit.jobs) == 1:
+        return list(unit.jobs)
+    profile = _PROFILES_POINTER.match(pointer or "")
+    if profile is not None:
+        return _profile_culprits(unit, int(profile.group(1)))
     match = _BULK_POINTER.match(pointer or "")
-    if match is None or len(unit.jobs) == 1:
+    if match is None:
         return list(unit.jobs)
     entries = unit.requests[0].body["data"]["attributes"]["events-bulk-create"]["data"]
     entry_index = int(match.group(1))
@@ -138,3 +179,11 @@ def culprits(unit: Unit, pointer: str | None) -> list[Job]:
 def _names_job(unique_id: str, bad_ids: set[str]) -> bool:
     """Whether a rejected event is this job's own (or one of its ``<id>:<n>`` commerce events)."""
     return unique_id in bad_ids or any(i.startswith(unique_id + ":") for i in bad_ids)
+
+
+def _profile_culprits(unit: Unit, index: int) -> list[Job]:
+    """The job whose profile sits at ``index`` of a packed bulk subscription job."""
+    profiles = unit.requests[0].body["data"]["attributes"]["profiles"]["data"]
+    if index >= len(profiles) or len(profiles) != len(unit.jobs):
+        return list(unit.jobs)
+    return [unit.jobs[index]]
