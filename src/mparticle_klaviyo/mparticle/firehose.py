@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from mparticle_klaviyo.mparticle.batch import Promotion
+
 Number = int | float
 
 EVENT_PROCESSING_REQUEST = "event_processing_request"
@@ -75,13 +77,8 @@ class FirehoseProduct(msgspec.Struct):
     attributes: dict[str, Any] | None = None
 
 
-class FirehosePromotion(msgspec.Struct):
-    """A promotion of a ``promotion_action`` event."""
-
-    id: str | Number | None = None
-    name: str | None = None
-    creative: str | None = None
-    position: str | Number | None = None
+# Promotions have the same fields in both shapes.
+FirehosePromotion = Promotion
 
 
 class FirehoseImpression(msgspec.Struct):
