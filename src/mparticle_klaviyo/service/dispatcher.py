@@ -44,6 +44,8 @@ _ERROR_PAUSE_S = 1.0
 
 # A bulk job this full is sent even when more jobs wait to be packed (90% of Klaviyo's 1000).
 FULL_BULK_EVENTS = 900
+# Jobs mapped between two yields to the event loop (~5 ms of CPU).
+_MAP_SLICE = 50
 
 
 class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -226,7 +228,10 @@ class Dispatcher:
         """Map claimed jobs; what no longer maps goes to the dead letters at once."""
         mapped: list[Mapped] = []
         stamp = now_ms()
-        for job in jobs:
+        for n, job in enumerate(jobs, start=1):
+            if n % _MAP_SLICE == 0:
+                # Mapping a 1000-job claim takes ~100 ms of CPU: let ingest requests in between.
+                await asyncio.sleep(0)
             result = map_job(job, self.connection, stamp)
             if isinstance(result, Unmappable):
                 await self._bury([job], result.reason, result.detail)
