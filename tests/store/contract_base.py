@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 
 import pytest
@@ -12,15 +13,15 @@ from tests.store.helpers import LEASE_S, T0, A, new_jobs
 WEEK_S = 7 * 86400.0
 
 
-class ContractBase:
+class ContractBase(abc.ABC):
     """Hooks a backend's test class fills in: how to open a store, and what an invalid job raises."""
 
     # The error a job with a wrong-typed field raises (the backend's driver error).
     invalid_job_error: type[Exception] | tuple[type[Exception], ...] = Exception
 
+    @abc.abstractmethod
     def open_store(self, *, dedup_window_s: float = WEEK_S) -> JobStore:
         """Open a store on this test's storage: empty when the test starts, shared by every call."""
-        raise NotImplementedError
 
     @pytest.fixture
     def store(self) -> Iterator[JobStore]:

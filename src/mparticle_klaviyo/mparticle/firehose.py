@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from mparticle_klaviyo.mparticle.batch import Promotion
+from mparticle_klaviyo.mparticle.batch import ConsentEntry, Promotion
 
 Number = int | float
 
@@ -47,11 +47,8 @@ class RuntimeEnvironment(msgspec.Struct):
     type: str | None = None
 
 
-class FirehoseConsent(msgspec.Struct):
-    """One consent purpose's state."""
-
-    consented: bool
-    timestamp_unixtime_ms: Number | None = None
+# A consent purpose's state has the same fields in both shapes.
+FirehoseConsent = ConsentEntry
 
 
 class FirehoseConsentState(msgspec.Struct):

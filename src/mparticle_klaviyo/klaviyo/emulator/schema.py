@@ -12,6 +12,7 @@ walk: a failure raises :class:`FieldError`, and each enclosing node adds its key
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping
 
 from .errors import ApiError, invalid, invalid_payload, required_field, unknown_field
@@ -56,7 +57,7 @@ _NOT_OBJECT = _message("'{name}' must be an object.")
 _NOT_ARRAY = _message("'{name}' must be an array.")
 
 
-class Node:
+class Node(abc.ABC):
     """A schema node: ``check`` raises :class:`FieldError` at the first failure."""
 
     __slots__ = ("nullable",)
@@ -64,9 +65,9 @@ class Node:
     def __init__(self, nullable: bool = False) -> None:
         self.nullable = nullable
 
+    @abc.abstractmethod
     def check(self, value: object, resource: str) -> None:
         """Validate ``value`` found inside a resource of type ``resource``."""
-        raise NotImplementedError
 
     def _null(self) -> None:
         # Why: the spec marks most attributes `nullable`; those it does not must carry a value.
