@@ -113,3 +113,48 @@ class EnqueueContract(ContractBase):
         store.ack(ids(first))
         [later] = enqueue_and_claim(store, "k3", now=T0 + 1)
         assert later.id > max(ids(first))
+
+    def test_enqueue_of_more_jobs_than_one_statement_holds_keeps_them_all_in_order(self, store: JobStore) -> None:
+        many = [f"k{n:04d}" for n in range(1000)]
+        assert store.enqueue(new_jobs(*many), T0) == EnqueueResult(stored=1000, duplicates=0)
+        assert keys(store.claim(A, 2000, LEASE_S, T0)) == many
+
+
+class EnqueueManyContract(ContractBase):
+    """``enqueue_many``: several calls in one transaction, answered as if enqueued one by one."""
+
+    def test_each_call_gets_its_own_result(self, store: JobStore) -> None:
+        results = store.enqueue_many([new_jobs("k1", "k2"), new_jobs("k3")], T0)
+        assert results == [EnqueueResult(stored=2, duplicates=0), EnqueueResult(stored=1, duplicates=0)]
+        assert store.backlog() == 3
+
+    def test_a_key_of_an_earlier_call_is_a_duplicate_in_a_later_one(self, store: JobStore) -> None:
+        first = [new_job("k1", payload=b"first")]
+        results = store.enqueue_many([first, [new_job("k1", payload=b"second"), new_job("k2")]], T0)
+        assert results == [EnqueueResult(stored=1, duplicates=0), EnqueueResult(stored=1, duplicates=1)]
+        assert [job.payload for job in store.claim(A, 10, LEASE_S, T0) if job.key == "k1"] == [b"first"]
+
+    def test_remembered_keys_are_duplicates_in_every_call(self, store: JobStore) -> None:
+        store.enqueue(new_jobs("k1"), T0)
+        results = store.enqueue_many([new_jobs("k1"), new_jobs("k1", "k2")], T0 + 1)
+        assert results == [EnqueueResult(stored=0, duplicates=1), EnqueueResult(stored=1, duplicates=1)]
+
+    def test_ids_follow_the_order_of_calls_and_of_jobs_within_them(self, store: JobStore) -> None:
+        store.enqueue_many([new_jobs("k3", "k1"), [new_job("k2", B), new_job("k0", A)]], T0)
+        claimed = store.claim(A, 10, LEASE_S, T0) + store.claim(B, 10, LEASE_S, T0)
+        assert keys(sorted(claimed, key=lambda job: job.id)) == ["k3", "k1", "k2", "k0"]
+
+    def test_one_failing_call_stores_nothing_of_any_call(self, store: JobStore) -> None:
+        invalid = NewJob(connection=A, key="bad", profile_key="p", kind="event", payload=None)  # type: ignore[arg-type]
+        with pytest.raises(self.invalid_job_error):
+            store.enqueue_many([new_jobs("k1"), [invalid], new_jobs("k2")], T0)
+        assert store.counts() == []
+        assert store.enqueue(new_jobs("k1", "k2"), T0 + 1) == EnqueueResult(stored=2, duplicates=0)
+
+    def test_empty_calls_get_empty_results(self, store: JobStore) -> None:
+        assert store.enqueue_many([[], new_jobs("k1"), []], T0) == [
+            EnqueueResult(stored=0, duplicates=0),
+            EnqueueResult(stored=1, duplicates=0),
+            EnqueueResult(stored=0, duplicates=0),
+        ]
+        assert store.enqueue_many([], T0) == []

@@ -47,9 +47,16 @@ class MemoryJobStore:
 
     def enqueue(self, jobs: Sequence[NewJob], now: float) -> EnqueueResult:
         """Store the jobs whose keys are new, or nothing if one of them is invalid."""
+        return self.enqueue_many([jobs], now)[0]
+
+    def enqueue_many(self, calls: Sequence[Sequence[NewJob]], now: float) -> list[EnqueueResult]:
+        """Enqueue each call in order; nothing at all if one job of any call is invalid."""
         self._jobs()
-        for job in jobs:
+        for job in (job for jobs in calls for job in jobs):
             _validate(job)
+        return [self._store_new(jobs, now) for jobs in calls]
+
+    def _store_new(self, jobs: Sequence[NewJob], now: float) -> EnqueueResult:
         cutoff = now - self.dedup_window_s
         stored = 0
         for job in jobs:

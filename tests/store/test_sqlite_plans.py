@@ -23,8 +23,10 @@ FILTERS = {
     "connection+reason": DeadFilter(connection="a", reason="r"),
 }
 CONSTANT = ["CLAIM", "ACK", "RETRY", "BURY", "RELEASE", "RELEASE_EXPIRED", "FAILING", "FORGET", "KNOWN_KEYS"]
-CONSTANT += ["REMEMBER_KEYS", "COUNT_INSERTED", "INSERT_JOB", "CONNECTIONS", "COUNTS", "BACKLOG_ALL", "BACKLOG_ONE"]
+CONSTANT += ["REMEMBER_KEYS", "COUNT_INSERTED", "CONNECTIONS", "COUNTS", "BACKLOG_ALL", "BACKLOG_ONE"]
 STATEMENTS: dict[str, tuple[str, list[object]]] = {name: (getattr(sql, name), []) for name in CONSTANT}
+STATEMENTS["insert_jobs[1]"] = (sql.insert_jobs(1), [])
+STATEMENTS[f"insert_jobs[{sql.ROWS_PER_INSERT}]"] = (sql.insert_jobs(sql.ROWS_PER_INSERT), [])
 for label, where in FILTERS.items():
     STATEMENTS[f"dead[{label}]"] = sql.select_dead(where, 10, 0)
     STATEMENTS[f"redrive[{label}]"] = sql.redrive_dead(where, 0.0)

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from mparticle_klaviyo.store.base import DeadFilter, EnqueueResult, Job, JobStore, NewJob, StateCount
 
@@ -21,6 +21,23 @@ def _nothing() -> None:
     return None
 
 
+class _Enqueue(NamedTuple):
+    """One caller's enqueue, waiting for its group's commit."""
+
+    jobs: Sequence[NewJob]
+    now: float
+    waiter: asyncio.Future[EnqueueResult]
+
+
+def _fail(waiter: asyncio.Future[EnqueueResult], exc: BaseException) -> None:
+    if waiter.done():
+        return
+    if isinstance(exc, asyncio.CancelledError):
+        waiter.cancel()
+    else:
+        waiter.set_exception(exc)
+
+
 class AsyncStore:
     """Awaitable versions of the ``JobStore`` methods the service uses."""
 
@@ -29,13 +46,45 @@ class AsyncStore:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
         self._acks: list[int] = []
         self._ack_flush: asyncio.Task[None] | None = None
+        self._enqueues: list[_Enqueue] = []
+        self._enqueue_flush: asyncio.Task[None] | None = None
 
     async def _run(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
     async def enqueue(self, jobs: Sequence[NewJob], now: float) -> EnqueueResult:
-        """See ``JobStore.enqueue``."""
-        return await self._run(partial(self.store.enqueue, jobs, now))
+        """See ``JobStore.enqueue``; returns once ``jobs`` are durably stored.
+
+        Enqueues that arrive while the store thread is busy share one transaction
+        (``enqueue_many``): one commit (one fsync) for all the requests waiting, and under load
+        the waiting requests of one turn are answered together instead of one fsync apart.
+        """
+        waiter: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
+        self._enqueues.append(_Enqueue(jobs, now, waiter))
+        if self._enqueue_flush is None:
+            self._enqueue_flush = asyncio.get_running_loop().create_task(self._flush_enqueues())
+        # Shielded: a request cancelled while waiting (its client went away) must not cancel the
+        # others' commit; its own jobs may still be stored, and a resend is deduplicated.
+        return await asyncio.shield(waiter)
+
+    async def _flush_enqueues(self) -> None:
+        calls: list[_Enqueue] = []
+        try:
+            await self._run(_nothing)  # our turn on the store thread: enqueues gathered meanwhile join
+            calls, self._enqueues, self._enqueue_flush = self._enqueues, [], None
+            enqueue = partial(self.store.enqueue_many, [c.jobs for c in calls], max(c.now for c in calls))
+            results = await self._run(enqueue)
+        except BaseException as exc:
+            # Every waiter learns the outcome, even when this task is cancelled before its turn.
+            calls, self._enqueues, self._enqueue_flush = calls + self._enqueues, [], None
+            for call in calls:
+                _fail(call.waiter, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for call, result in zip(calls, results, strict=True):
+            if not call.waiter.done():
+                call.waiter.set_result(result)
 
     async def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
         """See ``JobStore.claim``."""

@@ -15,6 +15,8 @@ Life of a job::
 Invariants every implementation keeps (tests/store/contract.py checks them):
 
 * ``enqueue`` is atomic and durable when it returns: all jobs of the call are stored, or none.
+  ``enqueue_many`` is the same for several calls at once: it answers as if they were enqueued
+  one after another, and stores all of them or none.
 * A (connection, key) pair is enqueued at most once while it is remembered (``dedup_window_s``
   after its first enqueue), even after the job was delivered and deleted.
 * ``claim`` returns READY jobs of one connection whose ``run_at <= now``, oldest id first, and
@@ -101,6 +103,14 @@ class JobStore(Protocol):
 
     def enqueue(self, jobs: Sequence[NewJob], now: float) -> EnqueueResult:
         """Store new jobs in one durable transaction, skipping (connection, key) repeats."""
+        ...
+
+    def enqueue_many(self, calls: Sequence[Sequence[NewJob]], now: float) -> list[EnqueueResult]:
+        """``enqueue`` each of ``calls`` in order, all in one durable transaction (group commit).
+
+        The results are those of enqueuing the calls one after another; if one call fails,
+        nothing of any call is stored.
+        """
         ...
 
     def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:

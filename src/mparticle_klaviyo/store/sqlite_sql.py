@@ -7,6 +7,7 @@ which keeps a 1,000-id ack a single statement without building SQL of varying le
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -23,9 +24,10 @@ _IDS = "id IN (SELECT value FROM json_each(?))"
 
 # Keys of one connection (a JSON array) that are still remembered (first seen at or after the cutoff).
 KNOWN_KEYS = "SELECT key FROM seen WHERE connection = ? AND key IN (SELECT value FROM json_each(?)) AND first_seen >= ?"
-INSERT_JOB = """
-INSERT INTO jobs (connection, key, profile_key, kind, payload, created_at, run_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-"""
+# Rows per INSERT statement: 7 parameters each stays far below SQLite's 32,766, and at most
+# this many statement texts (one per remainder) sit in sqlite3's statement cache.
+ROWS_PER_INSERT = 64
+_INSERT_JOBS = "INSERT INTO jobs (connection, key, profile_key, kind, payload, created_at, run_at) VALUES "
 # Parameters: connection, now, keys (a JSON array), cutoff. A key remembered since before the
 # cutoff was forgotten, so it starts a new window from now. "WHERE true" is SQLite's required
 # disambiguation between a join's ON and the upsert's ON CONFLICT.
@@ -83,6 +85,14 @@ FROM job_counts c WHERE c.n > 0 ORDER BY c.connection, c.state
 """
 
 STATES = {int(state): state for state in JobState}
+
+
+@functools.cache
+def insert_jobs(rows: int) -> str:
+    """An INSERT of ``rows`` jobs (7 parameters a row, in JOB_COLUMNS' order from connection to run_at)."""
+    if not 1 <= rows <= ROWS_PER_INSERT:
+        raise ValueError(f"rows must be 1..{ROWS_PER_INSERT}, not {rows}")
+    return _INSERT_JOBS + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
 
 
 def id_list(ids: Sequence[int]) -> str:

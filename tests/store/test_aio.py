@@ -1,0 +1,148 @@
+"""``AsyncStore.enqueue``: enqueues waiting for the store thread share one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.base import EnqueueResult, NewJob
+from mparticle_klaviyo.store.errors import StoreClosedError
+from mparticle_klaviyo.store.sqlite import SqliteJobStore
+from tests.service.e2e_helpers import run_async
+from tests.store.helpers import A, new_job, new_jobs
+
+
+class CountingStore(SqliteJobStore):
+    """The real SQLite store, recording each enqueue transaction's calls."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.transactions: list[list[list[str]]] = []
+
+    def enqueue_many(self, calls: Sequence[Sequence[NewJob]], now: float) -> list[EnqueueResult]:
+        self.transactions.append([[job.key for job in jobs] for jobs in calls])
+        return super().enqueue_many(calls, now)
+
+
+def _hold_store_thread(store: AsyncStore) -> threading.Event:
+    """Keep the store thread busy until the returned event is set, so that enqueues pile up."""
+    release = threading.Event()
+    store._thread.submit(release.wait)
+    return release
+
+
+def test_enqueues_waiting_together_are_committed_in_one_transaction(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        inner = CountingStore(tmp_path / "jobs.sqlite3")
+        store = AsyncStore(inner)
+        release = _hold_store_thread(store)
+        waiting = [asyncio.create_task(store.enqueue(new_jobs(f"k{n}a", f"k{n}b"), time.time())) for n in range(20)]
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(*waiting)
+        assert results == [EnqueueResult(stored=2, duplicates=0)] * 20
+        assert inner.transactions == [[[f"k{n}a", f"k{n}b"] for n in range(20)]]
+        assert await store.backlog() == 40
+        await store.close()
+
+    run_async(scenario())
+
+
+def test_each_caller_gets_its_own_result_when_calls_repeat_a_key(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = AsyncStore(SqliteJobStore(tmp_path / "jobs.sqlite3"))
+        release = _hold_store_thread(store)
+        first = asyncio.create_task(store.enqueue([new_job("k1", payload=b"first")], time.time()))
+        second = asyncio.create_task(store.enqueue([new_job("k1", payload=b"second"), new_job("k2")], time.time()))
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await first == EnqueueResult(stored=1, duplicates=0)
+        assert await second == EnqueueResult(stored=1, duplicates=1)
+        claimed = await store.claim(A, 10, 30.0, time.time())
+        assert [job.payload for job in claimed if job.key == "k1"] == [b"first"]
+        await store.close()
+
+    run_async(scenario())
+
+
+def test_an_enqueue_returns_only_after_its_jobs_are_committed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = AsyncStore(SqliteJobStore(tmp_path / "jobs.sqlite3"))
+        await store.enqueue(new_jobs("k1", "k2"), time.time())
+        other_reader = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        assert other_reader.backlog() == 2
+        other_reader.close()
+        await store.close()
+
+    run_async(scenario())
+
+
+def test_an_enqueue_after_a_commit_gets_a_transaction_of_its_own(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        inner = CountingStore(tmp_path / "jobs.sqlite3")
+        store = AsyncStore(inner)
+        await store.enqueue(new_jobs("k1"), time.time())
+        await store.enqueue(new_jobs("k2"), time.time())
+        assert inner.transactions == [[["k1"]], [["k2"]]]
+        await store.close()
+
+    run_async(scenario())
+
+
+def test_a_cancelled_enqueue_does_not_cancel_the_commit_it_shares(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = AsyncStore(SqliteJobStore(tmp_path / "jobs.sqlite3"))
+        release = _hold_store_thread(store)
+        cancelled = asyncio.create_task(store.enqueue(new_jobs("k1"), time.time()))
+        kept = asyncio.create_task(store.enqueue(new_jobs("k2"), time.time()))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        release.set()
+        assert await kept == EnqueueResult(stored=1, duplicates=0)
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        # The cancelled caller's jobs were handed over already: stored, and a resend is a duplicate.
+        assert await store.backlog() == 2
+        assert await store.enqueue(new_jobs("k1"), time.time()) == EnqueueResult(stored=0, duplicates=1)
+        await store.close()
+
+    run_async(scenario())
+
+
+def test_a_failed_commit_raises_in_every_caller_and_stores_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = AsyncStore(SqliteJobStore(tmp_path / "jobs.sqlite3"))
+        release = _hold_store_thread(store)
+        invalid = NewJob(connection=A, key="bad", profile_key="p", kind="event", payload=None)  # type: ignore[arg-type]
+        good = asyncio.create_task(store.enqueue(new_jobs("k1"), time.time()))
+        bad = asyncio.create_task(store.enqueue([invalid], time.time()))
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(good, bad, return_exceptions=True)
+        assert all(isinstance(result, Exception) for result in results), results
+        assert await store.backlog() == 0
+        # The next enqueue starts a new group and succeeds.
+        assert await store.enqueue(new_jobs("k1"), time.time()) == EnqueueResult(stored=1, duplicates=0)
+        await store.close()
+
+    run_async(scenario())
+
+
+def test_an_enqueue_on_a_closed_store_raises(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        inner = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        store = AsyncStore(inner)
+        inner.close()
+        results = await asyncio.gather(
+            *(store.enqueue(new_jobs(f"k{n}"), time.time()) for n in range(3)), return_exceptions=True
+        )
+        assert [type(result) for result in results] == [StoreClosedError] * 3
+        await store.close()
+
+    run_async(scenario())
