@@ -17,6 +17,7 @@ from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Config, load_config
 from mparticle_klaviyo.errors import ConfigError
 from mparticle_klaviyo.service.jobs import decode_payload
 from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, StateCount
+from mparticle_klaviyo.store.errors import StoreError
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 
 dlq = typer.Typer(help="Inspect and repair dead-lettered jobs.", no_args_is_help=True)
@@ -53,7 +54,15 @@ def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
 
     loaded = _config(config)
     configure_logging(loaded.service.log_level)
-    asyncio.run(serve(loaded))
+    try:
+        asyncio.run(serve(loaded))
+    except StoreError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    except OSError as error:
+        # The store's directory missing or unwritable, the port taken: say which, no traceback.
+        typer.echo(f"error: cannot start serving: {error}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 @app.command("status")

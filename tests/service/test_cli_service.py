@@ -299,6 +299,43 @@ def test_serve_stops_on_sigterm_with_exit_code_0_and_releases_its_leases(tmp_pat
     run_async(scenario(), timeout_s=60)
 
 
+def test_a_second_serve_on_the_same_store_exits_2_naming_the_first(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        port = free_port()
+        config = write_service_config(tmp_path, emulator.url, port)
+        first = ServeProcess(config, port, tmp_path / "serve.log")
+        try:
+            await first.start()
+            (tmp_path / "second").mkdir()
+            same_store = {"store": str(tmp_path / "jobs.sqlite3")}
+            second_config = write_service_config(tmp_path / "second", emulator.url, free_port(), service=same_store)
+            code, _, err = await run_cli("serve", "--config", str(second_config), cwd=tmp_path)
+            assert code == 2
+            assert "in use by another `serve`" in err and "Traceback" not in err
+            assert await first.terminate() == 0
+        finally:
+            await first.ensure_stopped()
+            await emulator.close()
+
+    run_async(scenario(), timeout_s=60)
+
+
+def test_serve_on_a_port_in_use_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        port = int(emulator.url.rsplit(":", 1)[1])  # the emulator's own port: taken
+        config = write_service_config(tmp_path, emulator.url, port)
+        try:
+            code, _, err = await run_cli("serve", "--config", str(config), cwd=tmp_path)
+        finally:
+            await emulator.close()
+        assert code == 2
+        assert "cannot start serving" in err and "Traceback" not in err
+
+    run_async(scenario(), timeout_s=60)
+
+
 def test_redrive_after_fixing_the_connection_delivers_the_dead_letters(tmp_path: Path) -> None:
     async def scenario() -> None:
         emulator = await start_recording_emulator(

@@ -166,6 +166,35 @@ def test_a_failed_job_left_leased_by_a_crashed_process_still_blocks_its_profile(
     run_async(scenario())
 
 
+def test_as_sole_owner_a_dead_processs_unexpired_leases_are_released_at_start(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        emulator.add_fault({"status": 503})
+        store = open_store(tmp_path / "jobs.sqlite3")
+        conn = connection(emulator.url)
+        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-1")])])
+        before = Delivery(conn, store, options(backoff_base_s=0.05, backoff_cap_s=0.05))
+        before.start()
+        await _failed_once(store, conn.name)
+        await before.shutdown()
+        emulator.emulator.faults.clear()
+        [failed] = await store.failing_jobs(conn.name)
+        await asyncio.sleep(max(0.0, failed.run_at - time.time()) + 0.01)
+        # Claimed for an hour by a process that then died; a later job of the profile is waiting.
+        [leased] = await store.claim(conn.name, 1, 3600.0, time.time())
+        assert leased.id == failed.id
+        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-2")])])
+        after = Delivery(conn, store, options(sole_owner=True))
+        after.start()
+        await after.until_empty(timeout_s=5.0)  # long before the hour-long lease would expire
+        await after.shutdown()
+        assert _order(emulator) == ["ada-1", "ada-2"]
+        await store.close()
+        await emulator.close()
+
+    run_async(scenario())
+
+
 def test_a_profiles_jobs_that_failed_together_are_retried_together(tmp_path: Path) -> None:
     async def scenario() -> None:
         emulator = await start_recording_emulator()

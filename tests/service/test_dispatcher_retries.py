@@ -278,6 +278,28 @@ def test_a_job_older_than_max_age_is_dead_lettered_at_its_next_failure(tmp_path:
     run_async(scenario())
 
 
+def test_a_job_older_than_max_age_is_dead_lettered_at_its_next_429(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        emulator.add_fault({"status": 429})
+        store = open_store(tmp_path / "jobs.sqlite3")
+        conn = connection(emulator.url)
+        await enqueue(store, conn, batches(1))
+        await asyncio.sleep(0.3)
+        delivery = Delivery(conn, store, options(max_age_s=0.2))
+        delivery.start()
+        await delivery.until_empty()
+        await delivery.shutdown()
+        [dead] = await dead_jobs(store)
+        assert dead.dead_reason == "retries_exhausted"
+        assert dead.last_error == "throttled (429) past max_age_s"
+        assert emulator.statuses() == [429]
+        await store.close()
+        await emulator.close()
+
+    run_async(scenario())
+
+
 async def _wait_for_arrivals(emulator: RecordingEmulator, count: int) -> None:
     for _ in range(500):
         if len(emulator.arrivals) >= count:

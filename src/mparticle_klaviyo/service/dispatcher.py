@@ -7,7 +7,7 @@ AIMD). Answers settle jobs:
 
 * 2xx: ack (the row is deleted);
 * 429: the lane's gate closes for Retry-After and the job returns to the queue due when the
-  gate reopens, without counting an attempt;
+  gate reopens, without counting an attempt (but past ``max_age_s`` it is dead-lettered);
 * 408/5xx/timeouts/resets: retry with exponential backoff and full jitter, counted; past
   ``max_attempts`` or ``max_age_s`` the job is dead-lettered as ``retries_exhausted``;
 * other 4xx: dead-lettered with Klaviyo's answer. In a bulk job, Klaviyo's JSON pointer names
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -63,6 +64,10 @@ class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_retry_after_s: float = 600.0
     release_every_s: float = 10.0
     max_concurrency: int = 64
+    # True when this process is known to be the store's only deliverer (``serve`` holds the
+    # store's OwnerLock): then every lease found at start is a dead process's, and is released
+    # at once instead of after it expires.
+    sole_owner: bool = False
 
 
 class Dispatcher:
@@ -123,8 +128,9 @@ class Dispatcher:
 
     async def _start(self) -> None:
         # Leases a crashed process left behind first: a failed job still leased by it would be
-        # missing from the rebuilt barrier, and its profile's later jobs would overtake it.
-        await self.store.release_expired(time.time())
+        # missing from the rebuilt barrier, and its profile's later jobs would overtake it. As
+        # the sole owner every lease is such a leftover, expired or not.
+        await self.store.release_expired(math.inf if self.options.sole_owner else time.time())
         await self._rebuild_barrier()
 
     async def drain(self, timeout_s: float) -> None:
@@ -272,9 +278,19 @@ class Dispatcher:
             await self._retry(jobs, outcome)
 
     async def _throttled(self, unit: Unit, lane: Lane) -> None:
-        """A 429: back in the queue, due when the gate reopens; not an attempt."""
-        due = time.time() + lane.gate.remaining()
-        jobs = list(unit.jobs)
+        """A 429: back in the queue, due when the gate reopens; not an attempt.
+
+        Not counted as an attempt, but a 429 does not stop the clock: a job still being
+        throttled past ``max_age_s`` is dead-lettered, as after a failure.
+        """
+        now = time.time()
+        due = now + lane.gate.remaining()
+        expired = [job for job in unit.jobs if now - job.created_at > self.options.max_age_s]
+        if expired:
+            await self._bury(expired, "retries_exhausted", "throttled (429) past max_age_s")
+        jobs = [job for job in unit.jobs if job not in expired]
+        if not jobs:
+            return
         await self.store.retry([job.id for job in jobs], due, "throttled (429)", False)
         for job in jobs:
             self._blocked(job, due)
