@@ -88,14 +88,16 @@ def test_stopping_the_service_releases_the_leases_of_unfinished_sends(tmp_path: 
     run_async(scenario())
 
 
-def test_a_short_lease_is_checked_for_expiry_at_least_twice_per_lease(tmp_path: Path) -> None:
+def test_the_service_delivers_as_the_sole_owner_of_its_store(tmp_path: Path) -> None:
     config = load_config(write_service_config(tmp_path, "http://127.0.0.1:9", free_port(), service={"lease_s": 2.0}))
     service = Service(config)
     try:
-        assert service.dispatchers["acme"].options.release_every_s == 1.0
+        assert service.owner.held
+        assert service.dispatchers["acme"].options.sole_owner
         assert service.dispatchers["acme"].options.lease_s == 2.0
     finally:
         asyncio.run(service.store.close())
+        service.owner.release()
 
 
 def test_the_metrics_show_the_backlog_and_deliveries(tmp_path: Path) -> None:

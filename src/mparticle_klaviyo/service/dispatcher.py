@@ -65,8 +65,10 @@ class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
     release_every_s: float = 10.0
     max_concurrency: int = 64
     # True when this process is known to be the store's only deliverer (``serve`` holds the
-    # store's OwnerLock): then every lease found at start is a dead process's, and is released
-    # at once instead of after it expires.
+    # store's OwnerLock): every lease found at start is a dead process's and is released at
+    # once, and leases never expire while it runs (a unit waiting long in the limiter's queue
+    # is not claimed and sent a second time). Otherwise expired leases are released every
+    # ``release_every_s``.
     sole_owner: bool = False
 
 
@@ -97,6 +99,7 @@ class Dispatcher:
         self._backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s, rng)
         self._blocker_due: dict[int, float] = {}
         self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
+        self._orphans: list[tuple[tuple[Job, ...], str]] = []
         self._in_flight = 0
         self._tally = Tally()
 
@@ -114,9 +117,10 @@ class Dispatcher:
                 if not started:
                     await self._start()
                     started, last_release = True, time.monotonic()
-                elif time.monotonic() - last_release > self.options.release_every_s:
+                elif not self.options.sole_owner and time.monotonic() - last_release > self.options.release_every_s:
                     await self.store.release_expired(time.time())
                     last_release = time.monotonic()
+                await self._retry_orphans()
                 claimed = await self._claim_and_start()
             except Exception:
                 log.exception("delivery paused by an error", extra={"connection": self.connection.name})
@@ -198,8 +202,22 @@ class Dispatcher:
         self._in_flight -= len(jobs)
         self.wake.set()
         if not task.cancelled() and (error := task.exception()) is not None:
-            # Its jobs stay leased and come back when the lease expires; say why here.
+            # Not Klaviyo's answer (that is settled inside the unit) but an error of ours, e.g. the
+            # ack's write failing: the jobs are retried as after a failure (see _retry_orphans).
             log.error("a send unit failed", exc_info=error, extra={"connection": self.connection.name})
+            self._orphans.append((jobs, type(error).__name__))
+
+    async def _retry_orphans(self) -> None:
+        """Retry the jobs of units that ended in an error, counting an attempt, with backoff.
+
+        As the sole owner nothing else would ever return them: their leases are never expired
+        while this process lives. Counted as attempts so that a lasting bug ends in the dead
+        letters instead of a loop. Dropped from the list only once the write succeeded.
+        """
+        while self._orphans:
+            jobs, error = self._orphans[0]
+            await self._retry(list(jobs), Retryable(reason="internal_error", detail=error))
+            self._orphans.pop(0)
 
     async def _hold_back_blocked(self, jobs: list[Job]) -> list[Job]:
         """Jobs behind a failing job of their profile go back, due after that job's retry.

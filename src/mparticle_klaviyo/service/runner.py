@@ -53,10 +53,7 @@ class Service:
             max_age_s=service.max_age_s,
             lease_s=service.lease_s,
             max_concurrency=service.max_concurrency,
-            # Expired leases are looked for every release_every_s: with a short lease, a crashed
-            # process's jobs would otherwise wait up to that long after their lease ran out.
-            release_every_s=min(DispatchOptions().release_every_s, service.lease_s / 2),
-            sole_owner=True,
+            sole_owner=True,  # self.owner is held
         )
         self.clients = {
             name: client_for(c, pool_size=service.max_concurrency) for name, c in config.connections.items()
