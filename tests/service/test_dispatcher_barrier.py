@@ -8,8 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
+from mparticle_klaviyo.service.dispatcher import DispatchOptions
 from mparticle_klaviyo.service.jobs import unique_id_of
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import DeadFilter, JobState
@@ -135,7 +138,17 @@ def test_the_barrier_is_rebuilt_from_the_store_after_a_restart(tmp_path: Path) -
     run_async(scenario())
 
 
-def test_a_failed_job_left_leased_by_a_crashed_process_still_blocks_its_profile(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("lease_s", "restarted"),
+    [
+        (0.05, options()),  # the dead process's lease runs out before the restart
+        (3600.0, options(sole_owner=True)),  # unexpired, but the sole owner releases it at start
+    ],
+    ids=["expired-lease", "sole-owner"],
+)
+def test_a_failed_job_left_leased_by_a_crashed_process_still_blocks_its_profile(
+    tmp_path: Path, lease_s: float, restarted: DispatchOptions
+) -> None:
     async def scenario() -> None:
         emulator = await start_recording_emulator()
         emulator.add_fault({"status": 503})
@@ -149,44 +162,15 @@ def test_a_failed_job_left_leased_by_a_crashed_process_still_blocks_its_profile(
         emulator.emulator.faults.clear()
         [failed] = await store.failing_jobs(conn.name)
         await asyncio.sleep(max(0.0, failed.run_at - time.time()) + 0.01)
-        # The retry was claimed by a process that then died: its lease runs out before the restart.
-        [leased] = await store.claim(conn.name, 1, 0.05, time.time())
+        # The retry was claimed by a process that then died.
+        [leased] = await store.claim(conn.name, 1, lease_s, time.time())
         assert leased.id == failed.id
         await enqueue(store, conn, [user_batch("ada", [custom_event("ada-2")])])
         await asyncio.sleep(0.1)
         emulator.add_fault({"status": 503, "count": 1})  # whatever is sent first after the restart fails
-        after = Delivery(conn, store)
+        after = Delivery(conn, store, restarted)
         after.start()
-        await after.until_empty()
-        await after.shutdown()
-        assert _order(emulator) == ["ada-1", "ada-2"]
-        await store.close()
-        await emulator.close()
-
-    run_async(scenario())
-
-
-def test_as_sole_owner_a_dead_processs_unexpired_leases_are_released_at_start(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 503})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-1")])])
-        before = Delivery(conn, store, options(backoff_base_s=0.05, backoff_cap_s=0.05))
-        before.start()
-        await _failed_once(store, conn.name)
-        await before.shutdown()
-        emulator.emulator.faults.clear()
-        [failed] = await store.failing_jobs(conn.name)
-        await asyncio.sleep(max(0.0, failed.run_at - time.time()) + 0.01)
-        # Claimed for an hour by a process that then died; a later job of the profile is waiting.
-        [leased] = await store.claim(conn.name, 1, 3600.0, time.time())
-        assert leased.id == failed.id
-        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-2")])])
-        after = Delivery(conn, store, options(sole_owner=True))
-        after.start()
-        await after.until_empty(timeout_s=5.0)  # long before the hour-long lease would expire
+        await after.until_empty(timeout_s=10.0)
         await after.shutdown()
         assert _order(emulator) == ["ada-1", "ada-2"]
         await store.close()

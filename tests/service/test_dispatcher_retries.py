@@ -257,10 +257,13 @@ def test_a_job_is_dead_lettered_as_retries_exhausted_after_max_attempts(tmp_path
     run_async(scenario())
 
 
-def test_a_job_older_than_max_age_is_dead_lettered_at_its_next_failure(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("status", "error"), [(500, "http_500"), (429, "throttled (429) past max_age_s")])
+def test_a_job_older_than_max_age_is_dead_lettered_at_its_next_failure_or_429(
+    tmp_path: Path, status: int, error: str
+) -> None:
     async def scenario() -> None:
         emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 500})
+        emulator.add_fault({"status": status})
         store = open_store(tmp_path / "jobs.sqlite3")
         conn = connection(emulator.url)
         await enqueue(store, conn, batches(1))
@@ -271,29 +274,8 @@ def test_a_job_older_than_max_age_is_dead_lettered_at_its_next_failure(tmp_path:
         await delivery.shutdown()
         [dead] = await dead_jobs(store)
         assert dead.dead_reason == "retries_exhausted"
-        assert emulator.statuses() == [500]
-        await store.close()
-        await emulator.close()
-
-    run_async(scenario())
-
-
-def test_a_job_older_than_max_age_is_dead_lettered_at_its_next_429(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 429})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, batches(1))
-        await asyncio.sleep(0.3)
-        delivery = Delivery(conn, store, options(max_age_s=0.2))
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        [dead] = await dead_jobs(store)
-        assert dead.dead_reason == "retries_exhausted"
-        assert dead.last_error == "throttled (429) past max_age_s"
-        assert emulator.statuses() == [429]
+        assert (dead.last_error or "").startswith(error)
+        assert emulator.statuses() == [status]
         await store.close()
         await emulator.close()
 

@@ -20,6 +20,7 @@ import pytest
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
+from mparticle_klaviyo.service.dispatcher import DispatchOptions
 from mparticle_klaviyo.service.jobs import unique_id_of
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import DeadFilter
@@ -207,8 +208,18 @@ def test_a_store_locked_past_its_busy_timeout_pauses_delivery_which_then_resumes
     run_async(scenario())
 
 
-def test_jobs_whose_ack_failed_are_sent_again_after_their_lease_and_recorded_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    "recovery",
+    [
+        # Another process may own leases: the jobs come back when their lease expires.
+        options(lease_s=0.5, release_every_s=0.2),
+        # The sole owner never expires leases: it retries the jobs itself, as after a failure.
+        options(sole_owner=True, lease_s=3600.0, backoff_base_s=0.05),
+    ],
+    ids=["lease-expiry", "sole-owner-retry"],
+)
+def test_jobs_whose_ack_failed_are_sent_again_and_recorded_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, recovery: DispatchOptions
 ) -> None:
     async def scenario() -> None:
         emulator = await start_recording_emulator()
@@ -220,41 +231,7 @@ def test_jobs_whose_ack_failed_are_sent_again_after_their_lease_and_recorded_onc
         store = AsyncStore(inner)
         conn = connection(emulator.url)
         await enqueue(store, conn, _batches(5))
-        delivery = Delivery(conn, store, options(lease_s=0.5, release_every_s=0.2))
-        delivery.start()
-        await wait_until(_true_when(lambda: emulator.emulator.state.requests >= 5), 5.0, "five sends in flight")
-        locker = sqlite3.connect(path, isolation_level=None)
-        locker.execute("BEGIN IMMEDIATE")  # Klaviyo accepts them, but the acks cannot be written
-        await asyncio.sleep(0.6)
-        locker.execute("COMMIT")
-        locker.close()
-        await delivery.until_empty(timeout_s=10)
-        await delivery.shutdown()
-        assert emulator.emulator.state.duplicates_dropped >= 1, "sent again, deduplicated by unique_id"
-        _recorded_once(emulator, {f"m{n}" for n in range(5)}, seed=0)
-        await store.close()
-        await emulator.close()
-
-    with caplog.at_level(logging.ERROR, logger="mparticle_klaviyo.delivery"):
-        run_async(scenario())
-    assert "a send unit failed" in caplog.text
-
-
-def test_as_sole_owner_jobs_whose_ack_failed_are_retried_as_a_failure_and_recorded_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"delay_ms": 300, "count": 5})
-        path = tmp_path / "jobs.sqlite3"
-        inner = SqliteJobStore(path)
-        assert inner._conn is not None
-        inner._conn.execute("PRAGMA busy_timeout = 50")
-        store = AsyncStore(inner)
-        conn = connection(emulator.url)
-        await enqueue(store, conn, _batches(5))
-        # Leases far longer than the test: only the dispatcher's own retry can bring the jobs back.
-        delivery = Delivery(conn, store, options(sole_owner=True, lease_s=3600.0, backoff_base_s=0.05))
+        delivery = Delivery(conn, store, recovery)
         delivery.start()
         await wait_until(_true_when(lambda: emulator.emulator.state.requests >= 5), 5.0, "five sends in flight")
         locker = sqlite3.connect(path, isolation_level=None)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from pathlib import Path
 
 import aiohttp
 
 from mparticle_klaviyo.config import load_config
-from mparticle_klaviyo.service.runner import Service
+from mparticle_klaviyo.service.runner import GC_YOUNG_THRESHOLD, Service, tune_gc
 from mparticle_klaviyo.store.base import JobState
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import (
@@ -138,3 +139,14 @@ def test_pacing_waits_are_exported_as_counters_that_only_grow(tmp_path: Path) ->
     text = asyncio.run(scenario())
     assert 'mpk_limiter_wait_seconds_total{connection="acme"} 2.0' in text
     assert 'mpk_retry_after_wait_seconds_total{connection="acme"} 0.25' in text
+
+
+def test_tune_gc_freezes_what_exists_and_raises_the_young_threshold() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 1000, "start-up objects are out of later collections"
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
