@@ -48,6 +48,8 @@ def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
     """Run the service: HTTP ingest (Firehose, Events API, Webhook) and delivery to Klaviyo.
 
     Stops gracefully on SIGTERM/SIGINT. Logs are JSON lines on stderr.
+
+    One serve per store file: a second one on the same store exits with code 2.
     """
     from mparticle_klaviyo.service.logs import configure_logging
     from mparticle_klaviyo.service.runner import serve
