@@ -252,9 +252,23 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             connections[name] = connection
     if not tables:
         problems.append(f"{path}: no connections; add a [connections.NAME] table with public_api_key")
+    problems += _shared_account_problems(connections, path)
     if problems:
         raise ConfigError(problems)
     return Config(connections, str(path), service)
+
+
+def _shared_account_problems(connections: Mapping[str, Connection], path: Path) -> list[str]:
+    """Connections sending to one Klaviyo account share its limits, so they must agree on them."""
+    by_account: dict[tuple[str, Secret], list[Connection]] = {}
+    for connection in connections.values():
+        by_account.setdefault((connection.klaviyo_url, connection.public_key), []).append(connection)
+    return [
+        f"{path}: connections {', '.join(sorted(c.name for c in group))} send to the same Klaviyo account "
+        "(public_api_key and klaviyo_url), whose rate limits they share: give them the same rate_limits"
+        for group in by_account.values()
+        if len({tuple(sorted(c.rate_limits.items())) for c in group}) > 1
+    ]
 
 
 def _validate_service(table: Any, path: Path, problems: list[str]) -> ServiceSettings:

@@ -10,16 +10,20 @@ from pathlib import Path
 import aiohttp
 
 from mparticle_klaviyo.config import load_config
+from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
 from mparticle_klaviyo.service.runner import GC_YOUNG_THRESHOLD, Service, tune_gc
 from mparticle_klaviyo.store.base import JobState
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import (
+    FAST_LIMITS,
+    PUBLIC_KEY,
     RecordingEmulator,
     basic_auth,
     custom_event,
     free_port,
     run_async,
     start_recording_emulator,
+    toml,
     user_batch,
     wait_until,
     write_service_config,
@@ -150,3 +154,71 @@ def test_tune_gc_freezes_what_exists_and_raises_the_young_threshold() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def _second_connection(config: Path, public_key: str, key: str, secret: str, **settings: object) -> None:
+    """Append a connection ``beta`` with its own Events API credentials to a service config."""
+    table = {
+        "public_api_key": public_key,
+        "klaviyo_url": load_config(config).connections["acme"].klaviyo_url,
+        "events_api_key": key,
+        "events_api_secret": secret,
+        **settings,
+    }
+    lines = ["", "[connections.beta]"] + [f"{k} = {toml(v)}" for k, v in table.items()]
+    config.write_text(config.read_text() + "\n".join(lines) + "\n")
+
+
+def test_connections_to_one_klaviyo_account_share_its_lanes_and_others_do_not(tmp_path: Path) -> None:
+    config_path = write_service_config(tmp_path, "http://127.0.0.1:9", free_port())
+    _second_connection(config_path, PUBLIC_KEY, "beta-key", "beta-secret", rate_limits=FAST_LIMITS_TOML)
+    (tmp_path / "other").mkdir()
+    other_path = write_service_config(tmp_path / "other", "http://127.0.0.1:9", free_port())
+    _second_connection(other_path, "OTHER1", "beta-key", "beta-secret")
+    for path, shared in ((config_path, True), (other_path, False)):
+        service = Service(load_config(path))
+        try:
+            acme, beta = service.dispatchers["acme"].lanes(), service.dispatchers["beta"].lanes()
+            assert (acme["POST /client/events"] is beta["POST /client/events"]) is shared
+        finally:
+            asyncio.run(service.store.close())
+            service.owner.release()
+
+
+def test_two_connections_to_one_account_together_stay_within_its_limit(tmp_path: Path) -> None:
+    limits = {**FAST_LIMITS, "POST /client/events": (10, 600)}
+    toml_limits = {endpoint: list(pair) for endpoint, pair in limits.items()}
+
+    async def scenario() -> None:
+        emulator = await start_recording_emulator(EmulatorConfig(rate_limits=limits))
+        port = free_port()
+        config_path = write_service_config(tmp_path, emulator.url, port, rate_limits=toml_limits)
+        _second_connection(config_path, PUBLIC_KEY, "beta-key", "beta-secret", rate_limits=toml_limits)
+        service = Service(load_config(config_path))
+        ready = asyncio.Event()
+        task = asyncio.create_task(service.run(ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        for who, auth in (("acme", basic_auth()), ("beta", basic_auth("beta-key", "beta-secret"))):
+            events = [custom_event(f"{who}-{n}") for n in range(20)]
+            batches = [user_batch(f"{who}{n}", [event]) for n, event in enumerate(events)]
+            assert await _post_bulk(port, batches, auth) == 202
+        await wait_until(lambda: _true(len(emulator.unique_ids()) == 40), 20.0, "40 deliveries")
+        service.stop.set()
+        await asyncio.wait_for(task, 10)
+        assert 429 not in emulator.statuses(), "together the two connections went over the account's limit"
+        await emulator.close()
+
+    run_async(scenario(), timeout_s=60)
+
+
+async def _post_bulk(port: int, batches: list[dict[str, object]], auth: str) -> int:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}/v2/bulkevents", json=batches, headers={"Authorization": auth}
+        ) as response,
+    ):
+        return response.status
+
+
+FAST_LIMITS_TOML = {endpoint: list(pair) for endpoint, pair in FAST_LIMITS.items()}

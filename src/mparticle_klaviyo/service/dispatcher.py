@@ -72,6 +72,15 @@ class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
     sole_owner: bool = False
 
 
+def account_lanes(connection: Connection, max_concurrency: int) -> dict[str, Lane]:
+    """One lane (Retry-After gate, two-window limiter, AIMD) per rate-limited endpoint of an account."""
+    clock = MonotonicClock()
+    return {
+        endpoint: Lane(limit, clock, max_concurrency=max_concurrency)
+        for endpoint, limit in connection.rate_limits.items()
+    }
+
+
 class Dispatcher:
     """Delivers one connection's queued jobs until told to stop."""
 
@@ -83,6 +92,7 @@ class Dispatcher:
         metrics: Metrics,
         options: DispatchOptions | None = None,
         rng: random.Random | None = None,
+        lanes: Mapping[str, Lane] | None = None,
     ) -> None:
         self.connection = connection
         self.store = store
@@ -91,11 +101,9 @@ class Dispatcher:
         self.options = options or DispatchOptions()
         self.barrier = Barrier()
         self.wake = asyncio.Event()
-        self._clock = MonotonicClock()
-        self._lanes: dict[str, Lane] = {
-            endpoint: Lane(limit, self._clock, max_concurrency=self.options.max_concurrency)
-            for endpoint, limit in connection.rate_limits.items()
-        }
+        # Lanes are the account's, not the connection's: connections sending to one Klaviyo
+        # account must share them (``lanes``), or together they would exceed its limits.
+        self._lanes = dict(lanes) if lanes is not None else account_lanes(connection, self.options.max_concurrency)
         self._backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s, rng)
         self._blocker_due: dict[int, float] = {}
         self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mparticle_klaviyo.config import Config
+from mparticle_klaviyo.config import Config, Connection
+from mparticle_klaviyo.delivery.lane import Lane
 from mparticle_klaviyo.pipeline import client_for
+from mparticle_klaviyo.secret import Secret
 from mparticle_klaviyo.service.app import INGEST, Ingest, create_app
-from mparticle_klaviyo.service.dispatcher import Dispatcher, DispatchOptions
+from mparticle_klaviyo.service.dispatcher import Dispatcher, DispatchOptions, account_lanes
 from mparticle_klaviyo.service.metrics import Metrics
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import JobState
@@ -55,16 +57,28 @@ class Service:
             max_concurrency=service.max_concurrency,
             sole_owner=True,  # self.owner is held
         )
+        self._account_lanes: dict[tuple[str, Secret], dict[str, Lane]] = {}
         self.clients = {
             name: client_for(c, pool_size=service.max_concurrency) for name, c in config.connections.items()
         }
         self.dispatchers = {
-            name: Dispatcher(c, self.store, self.clients[name], self.metrics, options)
+            name: Dispatcher(c, self.store, self.clients[name], self.metrics, options, lanes=self._lanes(c))
             for name, c in config.connections.items()
         }
         self.app = create_app(config, self.store, self.metrics, self._wake)
         self.ingest: Ingest = self.app[INGEST]
         self._exported_waits: dict[str, tuple[float, float]] = {}
+
+    def _lanes(self, connection: Connection) -> dict[str, Lane]:
+        """The pacing of ``connection``'s Klaviyo account, shared by every connection sending to it.
+
+        Klaviyo's limits and Retry-After apply to the account (the public key at one URL);
+        ``load_config`` has checked that such connections configure the same limits.
+        """
+        account = (connection.klaviyo_url, connection.public_key)
+        if account not in self._account_lanes:
+            self._account_lanes[account] = account_lanes(connection, self.config.service.max_concurrency)
+        return self._account_lanes[account]
 
     def _wake(self, connection: str) -> None:
         dispatcher = self.dispatchers.get(connection)
