@@ -157,6 +157,7 @@ class ServiceSettings(BaseModel):
     high_water_mark: int = Field(default=1_000_000, ge=1)
     max_batch_bytes: int = Field(default=128 * 1024, ge=1024)
     max_batches_per_request: int = Field(default=100, ge=1)
+    max_concurrent_requests: int = Field(default=32, ge=1)
     max_attempts: int = Field(default=8, ge=1)
     max_age_s: float = Field(default=7 * 86400, gt=0)
     lease_s: float = Field(default=120.0, gt=0)

@@ -221,6 +221,13 @@ class LiveApp:
         """GET ``path``."""
         return send(self.url, "GET", path)
 
+    def hold_store(self) -> threading.Event:
+        """Keep the store thread busy until the returned event is set: enqueues wait meanwhile."""
+        assert self._store is not None
+        release = threading.Event()
+        self._store._thread.submit(release.wait)
+        return release
+
     def break_store(self) -> None:
         """Close the store under the running app, as a failing disk would: ingest must answer 503."""
         assert self._store is not None

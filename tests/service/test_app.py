@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -191,3 +192,38 @@ def test_probes_answer_get_only(tmp_path: Path) -> None:
     with LiveApp(tmp_path) as app:
         answers = [send(app.url, "HEAD", path).status for path in ("/healthz", "/readyz", "/metrics", "/openapi.json")]
     assert answers == [405] * 4
+
+
+def test_requests_beyond_the_concurrency_limit_wait_unread_and_are_all_accepted(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, max_concurrent_requests=2) as app:
+        release = app.hold_store()
+        gauge = app.metrics.registry.get_sample_value
+        with ThreadPoolExecutor(5) as pool:
+            bodies = [batch(f"u{n}@example.com", [event(message_id=f"m{n}")]) for n in range(5)]
+            answers = [pool.submit(app.post, "/v2/events", body, basic()) for body in bodies]
+            deadline = time.monotonic() + 10
+            while gauge("mpk_ingest_requests_waiting") != 3:
+                assert time.monotonic() < deadline, "three requests should be waiting for a slot"
+                time.sleep(0.01)
+            assert gauge("mpk_ingest_requests_in_flight") == 2
+            assert app.jobs() == []
+            release.set()
+            statuses = [answer.result(10).status for answer in answers]
+        assert statuses == [202] * 5
+        assert len(app.jobs()) == 5
+        assert (gauge("mpk_ingest_requests_in_flight"), gauge("mpk_ingest_requests_waiting")) == (0, 0)
+
+
+def test_probes_and_metrics_answer_while_every_ingest_slot_is_taken(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, max_concurrent_requests=1) as app:
+        release = app.hold_store()
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(app.post, "/v2/events", batch(), basic())
+            deadline = time.monotonic() + 10
+            while app.metrics.registry.get_sample_value("mpk_ingest_requests_in_flight") != 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert app.get("/healthz").status == 200
+            assert app.get("/metrics").status == 200
+            release.set()
+            assert held.result(10).status == 202

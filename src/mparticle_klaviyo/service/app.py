@@ -7,6 +7,7 @@ the high-water mark) -> one durable transaction -> 202. Nothing of a rejected re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,30 @@ class Ingest:
         self.ready = False
         self._backlog = 0
         self._backlog_at = 0.0
+        self._slots = asyncio.Semaphore(config.service.max_concurrent_requests)
+
+    def limited(self, handler: Handler) -> Handler:
+        """``handler`` for at most ``max_concurrent_requests`` requests at once; the others wait.
+
+        A waiting request's body stays unread (aiohttp buffers at most ~128 KiB of it, then TCP
+        pushes back on the sender), so memory is bounded by the slots, not by how many senders
+        arrive at once: a burst of 12.8 MB bulk requests could otherwise exhaust it.
+        """
+
+        async def run(request: web.Request) -> web.StreamResponse:
+            self.metrics.ingest_waiting.inc()
+            try:
+                await self._slots.acquire()
+            finally:
+                self.metrics.ingest_waiting.dec()
+            self.metrics.ingest_in_flight.inc()
+            try:
+                return await handler(request)
+            finally:
+                self.metrics.ingest_in_flight.dec()
+                self._slots.release()
+
+        return run
 
     async def firehose(self, request: web.Request) -> web.StreamResponse:
         """``POST /firehose``: registration (no auth), event processing (Token auth)."""
@@ -223,10 +248,10 @@ def create_app(config: Config, store: AsyncStore, metrics: Metrics, wake: Callab
     app = web.Application(middlewares=[errors_middleware], client_max_size=1024**3)
     ingest = Ingest(config, store, metrics, wake)
     app[INGEST] = ingest
-    app.router.add_post("/firehose", ingest.firehose)
-    app.router.add_post("/v2/events", ingest.events)
-    app.router.add_post("/v2/bulkevents", ingest.bulk_events)
-    app.router.add_post("/webhook/{connection}", ingest.webhook)
+    app.router.add_post("/firehose", ingest.limited(ingest.firehose))
+    app.router.add_post("/v2/events", ingest.limited(ingest.events))
+    app.router.add_post("/v2/bulkevents", ingest.limited(ingest.bulk_events))
+    app.router.add_post("/webhook/{connection}", ingest.limited(ingest.webhook))
     # Coroutine handlers (aiohttp deprecates plain functions returning awaitables); no HEAD
     # twins, so that every served route is one the OpenAPI document describes.
     app.router.add_get("/openapi.json", _openapi, allow_head=False)

@@ -43,6 +43,12 @@ class Metrics:
             ["connection"],
             registry=r,
         )
+        self.ingest_in_flight = Gauge(
+            "mpk_ingest_requests_in_flight", "Ingest requests being read or processed", registry=r
+        )
+        self.ingest_waiting = Gauge(
+            "mpk_ingest_requests_waiting", "Ingest requests waiting for a slot, body unread", registry=r
+        )
         self.ingest_latency = Histogram(
             "mpk_ingest_seconds", "Ingest request latency", ["input"], buckets=_LATENCY_BUCKETS, registry=r
         )
