@@ -139,6 +139,43 @@ def test_a_failed_commit_raises_in_every_caller_and_stores_nothing(tmp_path: Pat
     run_async(scenario())
 
 
+class FailingFirstStore(SqliteJobStore):
+    """Its first enqueue transaction waits for ``go`` and then fails, as a full disk would."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.failed_once = False
+
+    def enqueue_many(self, calls: Sequence[Sequence[NewJob]], now: float) -> list[EnqueueResult]:
+        if not self.failed_once:
+            self.failed_once = True
+            self.entered.set()
+            self.go.wait(10)
+            raise OSError("disk full")
+        return super().enqueue_many(calls, now)
+
+
+def test_a_failed_group_fails_only_its_own_callers_not_the_next_group(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        inner = FailingFirstStore(tmp_path / "jobs.sqlite3")
+        store = AsyncStore(inner)
+        first = asyncio.create_task(store.enqueue(new_jobs("k1"), time.time()))
+        await asyncio.get_running_loop().run_in_executor(None, inner.entered.wait, 10)
+        second = asyncio.create_task(store.enqueue(new_jobs("k2"), time.time()))  # the next group
+        await asyncio.sleep(0.05)
+        inner.go.set()
+        with pytest.raises(OSError, match="disk full"):
+            await first
+        assert await second == EnqueueResult(stored=1, duplicates=0)
+        assert await store.enqueue(new_jobs("k3"), time.time()) == EnqueueResult(stored=1, duplicates=0)
+        assert await store.backlog() == 2
+        await store.close()
+
+    run_async(scenario())
+
+
 def test_an_enqueue_on_a_closed_store_raises(tmp_path: Path) -> None:
     async def scenario() -> None:
         inner = SqliteJobStore(tmp_path / "jobs.sqlite3")

@@ -29,13 +29,15 @@ class _Enqueue(NamedTuple):
     waiter: asyncio.Future[EnqueueResult]
 
 
-def _fail(waiter: asyncio.Future[EnqueueResult], exc: BaseException) -> None:
-    if waiter.done():
-        return
-    if isinstance(exc, asyncio.CancelledError):
-        waiter.cancel()
-    else:
-        waiter.set_exception(exc)
+def _fail_all(calls: list[_Enqueue], exc: BaseException | None) -> None:
+    """Every waiting caller of ``calls`` gets ``exc`` (or is cancelled, if that is what it is)."""
+    for call in calls:
+        if call.waiter.done():
+            continue
+        if exc is None or isinstance(exc, asyncio.CancelledError):
+            call.waiter.cancel()
+        else:
+            call.waiter.set_exception(exc)
 
 
 class AsyncStore:
@@ -68,23 +70,27 @@ class AsyncStore:
         return await asyncio.shield(waiter)
 
     async def _flush_enqueues(self) -> None:
-        calls: list[_Enqueue] = []
+        calls: list[_Enqueue] | None = None
         try:
             await self._run(_nothing)  # our turn on the store thread: enqueues gathered meanwhile join
-            calls, self._enqueues, self._enqueue_flush = self._enqueues, [], None
-            enqueue = partial(self.store.enqueue_many, [c.jobs for c in calls], max(c.now for c in calls))
-            results = await self._run(enqueue)
+            calls = self._take_enqueues()
+            results = await self._run(
+                partial(self.store.enqueue_many, [c.jobs for c in calls], max(c.now for c in calls))
+            )
         except BaseException as exc:
-            # Every waiter learns the outcome, even when this task is cancelled before its turn.
-            calls, self._enqueues, self._enqueue_flush = calls + self._enqueues, [], None
-            for call in calls:
-                _fail(call.waiter, exc)
+            # Every waiter of this group learns the outcome, even when cancelled before our turn.
+            _fail_all(calls if calls is not None else self._take_enqueues(), exc)
             if not isinstance(exc, Exception):
                 raise
             return
         for call, result in zip(calls, results, strict=True):
             if not call.waiter.done():
                 call.waiter.set_result(result)
+
+    def _take_enqueues(self) -> list[_Enqueue]:
+        """The waiting enqueues as one group; those arriving later start the next group and flush."""
+        calls, self._enqueues, self._enqueue_flush = self._enqueues, [], None
+        return calls
 
     async def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
         """See ``JobStore.claim``."""
