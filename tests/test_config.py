@@ -322,14 +322,21 @@ def test_metric_names_may_be_given_as_json_text_as_firehose_settings_are() -> No
     assert settings.metric_names == {"Placed Order": "Order"}
 
 
-def test_connections_to_one_account_with_different_rate_limits_are_a_problem(tmp_path: Path) -> None:
-    text = f"""
+SHOP_AT_10_PER_S = f"""
 [connections.shop]
 public_api_key = "{PUBLIC}"
 rate_limits = {{ "POST /client/events" = [10, 600] }}
+"""
+
+
+def test_connections_to_one_account_with_different_rate_limits_are_a_problem(tmp_path: Path) -> None:
+    text = (
+        SHOP_AT_10_PER_S
+        + f"""
 [connections.app]
 public_api_key = "{PUBLIC}"
 """
+    )
     [problem] = problems(tmp_path, text)
     assert problem.startswith("connections app, shop send to the same Klaviyo account")
     assert "same rate_limits" in problem
@@ -337,15 +344,13 @@ public_api_key = "{PUBLIC}"
 
 
 def test_connections_to_one_account_with_the_same_limits_or_to_other_accounts_are_fine(tmp_path: Path) -> None:
-    text = f"""
-[connections.shop]
-public_api_key = "{PUBLIC}"
-rate_limits = {{ "POST /client/events" = [10, 600] }}
-[connections.app]
-public_api_key = "{PUBLIC}"
-rate_limits = {{ "POST /client/events" = [10, 600] }}
+    text = (
+        SHOP_AT_10_PER_S
+        + SHOP_AT_10_PER_S.replace("connections.shop", "connections.app")
+        + """
 [connections.other]
 public_api_key = "OTHER1"
 klaviyo_url = "http://127.0.0.1:8788"
 """
+    )
     assert sorted(load(tmp_path, text).connections) == ["app", "other", "shop"]
