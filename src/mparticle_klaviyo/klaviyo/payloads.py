@@ -85,15 +85,25 @@ class BulkEventBuilder:
         self._keys: list[str] = []
         self._seen: set[tuple[bytes, str, str]] = set()
         self._bytes = 0
+        # fits() then add() of the same events measured each event twice (two JSON encodes, the
+        # bulk of packing 1,000 events); the last fits() call's measures are kept for add().
+        self._measured: dict[int, tuple[MappedEvent, bytes, int]] = {}
+
+    def _measure(self, event: MappedEvent) -> tuple[bytes, int]:
+        """The event's profile key (its profile as JSON) and the bytes it adds to a job."""
+        # Keyed by id(): the entry holds the event itself, so no other object can take its id.
+        known = self._measured.get(id(event))
+        if known is not None:
+            return known[1], known[2]
+        return _encoder.encode(event.profile), len(_encoder.encode(event.attributes)) + 64
 
     def add(self, event: MappedEvent) -> Iterator[KlaviyoRequest]:
         """Add one event; yields the pending job first when the event would not fit in it."""
-        profile_key = _encoder.encode(event.profile)
+        profile_key, size = self._measure(event)
         metric = event.attributes["metric"]["data"]["attributes"]["name"]
         dedup_key = (profile_key, metric, event.unique_id)
         if dedup_key in self._seen:
             return
-        size = len(_encoder.encode(event.attributes)) + 64
         full = len(self._keys) >= self._max_events
         if self._keys and (full or self._bytes + size + self._profile_cost(profile_key) > self._max_bytes):
             yield from self.flush()
@@ -116,12 +126,14 @@ class BulkEventBuilder:
             return False
         size = 0
         new_profiles: set[bytes] = set()
+        self._measured = {}
         for event in events:
-            profile_key = _encoder.encode(event.profile)
+            profile_key, event_size = self._measure(event)
+            self._measured[id(event)] = (event, profile_key, event_size)
             if profile_key not in new_profiles:
                 size += self._profile_cost(profile_key)
                 new_profiles.add(profile_key)
-            size += len(_encoder.encode(event.attributes)) + 64
+            size += event_size
         return self._bytes + size <= self._max_bytes
 
     @property
