@@ -24,7 +24,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
@@ -109,7 +108,6 @@ class Dispatcher:
         self._blocker_due: dict[int, float] = {}
         self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
         self._orphans: list[tuple[tuple[Job, ...], str]] = []
-        self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pack-{connection.name}")
         self._in_flight = 0
         self._tally = Tally()
 
@@ -157,7 +155,6 @@ class Dispatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if leftover:
             await self.store.release(leftover)
-        self._packer.shutdown(wait=False)
 
     async def _rebuild_barrier(self) -> None:
         """After a restart, profiles with failing jobs are blocked again, as before the crash."""
@@ -186,12 +183,10 @@ class Dispatcher:
             return 0
         sendable = await self._hold_back_blocked(jobs)
         mapped = await self._map(sendable)
-        # Packing a 1,000-job claim takes 10-50 ms of CPU. In a worker thread the GIL changes hands
-        # every switch interval (0.5 ms in serve), so ingest requests keep being answered meanwhile
-        # instead of queueing behind it (measured: the largest event-loop stalls under load).
-        units = await asyncio.get_running_loop().run_in_executor(
-            self._packer, build_units, mapped, self.connection.server_mode
-        )
+        # On the event loop, not in a worker thread: a packing thread cut the loop's long steps
+        # but, competing for the GIL, sent the p99 at a steady half load to 500-800 ms in 2 runs
+        # of 3 (BENCHMARKS.md, a5c2eaa).
+        units = build_units(mapped, self.connection.server_mode)
         if self.connection.server_mode and len(jobs) == limit:
             units = await self._defer_partial_bulk(units)
         for unit in units:
