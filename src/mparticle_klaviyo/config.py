@@ -204,6 +204,11 @@ class Connection:
         return Connection(self.name, ConnectionSettings.model_validate(table), table)
 
     @property
+    def account(self) -> tuple[str, Secret]:
+        """The Klaviyo account this connection sends to: its URL and public key (kept secret)."""
+        return (self.klaviyo_url, self.public_key)
+
+    @property
     def server_mode(self) -> bool:
         """True when a private key is set: bulk ``/api/*`` endpoints are used."""
         return self.private_key is not None
@@ -263,7 +268,7 @@ def _shared_account_problems(connections: Mapping[str, Connection], path: Path) 
     """Connections sending to one Klaviyo account share its limits, so they must agree on them."""
     by_account: dict[tuple[str, Secret], list[Connection]] = {}
     for connection in connections.values():
-        by_account.setdefault((connection.klaviyo_url, connection.public_key), []).append(connection)
+        by_account.setdefault(connection.account, []).append(connection)
     return [
         f"{path}: connections {', '.join(sorted(c.name for c in group))} send to the same Klaviyo account "
         "(public_api_key and klaviyo_url), whose rate limits they share: give them the same rate_limits"

@@ -27,6 +27,7 @@ from mparticle_klaviyo.service.app import INGEST, Ingest, create_app
 from mparticle_klaviyo.service.metrics import Metrics
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
+from tests.store.helpers import hold_store_thread
 
 # Two connections, each with its own credentials for every input.
 ACME_TOKEN = "fh-token-acme-0123456789"
@@ -224,9 +225,7 @@ class LiveApp:
     def hold_store(self) -> threading.Event:
         """Keep the store thread busy until the returned event is set: enqueues wait meanwhile."""
         assert self._store is not None
-        release = threading.Event()
-        self._store._thread.submit(release.wait)
-        return release
+        return hold_store_thread(self._store)
 
     def break_store(self) -> None:
         """Close the store under the running app, as a failing disk would: ingest must answer 503."""

@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from mparticle_klaviyo.config import load_config
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
 from mparticle_klaviyo.service.runner import GC_YOUNG_THRESHOLD, Service, tune_gc
 from mparticle_klaviyo.store.base import JobState
+from mparticle_klaviyo.store.owner import OwnerLock
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import (
     FAST_LIMITS,
@@ -222,3 +224,18 @@ async def _post_bulk(port: int, batches: list[dict[str, object]], auth: str) -> 
 
 
 FAST_LIMITS_TOML = {endpoint: list(pair) for endpoint, pair in FAST_LIMITS.items()}
+
+
+def test_a_service_that_cannot_listen_gives_back_its_store_and_lock(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        taken = int(emulator.url.rsplit(":", 1)[1])
+        service = Service(load_config(write_service_config(tmp_path, emulator.url, taken)))
+        with pytest.raises(OSError):
+            await service.run()
+        assert not service.owner.held
+        with OwnerLock(tmp_path / "jobs.sqlite3") as again:
+            assert again.held
+        await emulator.close()
+
+    run_async(scenario())

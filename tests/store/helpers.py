@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
+from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import Job, NewJob
 
 A = "acct-a"
@@ -33,3 +35,10 @@ def ids(jobs: Sequence[Job]) -> list[int]:
 def keys(jobs: Sequence[Job]) -> list[str]:
     """The keys of ``jobs`` in their order."""
     return [job.key for job in jobs]
+
+
+def hold_store_thread(store: AsyncStore) -> threading.Event:
+    """Keep ``store``'s thread busy until the returned event is set: its calls wait meanwhile."""
+    release = threading.Event()
+    store._thread.submit(release.wait)
+    return release

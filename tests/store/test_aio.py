@@ -15,7 +15,7 @@ from mparticle_klaviyo.store.base import EnqueueResult, NewJob
 from mparticle_klaviyo.store.errors import StoreClosedError
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import run_async
-from tests.store.helpers import A, new_job, new_jobs
+from tests.store.helpers import A, hold_store_thread, new_job, new_jobs
 
 
 class CountingStore(SqliteJobStore):
@@ -35,18 +35,11 @@ class CountingStore(SqliteJobStore):
         return super().enqueue_many(calls, now)
 
 
-def _hold_store_thread(store: AsyncStore) -> threading.Event:
-    """Keep the store thread busy until the returned event is set, so that enqueues pile up."""
-    release = threading.Event()
-    store._thread.submit(release.wait)
-    return release
-
-
 def test_enqueues_waiting_together_are_committed_in_one_transaction(tmp_path: Path) -> None:
     async def scenario() -> None:
         inner = CountingStore(tmp_path / "jobs.sqlite3")
         store = AsyncStore(inner)
-        release = _hold_store_thread(store)
+        release = hold_store_thread(store)
         waiting = [asyncio.create_task(store.enqueue(new_jobs(f"k{n}a", f"k{n}b"), time.time())) for n in range(20)]
         await asyncio.sleep(0.05)
         release.set()
@@ -62,7 +55,7 @@ def test_enqueues_waiting_together_are_committed_in_one_transaction(tmp_path: Pa
 def test_each_caller_gets_its_own_result_when_calls_repeat_a_key(tmp_path: Path) -> None:
     async def scenario() -> None:
         store = AsyncStore(SqliteJobStore(tmp_path / "jobs.sqlite3"))
-        release = _hold_store_thread(store)
+        release = hold_store_thread(store)
         first = asyncio.create_task(store.enqueue([new_job("k1", payload=b"first")], time.time()))
         second = asyncio.create_task(store.enqueue([new_job("k1", payload=b"second"), new_job("k2")], time.time()))
         await asyncio.sleep(0.05)
@@ -103,7 +96,7 @@ def test_an_enqueue_after_a_commit_gets_a_transaction_of_its_own(tmp_path: Path)
 def test_a_cancelled_enqueue_does_not_cancel_the_commit_it_shares(tmp_path: Path) -> None:
     async def scenario() -> None:
         store = AsyncStore(SqliteJobStore(tmp_path / "jobs.sqlite3"))
-        release = _hold_store_thread(store)
+        release = hold_store_thread(store)
         cancelled = asyncio.create_task(store.enqueue(new_jobs("k1"), time.time()))
         kept = asyncio.create_task(store.enqueue(new_jobs("k2"), time.time()))
         await asyncio.sleep(0.05)
@@ -123,7 +116,7 @@ def test_a_cancelled_enqueue_does_not_cancel_the_commit_it_shares(tmp_path: Path
 def test_a_failed_commit_raises_in_every_caller_and_stores_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
         store = AsyncStore(SqliteJobStore(tmp_path / "jobs.sqlite3"))
-        release = _hold_store_thread(store)
+        release = hold_store_thread(store)
         invalid = NewJob(connection=A, key="bad", profile_key="p", kind="event", payload=None)  # type: ignore[arg-type]
         good = asyncio.create_task(store.enqueue(new_jobs("k1"), time.time()))
         bad = asyncio.create_task(store.enqueue([invalid], time.time()))

@@ -75,10 +75,9 @@ class Service:
         Klaviyo's limits and Retry-After apply to the account (the public key at one URL);
         ``load_config`` has checked that such connections configure the same limits.
         """
-        account = (connection.klaviyo_url, connection.public_key)
-        if account not in self._account_lanes:
-            self._account_lanes[account] = account_lanes(connection, self.config.service.max_concurrency)
-        return self._account_lanes[account]
+        if connection.account not in self._account_lanes:
+            self._account_lanes[connection.account] = account_lanes(connection, self.config.service.max_concurrency)
+        return self._account_lanes[connection.account]
 
     def _wake(self, connection: str) -> None:
         dispatcher = self.dispatchers.get(connection)
@@ -90,7 +89,12 @@ class Service:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, self.config.service.host, self.config.service.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            # The port is taken (or not ours): give the store and its lock back before failing.
+            await self._shutdown(runner, [])
+            raise
         tasks = [asyncio.create_task(d.run(self.stop)) for d in self.dispatchers.values()]
         tasks.append(asyncio.create_task(self._housekeeping()))
         self.ingest.ready = True
