@@ -164,7 +164,7 @@ def test_malformed_input_prints_an_error_line_and_exits_1(tmp_path: Path) -> Non
             "kind": "error",
             "location": str(path),
             "pointer": "",
-            "message": "malformed JSON: invalid character (byte 12)",
+            "message": "malformed JSON: unexpected character '}' (byte 12)",
         }
     ]
 

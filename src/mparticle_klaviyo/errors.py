@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
-_MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]|(\[\.\.\.\])")
-_MISSING_FIELD = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
+from collections.abc import Mapping
+from typing import Any
 
 
 class MparticleKlaviyoError(Exception):
@@ -44,36 +41,14 @@ def join_pointer(*tokens: str | int) -> str:
     return "".join("/" + escape_pointer_token(str(t)) for t in tokens)
 
 
-def input_error_from_msgspec(exc: Exception, prefix: str = "") -> InputError:
-    """Turn a msgspec decode/validation error into an InputError with a JSON pointer."""
-    text = str(exc)
-    match = _MSGSPEC_PATH.search(text)
-    pointer = prefix
-    in_map_value = False
-    if match:
-        text = text[: match.start()]
-        for key, index, any_key in _PATH_PART.findall(match.group("path")):
-            if any_key:
-                # msgspec does not say which map key held the bad value: point at the map itself,
-                # since any deeper part would name a place that does not exist.
-                in_map_value = True
-                break
-            pointer += "/" + escape_pointer_token(key or index)
-    missing = _MISSING_FIELD.match(text)
-    if missing and in_map_value:
-        return InputError(pointer, f"a value in this object: required field {missing.group('field')!r} is missing")
-    if missing:
-        pointer += "/" + escape_pointer_token(missing.group("field"))
-        return InputError(pointer, "required field is missing")
-    message = _expected_message(text)
-    return InputError(pointer, f"a value in this object: {message}" if in_map_value else message)
+def validation_message(error: Mapping[str, Any]) -> str:
+    """The message of one pydantic error (``ValidationError.errors()`` item), in our words.
 
-
-def _expected_message(text: str) -> str:
-    """Reword msgspec's terse messages for people who never heard of msgspec."""
-    text = text.replace("`", "")
-    if text.startswith("JSON is malformed"):
-        return "malformed JSON: " + text.removeprefix("JSON is malformed: ")
-    if text.startswith("Input data was truncated"):
-        return "malformed JSON: the document ends early"
-    return text
+    For our own validators (``value_error``, ``assertion_error``) it is the message of the
+    exception we raised, taken from the error's context rather than cut out of pydantic's
+    wording; other types keep pydantic's message, which is only displayed.
+    """
+    raised = (error.get("ctx") or {}).get("error")
+    if error.get("type") in ("value_error", "assertion_error") and raised is not None:
+        return str(raised)
+    return str(error.get("msg", "invalid value"))

@@ -86,7 +86,7 @@ def test_a_bad_line_in_the_middle_is_an_error_record_and_the_rest_still_decode(t
     path.write_bytes(line(0) + b'{"events": [}\n' + line(2))
     assert summary(path) == [
         (":1", ["r0"], None),
-        (":2", None, "malformed JSON: invalid character (byte 12)"),
+        (":2", None, "malformed JSON: unexpected character '}' (byte 12)"),
         (":3", ["r2"], None),
     ]
 
@@ -95,7 +95,7 @@ def test_a_broken_first_line_of_a_json_lines_file_does_not_hide_the_other_lines(
     path = tmp_path / "batches.jsonl"
     path.write_bytes(b'{"events": [}\n' + line(1) + line(2))
     assert summary(path) == [
-        (":1", None, "malformed JSON: invalid character (byte 12)"),
+        (":1", None, "malformed JSON: unexpected character '}' (byte 12)"),
         (":2", ["r1"], None),
         (":3", ["r2"], None),
     ]
@@ -104,7 +104,7 @@ def test_a_broken_first_line_of_a_json_lines_file_does_not_hide_the_other_lines(
 def test_a_broken_pretty_printed_file_is_one_error_record(tmp_path: Path) -> None:
     path = tmp_path / "pretty.json"
     path.write_bytes(b'{\n  "events": [\n}\n')
-    assert summary(path) == [("", None, "malformed JSON: invalid character (byte 16)")]
+    assert summary(path) == [("", None, "malformed JSON: unexpected character '}' (byte 16)")]
 
 
 def test_a_wrong_type_on_a_line_is_pointed_at(tmp_path: Path) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import msgspec
 
-from mparticle_klaviyo.errors import InputError, input_error_from_msgspec
+from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.json_errors import decode_checked, syntax_problem
 from mparticle_klaviyo.mparticle.batch import Batch
 from mparticle_klaviyo.mparticle.firehose import (
     EVENT_PROCESSING_REQUEST,
@@ -25,61 +23,46 @@ _firehose = msgspec.json.Decoder(EventProcessingRequest)
 _WHITESPACE = b" \t\r\n"
 
 
-@contextmanager
-def _input_errors() -> Iterator[None]:
-    """Every way msgspec can refuse bytes, as an ``InputError`` with a pointer."""
-    try:
-        yield
-    except msgspec.DecodeError as exc:
-        raise input_error_from_msgspec(exc) from None
-    except RecursionError:  # msgspec raises it outside DecodeError
-        raise InputError("", "malformed JSON: nested too deeply") from None
-    except UnicodeDecodeError:
-        raise InputError("", "malformed JSON: not valid UTF-8 text") from None
-
-
 def decode_document(raw: bytes) -> list[UserBatch]:
     """Decode a batch object, an array of batches, or a Firehose ``event_processing_request``.
 
     Raises ``InputError`` naming the offending field with a JSON pointer.
     """
     first = raw.lstrip(_WHITESPACE)[:1]
-    with _input_errors():
-        if first == b"[":
-            return [normalize_batch(b) for b in _bulk.decode(raw)]
-        if first == b"{":
-            return [_decode_object(raw)]
-        if not first:
-            raise InputError("", "empty document: expected a JSON object or array")
-        msgspec.json.decode(raw)  # let msgspec describe what is there: malformed JSON, or a scalar
+    if first == b"[":
+        return [normalize_batch(b) for b in decode_checked(_bulk, raw)]
+    if first == b"{":
+        return [_decode_object(raw)]
+    if not first:
+        raise InputError("", "empty document: expected a JSON object or array")
+    problem = syntax_problem(raw)  # malformed JSON, or a well-formed scalar
+    if problem is not None:
+        raise problem.to_error()
     raise InputError("", "expected a JSON object (a batch or Firehose request) or an array of batches")
 
 
 def decode_batch(raw: bytes) -> UserBatch:
     """Decode exactly one JSON batch object (the Events API ``/v2/events`` body)."""
-    with _input_errors():
-        return normalize_batch(_batch.decode(raw))
+    return normalize_batch(decode_checked(_batch, raw))
 
 
 def decode_bulk(raw: bytes) -> list[UserBatch]:
     """Decode a JSON array of batches (the Events API ``/v2/bulkevents`` body)."""
-    with _input_errors():
-        return [normalize_batch(b) for b in _bulk.decode(raw)]
+    return [normalize_batch(b) for b in decode_checked(_bulk, raw)]
 
 
 def decode_firehose(raw: bytes) -> UserBatch:
     """Decode a Firehose ``event_processing_request``."""
-    with _input_errors():
-        return normalize_firehose(_firehose.decode(raw))
+    return normalize_firehose(decode_checked(_firehose, raw))
 
 
 def _decode_object(raw: bytes) -> UserBatch:
     """Route a JSON object by its Firehose ``type``; objects without one are batches."""
-    kind = _envelope.decode(raw).type
+    kind = decode_checked(_envelope, raw).type
     if kind is None:
-        return normalize_batch(_checked_batch(_batch.decode(raw)))
+        return normalize_batch(_checked_batch(decode_checked(_batch, raw)))
     if kind == EVENT_PROCESSING_REQUEST:
-        return normalize_firehose(_firehose.decode(raw))
+        return normalize_firehose(decode_checked(_firehose, raw))
     raise InputError(
         "/type",
         f"{kind!r} is not an event message (expected {EVENT_PROCESSING_REQUEST!r} or a batch)",

@@ -11,6 +11,7 @@ from typing import BinaryIO
 import msgspec
 
 from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.json_errors import syntax_problem
 from mparticle_klaviyo.mparticle.decode import decode_document
 from mparticle_klaviyo.mparticle.model import UserBatch
 
@@ -94,13 +95,13 @@ def _first_content_line(handle: BinaryIO) -> tuple[bytes | None, int]:
 
 
 def _is_complete_json(line: bytes) -> bool:
-    try:
-        msgspec.json.decode(line)
-    except msgspec.DecodeError:
-        return False
-    except (RecursionError, UnicodeDecodeError):
-        return True  # a whole value that decode_document will reject with a reason
-    return True
+    """Whether ``line`` holds a whole JSON value: a value or text that cannot be JSON at all.
+
+    Bad text (not UTF-8, nested too deeply) counts as whole: decode_document rejects it with a
+    reason; only a value that breaks off or goes on wrongly means the document spans lines.
+    """
+    problem = syntax_problem(line)
+    return problem is None or problem.kind in ("not_utf8", "too_deep", "not_json_number")
 
 
 def _record(path: str, line: int, raw: bytes) -> Record:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mparticle_klaviyo.config import Connection, ConnectionSettings
-from mparticle_klaviyo.errors import InputError, join_pointer
+from mparticle_klaviyo.errors import InputError, join_pointer, validation_message
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 SETTINGS_POINTER = ("account", "account_settings")
@@ -59,5 +59,5 @@ def connection_for_request(connection: Connection, account_settings: dict[str, s
         error = exc.errors(include_input=False, include_url=False)[0]
         name = str(error["loc"][0]) if error["loc"] else ""
         setting_id = next((k for k in account_settings if setting_name(k) == name), name)
-        message = str(error["msg"]).removeprefix("Value error, ")
+        message = validation_message(error)
         raise InputError(join_pointer(*SETTINGS_POINTER, setting_id), message) from None

@@ -17,7 +17,8 @@ import msgspec
 from aiohttp import web
 
 from mparticle_klaviyo.config import Config, Connection
-from mparticle_klaviyo.errors import InputError, input_error_from_msgspec
+from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.json_errors import decode_checked
 from mparticle_klaviyo.mparticle.decode import decode_document, decode_firehose
 from mparticle_klaviyo.mparticle.firehose import EVENT_PROCESSING_REQUEST, MODULE_REGISTRATION_REQUEST, Envelope
 from mparticle_klaviyo.mparticle.model import UserBatch
@@ -193,14 +194,7 @@ def _no_firehose(*batches: UserBatch, pointer: str = "") -> None:
 
 def _envelope_type(raw: bytes) -> str | None:
     """The ``type`` of a Firehose message; ``InputError`` when the body is not a JSON object."""
-    try:
-        return _envelope.decode(raw).type
-    except msgspec.DecodeError as exc:
-        raise input_error_from_msgspec(exc) from None
-    except RecursionError:
-        raise InputError("", "malformed JSON: nested too deeply") from None
-    except UnicodeDecodeError:
-        raise InputError("", "malformed JSON: not valid UTF-8 text") from None
+    return decode_checked(_envelope, raw).type
 
 
 def _request_id(raw: bytes) -> str | None:

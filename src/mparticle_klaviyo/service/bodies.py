@@ -7,7 +7,8 @@ import zlib
 import msgspec
 from aiohttp import web
 
-from mparticle_klaviyo.errors import InputError, input_error_from_msgspec
+from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.json_errors import decode_checked
 from mparticle_klaviyo.service.errors import PayloadTooLargeError
 
 _CHUNK = 64 * 1024
@@ -59,12 +60,7 @@ def split_bulk(raw: bytes, max_batches: int, max_batch_bytes: int) -> list[bytes
     """The batches of a ``/v2/bulkevents`` array as raw JSON, each within the batch limit."""
     if raw.lstrip()[:1] != b"[":
         raise InputError("", "expected a JSON array of batches")
-    try:
-        parts = _raw_list.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise input_error_from_msgspec(exc) from None
-    except RecursionError:
-        raise InputError("", "malformed JSON: nested too deeply") from None
+    parts = decode_checked(_raw_list, raw)
     if len(parts) > max_batches:
         raise PayloadTooLargeError(f"{len(parts)} batches in one request (at most {max_batches})")
     for index, part in enumerate(parts):
