@@ -1,4 +1,4 @@
-"""The ``mparticle-klaviyo`` command line: map, replay, registration, emulator."""
+"""The ``mparticle-klaviyo`` command line: map, replay, registration, emulator, init, demo."""
 
 from __future__ import annotations
 
@@ -201,6 +201,55 @@ def _parse_rate_limit(spec: str) -> tuple[str, tuple[int, int]]:
 def registration_command() -> None:
     """Print the Firehose module_registration_response (event types, identities, platforms, settings)."""
     typer.echo(msgspec.json.format(_encoder.encode(registration_response()), indent=2).decode())
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mparticle-klaviyo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    # Only here to carry the eager --version option; each command does its own work.
+    pass
+
+
+@app.command("init")
+def init_command(
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Where to write it.")] = Path(DEFAULT_CONFIG_FILE),
+) -> None:
+    """Write a commented starter configuration to PATH; never overwrites (exit code 1 if PATH exists)."""
+    from mparticle_klaviyo.init_config import InitError, write_starter_config
+
+    try:
+        write_starter_config(path)
+    except InitError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(
+        f"wrote {path}: set MPARTICLE_KLAVIYO_CONNECTIONS__SHOP__PUBLIC_API_KEY in the environment, "
+        f"then try `mparticle-klaviyo map --config {path} BATCH.json`"
+    )
+
+
+@app.command("demo")
+def demo_command() -> None:
+    """Replay the bundled examples into an in-process Klaviyo emulator and show what it recorded."""
+    from rich.console import Console
+
+    from mparticle_klaviyo.demo import run_demo
+
+    try:
+        code = asyncio.run(run_demo(Console()))
+    except ConfigError as error:
+        raise fail_config(error) from None
+    raise typer.Exit(code=code)
 
 
 @app.command("version")

@@ -8,6 +8,7 @@ and prints what the emulator recorded. No Klaviyo account or network needed.
 from __future__ import annotations
 
 import asyncio
+import tomllib
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,25 @@ def example_files() -> list[Path]:
 
 
 def demo_connection(url: str) -> Connection:
-    """The ``demo`` connection of ./mparticle-klaviyo.toml (or a built-in one) aimed at ``url``."""
+    """The ``demo`` connection of ./mparticle-klaviyo.toml if it has one, else a built-in one, aimed at ``url``."""
     path = Path(DEFAULT_CONFIG_FILE)
-    if path.is_file():
+    if _has_demo_connection(path):
         return load_config(path).connection("demo").with_overrides({"klaviyo_url": url})
     table = {**_FALLBACK_TABLE, "klaviyo_url": url}
     return Connection("demo", ConnectionSettings.model_validate(table), table)
+
+
+def _has_demo_connection(path: Path) -> bool:
+    """Whether ``path`` is a config with a ``demo`` connection, like the repository's.
+
+    Elsewhere the file may be a user's own (e.g. from ``init``): the demo must not need it.
+    """
+    try:
+        with path.open("rb") as handle:
+            connections = tomllib.load(handle).get("connections")
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(connections, dict) and "demo" in connections
 
 
 async def _replay_once(console: Console, paths: list[Path], connection: Connection) -> ReplayStats:
