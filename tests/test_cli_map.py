@@ -257,7 +257,8 @@ def test_config_problems_exit_2_with_one_line_each_and_no_keys(tmp_path: Path) -
     result = run(batch_file(tmp_path, batch_doc(custom())), "--config", path)
     assert (result.code, result.stdout) == (2, "")
     assert result.stderr.splitlines() == [
-        f"config error: {path}: connections.main.public_api_key: is required",
+        f"config error: {path}: connections.main.public_api_key: is required"
+        " (or set MPARTICLE_KLAVIYO_CONNECTIONS__MAIN__PUBLIC_API_KEY)",
         f"config error: {path}: connections.main.phone_identifier: must be one of {PHONE_CHOICES}",
         f"config error: {path}: connections.main.revision: must look like YYYY-MM-DD, e.g. 2026-07-15",
     ]

@@ -110,7 +110,9 @@ property_mapping = '[{"jsmap":null,"map":"photo","maptype":"UserAttributeClass.N
 
 
 def test_a_missing_public_key_is_one_problem(tmp_path: Path) -> None:
-    assert problems(tmp_path, '[connections.a]\nlist_id = "L"\n') == ["connections.a.public_api_key: is required"]
+    assert problems(tmp_path, '[connections.a]\nlist_id = "L"\n') == [
+        f"connections.a.public_api_key: is required (or set {ENV}A__PUBLIC_API_KEY)"
+    ]
 
 
 def test_every_problem_gets_its_own_message(tmp_path: Path) -> None:
@@ -151,7 +153,7 @@ colour = "blue"
 def test_problems_of_several_connections_are_all_reported(tmp_path: Path) -> None:
     text = '[connections.a]\nlist_id = "L"\n[connections.b]\npublic_api_key = "k"\nrevision = "x"\n'
     assert problems(tmp_path, text) == [
-        "connections.a.public_api_key: is required",
+        f"connections.a.public_api_key: is required (or set {ENV}A__PUBLIC_API_KEY)",
         "connections.b.revision: must look like YYYY-MM-DD, e.g. 2026-07-15",
     ]
 

@@ -16,6 +16,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from mparticle_klaviyo.config_checks import (
+    CREDENTIALS,
+    Endpoint,
+    RatePair,
+    check_klaviyo_url,
+    check_log_level,
+    check_not_blank,
+    pairing_problems,
+    shared_credential_problems,
+    validation_problems,
+)
+from mparticle_klaviyo.config_checks import ENV_PREFIX as ENV_PREFIX  # where it was always imported from
 from mparticle_klaviyo.errors import ConfigError
 from mparticle_klaviyo.klaviyo.limits import DEFAULT_RATE_LIMITS, DEFAULT_REVISION, RateLimit
 from mparticle_klaviyo.mapping.names import FieldPath
@@ -32,7 +44,6 @@ from mparticle_klaviyo.mparticle.names import DEFAULT_SUPPORTED_PLATFORMS
 from mparticle_klaviyo.secret import Secret
 
 DEFAULT_CONFIG_FILE = "mparticle-klaviyo.toml"
-ENV_PREFIX = "MPARTICLE_KLAVIYO_CONNECTIONS__"
 DEFAULT_KLAVIYO_URL = "https://a.klaviyo.com"
 _JSON_KEYS = {"consent_mapping", "property_mapping", "metric_names", "supported_platforms", "rate_limits"}
 
@@ -54,17 +65,17 @@ class ConnectionSettings(BaseModel):
     metric_names: dict[str, str] = Field(default_factory=dict)
     supported_platforms: frozenset[str] = parse_platforms(list(DEFAULT_SUPPORTED_PLATFORMS))
     klaviyo_url: str = DEFAULT_KLAVIYO_URL
-    rate_limits: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    rate_limits: dict[Endpoint, RatePair] = Field(default_factory=dict)
     firehose_token: SecretStr | None = None
     events_api_key: SecretStr | None = None
     events_api_secret: SecretStr | None = None
     webhook_authorization: SecretStr | None = None
 
-    @field_validator("public_api_key")
+    @field_validator(*CREDENTIALS)
     @classmethod
-    def _key_not_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
+    def _key_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_not_blank(value.get_secret_value())
         return value
 
     @field_validator("external_email_identity_type", mode="before")
@@ -120,24 +131,10 @@ class ConnectionSettings(BaseModel):
             raise ValueError("must look like YYYY-MM-DD, e.g. " + DEFAULT_REVISION)
         return value
 
-    @field_validator("rate_limits")
-    @classmethod
-    def _rate_limits(cls, value: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
-        for endpoint, (per_second, per_minute) in value.items():
-            if endpoint not in DEFAULT_RATE_LIMITS:
-                raise ValueError(
-                    f"{endpoint!r} is not a Klaviyo endpoint we send to ({', '.join(DEFAULT_RATE_LIMITS)})"
-                )
-            if per_second < 1 or per_minute < 1:
-                raise ValueError(f"{endpoint!r}: limits must be at least 1 per second and 1 per minute")
-        return value
-
     @field_validator("klaviyo_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return check_klaviyo_url(value)
 
 
 def _need_str(value: Any) -> str:
@@ -149,22 +146,40 @@ def _need_str(value: Any) -> str:
 class ServiceSettings(BaseModel):
     """The ``[service]`` table: how ``serve`` listens, stores and delivers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: the table comes from TOML only, where 8080.0, "8080" or true for a port are mistakes.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests, one-off runs)
     store: str = "mparticle-klaviyo.sqlite3"
     high_water_mark: int = Field(default=1_000_000, ge=1)
     max_batch_bytes: int = Field(default=128 * 1024, ge=1024)
     max_batches_per_request: int = Field(default=100, ge=1)
-    max_concurrent_requests: int = Field(default=32, ge=1)
+    # Ingest hardening: memory admission and how long a client may take (README: Operations).
+    ingest_memory_budget_mb: int = Field(default=256, ge=1)
+    admission_timeout_s: float = Field(default=30.0, gt=0)
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    body_idle_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    body_min_rate: int = Field(default=1024, ge=0)  # bytes/s, averaged after the first 5 s
+    store_min_free_mb: int = Field(default=64, ge=0)  # below it, ingest stops acknowledging
     max_attempts: int = Field(default=8, ge=1)
     max_age_s: float = Field(default=7 * 86400, gt=0)
     lease_s: float = Field(default=120.0, gt=0)
-    shutdown_timeout_s: float = Field(default=20.0, ge=0)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
     dedup_window_s: float = Field(default=7 * 86400, gt=0)
     max_concurrency: int = Field(default=64, ge=1)
     log_level: str = "info"
+
+    @field_validator("host", "store")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        return check_not_blank(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        return check_log_level(value)
 
 
 class Connection:
@@ -259,6 +274,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     if not tables:
         problems.append(f"{path}: no connections; add a [connections.NAME] table with public_api_key")
     problems += _shared_account_problems(connections, path)
+    problems += shared_credential_problems(tables, str(path))
     if problems:
         raise ConfigError(problems)
     return Config(connections, str(path), service)
@@ -279,12 +295,13 @@ def _shared_account_problems(connections: Mapping[str, Connection], path: Path) 
 
 def _validate_service(table: Any, path: Path, problems: list[str]) -> ServiceSettings:
     """Validate the ``[service]`` table, adding one message per problem."""
+    if not isinstance(table, dict):
+        problems.append(f"{path}: service: must be a table")
+        return ServiceSettings()
     try:
         return ServiceSettings.model_validate(table)
     except ValidationError as exc:
-        for error in exc.errors(include_input=False, include_url=False):
-            field = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{path}: service.{field}: {_message(error)}")
+        problems += validation_problems(f"{path}: service", exc, ServiceSettings.model_fields)
         return ServiceSettings()
 
 
@@ -340,19 +357,10 @@ def _validate(name: str, table: Any, path: Path, problems: list[str]) -> Connect
     if not isinstance(table, dict):
         problems.append(f"{where}: must be a table")
         return None
+    # Checked on the table, not the model: it is reported even when another setting is invalid.
+    problems += pairing_problems(where, name, table)
     try:
         return Connection(name, ConnectionSettings.model_validate(table), table)
     except ValidationError as exc:
-        for error in exc.errors(include_input=False, include_url=False):
-            field = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{where}.{field}: {_message(error)}")
+        problems += validation_problems(where, exc, ConnectionSettings.model_fields, connection=name)
         return None
-
-
-def _message(error: Any) -> str:
-    """Pydantic's message without its 'Value error, ' prefix; never the input value."""
-    if error["type"] == "missing":
-        return "is required"
-    if error["type"] == "extra_forbidden":
-        return "is not a known setting"
-    return str(error["msg"]).removeprefix("Value error, ")

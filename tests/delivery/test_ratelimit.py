@@ -73,9 +73,23 @@ def test_safety_scales_both_window_budgets_down() -> None:
     assert params.max_in_window(60.0) <= 3150 + 1e-9
 
 
-def test_limits_too_small_for_a_bucket_are_rejected() -> None:
-    with pytest.raises(ValueError, match="fewer than 2"):
-        derive_params(RateLimit(1, 15))
+@pytest.mark.parametrize("limit", [RateLimit(0, 15), RateLimit(1, 0), RateLimit(-1, 60)])
+def test_a_limit_below_one_request_per_window_is_rejected(limit: RateLimit) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        derive_params(limit)
+
+
+def test_safety_never_scales_a_budget_below_one_request() -> None:
+    assert window_budgets(RateLimit(1, 15), 0.5) == (1, 7)
+    assert window_budgets(RateLimit(1, 1), 0.1) == (1, 1)
+
+
+def test_a_budget_of_one_request_spaces_requests_just_over_a_window_apart() -> None:
+    params = derive_params(RateLimit(1, 1))
+    assert params.burst.capacity == params.steady.capacity == 1
+    assert 1.0 < 1 / params.burst.rate <= 1.06
+    assert 60.0 < 1 / params.steady.rate <= 63.0
+    assert (params.max_in_window(1.0), params.max_in_window(60.0)) == (1, 1)
 
 
 def test_safety_outside_zero_to_one_is_rejected() -> None:
@@ -145,8 +159,8 @@ arrival = st.tuples(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    burst=st.integers(min_value=2, max_value=400),
-    steady=st.integers(min_value=2, max_value=4000),
+    burst=st.integers(min_value=1, max_value=400),
+    steady=st.integers(min_value=1, max_value=4000),
     safety=st.floats(min_value=0.5, max_value=1.0),
     burst_fraction=st.floats(min_value=0.0, max_value=0.9),
     steady_fraction=st.floats(min_value=0.0, max_value=0.9),
@@ -161,10 +175,7 @@ def test_no_sliding_window_ever_holds_more_than_the_limit(
     groups: list[tuple[float, int, float]],
 ) -> None:
     limit = RateLimit(burst, steady)
-    try:
-        budgets = window_budgets(limit, safety)
-    except ValueError:
-        return  # too small for any GCRA bucket; rejection is tested separately
+    budgets = window_budgets(limit, safety)
     params = derive_params(
         limit, safety=safety, burst_capacity_fraction=burst_fraction, steady_capacity_fraction=steady_fraction
     )
@@ -176,3 +187,50 @@ def test_no_sliding_window_ever_holds_more_than_the_limit(
         now = admitted[-1]
     assert max_in_window(admitted, 1.0) <= budgets[0]
     assert max_in_window(admitted, 60.0) <= budgets[1]
+
+
+# Klaviyo's rate limit tiers, and small odd limits that a configuration may give.
+TIERS = {
+    "XS": RateLimit(1, 15),
+    "S": RateLimit(3, 60),
+    "M": RateLimit(10, 150),
+    "L": RateLimit(75, 700),
+    "XL": RateLimit(350, 3500),
+    "1/s,1/min": RateLimit(1, 1),
+    "1/s,2/min": RateLimit(1, 2),
+    "2/s,3/min": RateLimit(2, 3),
+}
+
+
+def saturate(limiter: RateLimiter, clock: FakeClock, seconds: float) -> list[float]:
+    """Ask for a request again the moment the limiter allows, for ``seconds`` of virtual time."""
+    end = clock.now() + seconds
+    admitted: list[float] = []
+    while clock.now() < end:
+        wait = limiter.try_acquire()
+        if wait > 0.0:
+            clock.advance(wait)
+        else:
+            admitted.append(clock.now())
+    return admitted
+
+
+def steady_per_minute(admitted: list[float]) -> float:
+    """Requests per minute after the first minute, when the opening burst is spent."""
+    later = [at for at in admitted if at >= admitted[0] + 60.0]
+    return (len(later) - 1) / (later[-1] - later[0]) * 60.0
+
+
+@pytest.mark.parametrize("limit", list(TIERS.values()), ids=list(TIERS))
+def test_every_tier_at_full_demand_keeps_both_sliding_windows_within_its_limit(limit: RateLimit) -> None:
+    clock = FakeClock()
+    admitted = saturate(RateLimiter(limit, clock), clock, 6 * 60.0)
+    assert max_in_window(admitted, 1.0) <= limit.burst_per_second
+    assert max_in_window(admitted, 60.0) <= limit.steady_per_minute
+
+
+@pytest.mark.parametrize("limit", list(TIERS.values()), ids=list(TIERS))
+def test_every_tier_at_full_demand_sends_at_least_90_percent_of_its_per_minute_limit(limit: RateLimit) -> None:
+    clock = FakeClock()
+    admitted = saturate(RateLimiter(limit, clock), clock, 6 * 60.0)
+    assert steady_per_minute(admitted) >= 0.9 * limit.steady_per_minute
