@@ -2,6 +2,10 @@
 
 One thread means one writer, which is what SQLite wants (no SQLITE_BUSY between our own
 writes), and it keeps blocking fsyncs off the event loop.
+
+With a ``StoreWatch``, an enqueue is refused (``StoreUnavailableError``) while the store has a
+problem, and checked again after its commit: a commit into a file deleted meanwhile must not be
+acknowledged. Failing store calls are reported to the watch.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from functools import partial
 from typing import NamedTuple, TypeVar
 
 from mparticle_klaviyo.store.base import DeadFilter, EnqueueResult, Job, JobStore, NewJob, StateCount
+from mparticle_klaviyo.store.watch import StoreProblem, StoreUnavailableError, StoreWatch
 
 T = TypeVar("T")
 
@@ -43,8 +48,9 @@ def _fail_all(calls: list[_Enqueue], exc: BaseException | None) -> None:
 class AsyncStore:
     """Awaitable versions of the ``JobStore`` methods the service uses."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, watch: StoreWatch | None = None) -> None:
         self.store = store
+        self.watch = watch
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
         self._acks: list[int] = []
         self._ack_flush: asyncio.Task[None] | None = None
@@ -52,7 +58,22 @@ class AsyncStore:
         self._enqueue_flush: asyncio.Task[None] | None = None
 
     async def _run(self, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        except Exception as error:
+            if self.watch is not None:
+                self.watch.note_write_error(error)
+            raise
+
+    def problem(self) -> StoreProblem | None:
+        """What keeps the store from taking jobs now, checked afresh (None: fine, or no watch)."""
+        return None if self.watch is None else self.watch.check()
+
+    def ensure_writable(self) -> None:
+        """Raise ``StoreUnavailableError`` while the store has a problem."""
+        problem = self.problem()
+        if problem is not None:
+            raise StoreUnavailableError(problem)
 
     async def enqueue(self, jobs: Sequence[NewJob], now: float) -> EnqueueResult:
         """See ``JobStore.enqueue``; returns once ``jobs`` are durably stored.
@@ -60,7 +81,9 @@ class AsyncStore:
         Enqueues that arrive while the store thread is busy share one transaction
         (``enqueue_many``): one commit (one fsync) for all the requests waiting, and under load
         the waiting requests of one turn are answered together instead of one fsync apart.
+        Raises ``StoreUnavailableError`` while the watch sees a problem, before or after the commit.
         """
+        self.ensure_writable()
         waiter: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
         self._enqueues.append(_Enqueue(jobs, now, waiter))
         if self._enqueue_flush is None:
@@ -82,6 +105,12 @@ class AsyncStore:
             _fail_all(calls if calls is not None else self._take_enqueues(), exc)
             if not isinstance(exc, Exception):
                 raise
+            return
+        problem = self.problem()
+        if problem is not None:
+            # Committed, but perhaps into a file deleted meanwhile: not acknowledged. The senders
+            # retry, and a store that turns out fine deduplicates the resend.
+            _fail_all(calls, StoreUnavailableError(problem))
             return
         for call, result in zip(calls, results, strict=True):
             if not call.waiter.done():
@@ -154,6 +183,10 @@ class AsyncStore:
         return await self._run(partial(self.store.forget_before, cutoff))
 
     async def close(self) -> None:
-        """Close the store on its thread, then stop the thread."""
-        await self._run(self.store.close)
-        self._thread.shutdown(wait=True)
+        """Close the store on its thread, then stop the thread and the watch."""
+        try:
+            await self._run(self.store.close)
+        finally:
+            self._thread.shutdown(wait=True)
+            if self.watch is not None:
+                self.watch.close()
