@@ -9,6 +9,7 @@ from typing import Annotated
 
 import msgspec
 import typer
+from prometheus_client.metrics_core import Metric
 from rich.console import Console
 from rich.table import Table
 
@@ -72,7 +73,7 @@ def status_command(
     config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
     sample: Annotated[float, typer.Option(min=0, help="Seconds between two /metrics reads for rates (0: none).")] = 1.0,
 ) -> None:
-    """Backlog per connection and state, the oldest job's age, and rates from the running service."""
+    """Backlog per connection and state, the oldest job's age, outages and rates from the running service."""
     loaded = _config(config)
     store = _store(loaded)
     try:
@@ -81,6 +82,8 @@ def status_command(
         store.close()
     console = Console()
     console.print(_backlog_table(counts))
+    for line in _outages(_metrics_url(loaded)):
+        console.print(line, markup=False, highlight=False)
     if sample > 0:
         console.print(_rates_table(loaded, sample))
 
@@ -100,7 +103,7 @@ def _backlog_table(counts: list[StateCount]) -> Table:
 
 def _rates_table(config: Config, seconds: float) -> Table | str:
     """Per-second rates from two reads of the service's /metrics, ``seconds`` apart."""
-    url = f"http://{config.service.host}:{config.service.port}/metrics"
+    url = _metrics_url(config)
     try:
         first = _read_counters(url)
         time.sleep(seconds)
@@ -126,16 +129,41 @@ _RATE_METRICS = {
 }
 
 
-def _read_counters(url: str) -> dict[tuple[str, str], float]:
-    """Counter totals by (metric, connection) from a Prometheus text exposition."""
+def _metrics_url(config: Config) -> str:
+    return f"http://{config.service.host}:{config.service.port}/metrics"
+
+
+def _scrape(url: str) -> list[Metric]:
+    """The metric families of the running service's /metrics (OSError when it is not there)."""
     from urllib.request import urlopen
 
     from prometheus_client.parser import text_string_to_metric_families
 
     with urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+        return list(text_string_to_metric_families(response.read().decode()))
+
+
+def _outages(url: str) -> list[str]:
+    """One line per connection whose circuit is open: ``<connection>: Klaviyo unreachable since <time>``."""
+    try:
+        families = _scrape(url)
+    except OSError:
+        return []  # no service, no outage to tell; the rates table says it is not reachable
+    now = time.time()
+    return [
+        f"{sample.labels.get('connection', '')}: Klaviyo unreachable since "
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(sample.value))} ({now - sample.value:,.0f}s)"
+        for family in families
+        if family.name == "mpk_klaviyo_unreachable_since_seconds"
+        for sample in family.samples
+        if sample.value > 0
+    ]
+
+
+def _read_counters(url: str) -> dict[tuple[str, str], float]:
+    """Counter totals by (metric, connection) from a Prometheus text exposition."""
     totals: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in _scrape(url):
         label = _RATE_METRICS.get(family.name)
         if label is None:
             continue

@@ -8,8 +8,10 @@ AIMD). Answers settle jobs:
 * 2xx: ack (the row is deleted);
 * 429: the lane's gate closes for Retry-After and the job returns to the queue due when the
   gate reopens, without counting an attempt (but past ``max_age_s`` it is dead-lettered);
-* 408/5xx/timeouts/resets: retry with exponential backoff and full jitter, counted; past
-  ``max_attempts`` or ``max_age_s`` the job is dead-lettered as ``retries_exhausted``;
+* 408/5xx/timeouts/resets in isolation: retry with exponential backoff and full jitter,
+  counted; past ``max_attempts`` or ``max_age_s`` the job is dead-lettered as ``retries_exhausted``;
+* an outage (such failures across requests) opens the account's circuit (delivery/circuit.py):
+  jobs go back uncounted, due at its next probe, and only a probe job is claimed until it closes;
 * other 4xx: dead-lettered with Klaviyo's answer. In a bulk job, Klaviyo's JSON pointer names
   the bad entry: only its jobs are dead-lettered, the others go straight back to the queue.
 """
@@ -30,11 +32,12 @@ import msgspec
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.delivery.barrier import Barrier
+from mparticle_klaviyo.delivery.circuit import Circuit, CircuitOptions, Paused
 from mparticle_klaviyo.delivery.clock import MonotonicClock
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable, Throttled
-from mparticle_klaviyo.service.metrics import Metrics
+from mparticle_klaviyo.service.metrics import Metrics, watch_outages
 from mparticle_klaviyo.service.units import Mapped, Unit, Unmappable, build_units, culprits, map_job, now_ms
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import Job
@@ -70,13 +73,16 @@ class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
     # is not claimed and sent a second time). Otherwise expired leases are released every
     # ``release_every_s``.
     sole_owner: bool = False
+    # When the account's circuit opens (Klaviyo unreachable) and how often it probes.
+    circuit: CircuitOptions = msgspec.field(default_factory=CircuitOptions)
 
 
-def account_lanes(connection: Connection, max_concurrency: int) -> dict[str, Lane]:
+def account_lanes(connection: Connection, options: DispatchOptions) -> dict[str, Lane]:
     """One lane (Retry-After gate, two-window limiter, AIMD) per rate-limited endpoint of an account."""
     clock = MonotonicClock()
+    circuit = Circuit(clock, options.circuit)  # one per account: an outage is the account's, not an endpoint's
     return {
-        endpoint: Lane(limit, clock, max_concurrency=max_concurrency)
+        endpoint: Lane(limit, clock, max_concurrency=options.max_concurrency, circuit=circuit)
         for endpoint, limit in connection.rate_limits.items()
     }
 
@@ -103,7 +109,9 @@ class Dispatcher:
         self.wake = asyncio.Event()
         # Lanes are the account's, not the connection's: connections sending to one Klaviyo
         # account must share them (``lanes``), or together they would exceed its limits.
-        self._lanes = dict(lanes) if lanes is not None else account_lanes(connection, self.options.max_concurrency)
+        self._lanes = dict(lanes) if lanes is not None else account_lanes(connection, self.options)
+        self.circuit = next((lane.circuit for lane in self._lanes.values()), None) or Circuit(MonotonicClock())
+        watch_outages(self.circuit, connection.name, metrics)
         self._backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s, rng)
         self._blocker_due: dict[int, float] = {}
         self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
@@ -178,6 +186,9 @@ class Dispatcher:
         limit = min(self.options.max_in_flight_jobs - self._in_flight, self.options.claim_batch)
         if limit <= 0 or (limit < self.options.claim_batch and self._in_flight):
             return 0  # wait for room for a whole claim: small claims make small bulk jobs
+        # While Klaviyo is unreachable: nothing, or the one job whose request will probe it.
+        if (limit := self.circuit.allowance(limit)) == 0:
+            return 0
         jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, time.time())
         if not jobs:
             return 0
@@ -283,12 +294,16 @@ class Dispatcher:
                 await self._bury(list(unit.jobs), "unknown_endpoint", request.endpoint)
                 return
             started = time.monotonic()
-            outcome = await lane.send(self.client, request, self._tally)
+            sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id)
+            if isinstance(sent, Paused):
+                await self._postpone(unit.jobs, sent.retry_in_s, f"klaviyo_unreachable: {sent.reason}")
+                return
+            outcome = sent
             self.metrics.klaviyo_latency.labels(request.endpoint).observe(time.monotonic() - started)
             if isinstance(outcome, Throttled):
                 self.metrics.throttled.labels(self.connection.name, request.endpoint).inc()
                 lane.gate.close_for(self._gate_seconds(outcome))
-                await self._throttled(unit, lane)
+                await self._postpone(unit.jobs, lane.gate.remaining(), "throttled (429)")
                 return
             if not isinstance(outcome, Delivered):
                 break
@@ -306,21 +321,18 @@ class Dispatcher:
         elif isinstance(outcome, Retryable):
             await self._retry(jobs, outcome)
 
-    async def _throttled(self, unit: Unit, lane: Lane) -> None:
-        """A 429: back in the queue, due when the gate reopens; not an attempt.
-
-        Not counted as an attempt, but a 429 does not stop the clock: a job still being
-        throttled past ``max_age_s`` is dead-lettered, as after a failure.
-        """
+    async def _postpone(self, unit_jobs: tuple[Job, ...], wait_s: float, error: str) -> None:
+        """A 429 or an outage: back in the queue, due in ``wait_s``; not an attempt, but neither
+        stops the clock: a job still throttled or paused past ``max_age_s`` is dead-lettered."""
         now = time.time()
-        due = now + lane.gate.remaining()
-        expired = [job for job in unit.jobs if now - job.created_at > self.options.max_age_s]
+        due = now + wait_s
+        expired = [job for job in unit_jobs if now - job.created_at > self.options.max_age_s]
         if expired:
-            await self._bury(expired, "retries_exhausted", "throttled (429) past max_age_s")
-        jobs = [job for job in unit.jobs if job not in expired]
+            await self._bury(expired, "retries_exhausted", f"{error} past max_age_s")
+        jobs = [job for job in unit_jobs if job not in expired]
         if not jobs:
             return
-        await self.store.retry([job.id for job in jobs], due, "throttled (429)", False)
+        await self.store.retry([job.id for job in jobs], due, error, False)
         for job in jobs:
             self._blocked(job, due)
 
