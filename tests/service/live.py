@@ -12,6 +12,7 @@ import base64
 import gzip
 import http.client
 import json
+import socket
 import sqlite3
 import threading
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from mparticle_klaviyo.config import Config, Connection, ConnectionSettings, ServiceSettings
 from mparticle_klaviyo.service.app import INGEST, Ingest, create_app
+from mparticle_klaviyo.service.http_server import ingest_runner
 from mparticle_klaviyo.service.metrics import Metrics
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
@@ -190,7 +192,7 @@ class LiveApp:
         self._store = AsyncStore(SqliteJobStore(self.store_path, dedup_window_s=self.config.service.dedup_window_s))
         app = create_app(self.config, self._store, self.metrics, self.woken.append)
         self._ingest = app[INGEST]
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = ingest_runner(app, self.config.service)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -217,6 +219,17 @@ class LiveApp:
     def post(self, path: str, document: Any, headers: Mapping[str, str] | None = None) -> Answer:
         """POST a JSON document (or raw bytes) to ``path``."""
         return send(self.url, "POST", path, as_body(document), {"Content-Type": "application/json", **(headers or {})})
+
+    def stall(self, path: str, headers: Mapping[str, str] | None = None) -> Answer:
+        """POST that announces 1000 body bytes, sends 2 and waits for the answer (a read deadline's)."""
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        lines = [f"POST {path} HTTP/1.1", "Host: x", "Content-Length: 1000", "Content-Type: application/json"]
+        head = "\r\n".join(lines + [f"{k}: {v}" for k, v in (headers or {}).items()]) + "\r\n\r\n"
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(head.encode() + b"[{")
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
 
     def get(self, path: str) -> Answer:
         """GET ``path``."""

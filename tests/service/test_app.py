@@ -194,31 +194,55 @@ def test_probes_answer_get_only(tmp_path: Path) -> None:
     assert answers == [405] * 4
 
 
-def test_requests_beyond_the_concurrency_limit_wait_unread_and_are_all_accepted(tmp_path: Path) -> None:
-    with LiveApp(tmp_path, max_concurrent_requests=2) as app:
+def padded_batch(n: int, pad: int = 200_000) -> dict[str, object]:
+    """A batch whose body is about ``pad`` bytes: it reserves 4x that of the memory budget."""
+    document = batch(f"u{n}@example.com", [event(message_id=f"m{n}")])
+    # Klaviyo refuses strings over 100 KB (the event would be dropped): pad with several.
+    document["user_attributes"] = {f"padding{i}": "x" * (pad // 4) for i in range(4)}
+    return document
+
+
+def test_requests_beyond_the_memory_budget_wait_unread_and_are_all_accepted(tmp_path: Path) -> None:
+    # 1 MiB of budget, ~800 KB per request: one at a time.
+    with LiveApp(tmp_path, ingest_memory_budget_mb=1, max_batch_bytes=300_000) as app:
         release = app.hold_store()
         gauge = app.metrics.registry.get_sample_value
-        with ThreadPoolExecutor(5) as pool:
-            bodies = [batch(f"u{n}@example.com", [event(message_id=f"m{n}")]) for n in range(5)]
-            answers = [pool.submit(app.post, "/v2/events", body, basic()) for body in bodies]
+        with ThreadPoolExecutor(3) as pool:
+            answers = [pool.submit(app.post, "/v2/events", padded_batch(n), basic()) for n in range(3)]
             deadline = time.monotonic() + 10
-            while gauge("mpk_ingest_requests_waiting") != 3:
-                assert time.monotonic() < deadline, "three requests should be waiting for a slot"
+            while gauge("mpk_ingest_requests_waiting") != 2:
+                assert time.monotonic() < deadline, "two requests should be waiting for the budget"
                 time.sleep(0.01)
-            assert gauge("mpk_ingest_requests_in_flight") == 2
+            assert gauge("mpk_ingest_requests_in_flight") == 1
+            assert 0 < (gauge("mpk_ingest_budget_bytes_in_use") or 0) <= 1024 * 1024
             assert app.jobs() == []
             release.set()
             statuses = [answer.result(10).status for answer in answers]
-        assert statuses == [202] * 5
-        assert len(app.jobs()) == 5
+        assert statuses == [202] * 3
+        assert len(app.jobs()) == 3
         assert (gauge("mpk_ingest_requests_in_flight"), gauge("mpk_ingest_requests_waiting")) == (0, 0)
+        assert gauge("mpk_ingest_budget_bytes_in_use") == 0
+
+
+def test_a_request_that_waits_past_the_admission_timeout_is_told_to_retry(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, ingest_memory_budget_mb=1, max_batch_bytes=300_000, admission_timeout_s=0.3) as app:
+        release = app.hold_store()
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(app.post, "/v2/events", padded_batch(0), basic())
+            while app.metrics.registry.get_sample_value("mpk_ingest_requests_in_flight") != 1:
+                time.sleep(0.01)
+            refused = app.post("/v2/events", padded_batch(1), basic())
+            release.set()
+            assert held.result(10).status == 202
+    assert (refused.status, refused.error["code"], refused.headers["retry-after"]) == (503, "BUSY", "5")
+    assert len(app.jobs()) == 1
 
 
 def test_probes_and_metrics_answer_while_every_ingest_slot_is_taken(tmp_path: Path) -> None:
-    with LiveApp(tmp_path, max_concurrent_requests=1) as app:
+    with LiveApp(tmp_path, ingest_memory_budget_mb=1, max_batch_bytes=300_000) as app:
         release = app.hold_store()
         with ThreadPoolExecutor(1) as pool:
-            held = pool.submit(app.post, "/v2/events", batch(), basic())
+            held = pool.submit(app.post, "/v2/events", padded_batch(0), basic())
             deadline = time.monotonic() + 10
             while app.metrics.registry.get_sample_value("mpk_ingest_requests_in_flight") != 1:
                 assert time.monotonic() < deadline

@@ -43,8 +43,8 @@ def test_missing_credentials_are_401_and_store_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "secret"),
-    [(ACME_KEY, "wrong"), (ACME_KEY, BETA_SECRET), ("nobody", ACME_SECRET), (ACME_KEY, ""), ("", "")],
-    ids=["wrong-secret", "other-connections-secret", "unknown-key", "empty-secret", "empty-both"],
+    [(ACME_KEY, "wrong"), (ACME_KEY, BETA_SECRET), ("nobody", ACME_SECRET)],
+    ids=["wrong-secret", "other-connections-secret", "unknown-key"],
 )
 def test_wrong_credentials_are_403_and_store_nothing(tmp_path: Path, key: str, secret: str) -> None:
     with LiveApp(tmp_path) as app:
@@ -55,8 +55,16 @@ def test_wrong_credentials_are_403_and_store_nothing(tmp_path: Path, key: str, s
 
 @pytest.mark.parametrize(
     "header",
-    [f"Token {ACME_SECRET}", "Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode(), "Basic é", "Basic"],
-    ids=["other-scheme", "not-base64", "no-colon", "not-ascii", "no-value"],
+    [
+        f"Token {ACME_SECRET}",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Basic é",
+        "Basic",
+        "Basic " + base64.b64encode(f"{ACME_KEY}:".encode()).decode(),
+        "Basic Og==",  # ":" — empty key and secret
+    ],
+    ids=["other-scheme", "not-base64", "no-colon", "not-ascii", "no-value", "empty-secret", "empty-both"],
 )
 def test_malformed_basic_credentials_are_401(tmp_path: Path, header: str) -> None:
     with LiveApp(tmp_path) as app:

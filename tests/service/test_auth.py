@@ -87,8 +87,16 @@ def test_a_key_with_any_but_its_own_secret_is_403(key: str, secret: str) -> None
 
 def test_connections_without_events_api_credentials_accept_no_basic_credentials() -> None:
     with pytest.raises(AuthError) as error:
-        events_api_connection(basic_header("", ""), WITHOUT_INPUTS)
+        events_api_connection(basic_header("key", "secret"), WITHOUT_INPUTS)
     assert status_of(error) == 403
+
+
+@pytest.mark.parametrize(("key", "secret"), [("", ""), ("key", ""), ("", "secret")])
+def test_an_empty_key_or_secret_never_authenticates(key: str, secret: str) -> None:
+    # Seen: a connection configured with empty credentials accepted "Basic Og==" (":").
+    with pytest.raises(AuthError) as error:
+        events_api_connection(basic_header(key, secret), CONNECTIONS_BY_NAME)
+    assert status_of(error) == 401
 
 
 @pytest.mark.parametrize("header", ["Basic ***", "Basic " + base64.b64encode(b"\xff:\xfe").decode(), "Basic \udcff"])

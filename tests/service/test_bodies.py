@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import json
+import logging
+import socket
+import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +142,73 @@ def test_the_batch_size_limit_is_a_setting(tmp_path: Path) -> None:
         small = app.post("/v2/events", batch(), basic())
         large = app.post("/v2/events", batch(user_attributes={"a": "x" * 1024}), basic())
     assert (small.status, large.status) == (202, 413)
+
+
+def test_a_deflate_body_is_accepted(tmp_path: Path) -> None:
+    body = zlib.compress(json.dumps(batch("deflate@example.com")).encode())
+    with LiveApp(tmp_path) as app:
+        answer = send(app.url, "POST", "/v2/events", body, {**basic(), "Content-Encoding": "deflate"})
+        assert len(app.jobs()) == 1
+    assert answer.status == 202
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br"])
+def test_an_encoding_we_cannot_inflate_is_a_json_415(tmp_path: Path, encoding: str) -> None:
+    # Seen: Content-Encoding: br got aiohttp's plain-text 400.
+    with LiveApp(tmp_path) as app:
+        answer = send(app.url, "POST", "/v2/events", b"\x0b\x02\x80{}\x03", {**basic(), "Content-Encoding": encoding})
+        assert app.jobs() == []
+    assert (answer.status, answer.error["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert encoding.split(",")[0] in answer.error["message"] or "not supported" in answer.error["message"]
+
+
+def test_a_gzip_body_cut_short_is_400(tmp_path: Path) -> None:
+    body = gzip.compress(json.dumps(batch()).encode())[:-12]
+    with LiveApp(tmp_path) as app:
+        answer = send(app.url, "POST", "/v2/events", body, {**basic(), "Content-Encoding": "gzip"})
+    assert (answer.status, answer.error["message"]) == (400, "the compressed body ends early")
+
+
+def test_a_body_that_stops_arriving_is_408_and_the_connection_closed(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, body_idle_timeout_s=0.3) as app, raw_socket(app.url) as sock:
+        sock.sendall(head("/v2/events", 1000, basic()) + b'{"events": [')
+        answer = sock.recv(65536)
+        assert sock.recv(1) == b"", "the server should close the connection"
+        assert app.jobs() == []
+    assert answer.split(b" ")[1] == b"408" and b"REQUEST_TIMEOUT" in answer
+
+
+def test_a_client_leaving_mid_body_is_counted_apart_and_logged_without_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Seen: an ERROR with a traceback, counted as a 503.
+    caplog.set_level(logging.INFO)
+    with LiveApp(tmp_path) as app:
+        with raw_socket(app.url) as sock:
+            sock.sendall(head("/v2/events", 100_000, basic()) + b'{"events": [')
+        counted = app.metrics.registry.get_sample_value
+        deadline = time.monotonic() + 5
+        while counted("mpk_ingest_client_disconnects_total") != 1:
+            assert time.monotonic() < deadline, "the disconnect should be counted"
+            time.sleep(0.01)
+        assert counted("mpk_requests_rejected_total", {"input": "v2", "status": "503"}) is None
+        assert app.jobs() == []
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any(r.getMessage() == "client disconnected before its body was read" for r in caplog.records)
+
+
+@contextlib.contextmanager
+def raw_socket(url: str) -> Iterator[socket.socket]:
+    """A plain TCP connection to the app, for requests no HTTP client would send."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def head(path: str, length: int, headers: dict[str, str]) -> bytes:
+    """An HTTP/1.1 POST head announcing ``length`` body bytes."""
+    lines = [f"POST {path} HTTP/1.1", "Host: x", f"Content-Length: {length}", "Content-Type: application/json"]
+    return ("\r\n".join(lines + [f"{k}: {v}" for k, v in headers.items()]) + "\r\n\r\n").encode()

@@ -63,6 +63,7 @@ def ready(app: LiveApp) -> Answer:
 
 
 # Requests that make every status each route can answer; run against an app with small limits.
+SMALL: dict[str, Any] = {"max_batch_bytes": 1024, "max_batches_per_request": 1, "body_idle_timeout_s": 0.2}
 PROBES: list[Probe] = [
     (("POST", "/firehose"), lambda app: app.post("/firehose", registration_request())),
     (("POST", "/firehose"), lambda app: app.post("/firehose", b"{", token())),
@@ -84,6 +85,19 @@ PROBES: list[Probe] = [
     (("POST", "/webhook/{connection}"), lambda app: app.post("/webhook/acme", outbound_batch())),
     (("POST", "/webhook/{connection}"), lambda app: app.post("/webhook/acme", outbound_batch(), webhook("x"))),
     (("POST", "/webhook/{connection}"), lambda app: app.post("/webhook/acme", too_big(8000), webhook())),
+    *(
+        ((method_path), probe)
+        for method_path, path, auth in [
+            (("POST", "/firehose"), "/firehose", token()),
+            (("POST", "/v2/events"), "/v2/events", basic()),
+            (("POST", "/v2/bulkevents"), "/v2/bulkevents", basic()),
+            (("POST", "/webhook/{connection}"), "/webhook/acme", webhook()),
+        ]
+        for probe in (
+            lambda app, path=path, auth=auth: app.post(path, b"{}", {**auth, "Content-Encoding": "br"}),
+            lambda app, path=path, auth=auth: app.stall(path, auth),
+        )
+    ),
     (("GET", "/healthz"), lambda app: app.get("/healthz")),
     (("GET", "/readyz"), lambda app: app.get("/readyz")),
     (("GET", "/readyz"), ready),
@@ -107,7 +121,7 @@ def test_every_served_route_is_documented_and_every_documented_route_is_served()
 
 def test_every_status_a_route_returns_is_documented_and_every_documented_status_is_returned(tmp_path: Path) -> None:
     seen: dict[Operation, set[int]] = {operation: set() for operation in documented()}
-    with LiveApp(tmp_path / "small", max_batch_bytes=1024, max_batches_per_request=1) as app:
+    with LiveApp(tmp_path / "small", **SMALL) as app:
         for operation, probe in PROBES:
             seen[operation].add(probe(app).status)
     with LiveApp(tmp_path / "busy", high_water_mark=1) as app:
@@ -123,7 +137,7 @@ def test_every_status_a_route_returns_is_documented_and_every_documented_status_
 
 def test_every_error_answer_matches_the_documented_error_schema(tmp_path: Path) -> None:
     error_schema = validator({"$ref": "#/components/schemas/Error"})
-    with LiveApp(tmp_path / "small", max_batch_bytes=1024, max_batches_per_request=1) as app:
+    with LiveApp(tmp_path / "small", **SMALL) as app:
         errors = [answer for _, probe in PROBES if (answer := probe(app)).status >= 400 and answer.status != 503]
     assert len(errors) >= 15
     for answer in errors:

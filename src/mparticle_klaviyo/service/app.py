@@ -7,10 +7,10 @@ the high-water mark) -> one durable transaction -> 202. Nothing of a rejected re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -23,9 +23,20 @@ from mparticle_klaviyo.mparticle.decode import decode_document, decode_firehose
 from mparticle_klaviyo.mparticle.firehose import EVENT_PROCESSING_REQUEST, MODULE_REGISTRATION_REQUEST, Envelope
 from mparticle_klaviyo.mparticle.model import UserBatch
 from mparticle_klaviyo.mparticle.registration import FIREHOSE_VERSION, registration_response
+from mparticle_klaviyo.service.admission import PROCESSING_FACTOR, ByteBudget
 from mparticle_klaviyo.service.auth import AuthError, events_api_connection, firehose_connection, webhook_connection
-from mparticle_klaviyo.service.bodies import read_limited, split_bulk
-from mparticle_klaviyo.service.errors import PayloadTooLargeError, error_response
+from mparticle_klaviyo.service.bodies import ReadDeadlines, content_encoding, declared_size, read_limited, split_bulk
+from mparticle_klaviyo.service.errors import (
+    AdmissionTimeoutError,
+    BodyTimeoutError,
+    ClientGoneError,
+    PayloadTooLargeError,
+    StoreUnavailableError,
+    UnsupportedEncodingError,
+    error_response,
+    store_not_ready_response,
+    store_unavailable_response,
+)
 from mparticle_klaviyo.service.jobs import plan_jobs
 from mparticle_klaviyo.service.metrics import Metrics
 from mparticle_klaviyo.service.openapi import openapi_document
@@ -39,10 +50,13 @@ _UNSUPPORTED_FIREHOSE = {
     "dsr_processing_request": "data subject requests are not supported: delete the profile in Klaviyo",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A registration request is ~100 bytes: without credentials nothing larger is read.
+UNAUTHENTICATED_BODY_LIMIT = 4096
+_UNAUTHENTICATED_DEADLINES = ReadDeadlines(idle_s=5.0, total_s=5.0, grace_s=5.0)
 
 
 class Ingest:
-    """The ingest endpoints' shared state: configuration, store, metrics, backlog cache."""
+    """The ingest endpoints' shared state: configuration, store, metrics, budget, backlog cache."""
 
     def __init__(self, config: Config, store: AsyncStore, metrics: Metrics, wake: Callable[[str], None]) -> None:
         self.config = config
@@ -52,46 +66,43 @@ class Ingest:
         self.ready = False
         self._backlog = 0
         self._backlog_at = 0.0
-        self._slots = asyncio.Semaphore(config.service.max_concurrent_requests)
+        service = config.service
+        self.budget = ByteBudget(service.ingest_memory_budget_mb * 1024 * 1024)
+        self.deadlines = ReadDeadlines(
+            idle_s=service.body_idle_timeout_s, total_s=service.body_timeout_s, min_rate=service.body_min_rate
+        )
 
-    def limited(self, handler: Handler) -> Handler:
-        """``handler`` for at most ``max_concurrent_requests`` requests at once; the others wait.
+    @asynccontextmanager
+    async def admitted(self, request: web.Request, limit: int) -> AsyncIterator[bytes]:
+        """The body of an authenticated request, read once the memory budget has room for it.
 
-        A waiting request's body stays unread (aiohttp buffers at most ~128 KiB of it, then TCP
-        pushes back on the sender), so memory is bounded by the slots, not by how many senders
-        arrive at once: a burst of 12.8 MB bulk requests could otherwise exhaust it.
+        Encoding and announced size are refused (415, 413) before the request waits; while it
+        waits its body stays unread (aiohttp buffers at most ~64 KiB, then TCP pushes back).
         """
-
-        async def run(request: web.Request) -> web.StreamResponse:
-            self.metrics.ingest_waiting.inc()
-            try:
-                await self._slots.acquire()
-            finally:
-                self.metrics.ingest_waiting.dec()
-            self.metrics.ingest_in_flight.inc()
-            try:
-                return await handler(request)
-            finally:
-                self.metrics.ingest_in_flight.dec()
-                self._slots.release()
-
-        return run
+        compressed = content_encoding(request) is not None
+        size = declared_size(request, limit)
+        cost = (limit if compressed else size) * PROCESSING_FACTOR
+        async with self.budget.reserve(cost, self.config.service.admission_timeout_s):
+            yield await read_limited(request, limit, self.deadlines)
 
     async def firehose(self, request: web.Request) -> web.StreamResponse:
         """``POST /firehose``: registration (no auth), event processing (Token auth)."""
-        raw = await read_limited(request, self._bulk_limit())
-        kind = _envelope_type(raw)
-        if kind == MODULE_REGISTRATION_REQUEST:
-            return web.json_response(registration_response(_request_id(raw)))
-        if kind in _UNSUPPORTED_FIREHOSE:
-            return error_response(400, "UNSUPPORTED", _UNSUPPORTED_FIREHOSE[kind or ""], "/type")
-        if kind is None:
-            raise InputError("/type", "required field is missing")
-        if kind != EVENT_PROCESSING_REQUEST:
-            return error_response(400, "BAD_REQUEST", f"unknown Firehose message type {kind!r}", "/type")
-        connection = firehose_connection(request.headers.get("Authorization"), self.config.connections)
-        batch = _decoded(decode_firehose, raw)
-        await self._accept([batch], connection, "firehose")
+        try:
+            connection = firehose_connection(request.headers.get("Authorization"), self.config.connections)
+        except AuthError as refused:
+            return await self._unauthenticated_firehose(request, refused)
+        async with self.admitted(request, self._bulk_limit()) as raw:
+            kind = _envelope_type(raw)
+            if kind == MODULE_REGISTRATION_REQUEST:
+                return web.json_response(registration_response(_request_id(raw)))
+            if kind in _UNSUPPORTED_FIREHOSE:
+                return error_response(400, "UNSUPPORTED", _UNSUPPORTED_FIREHOSE[kind or ""], "/type")
+            if kind is None:
+                raise InputError("/type", "required field is missing")
+            if kind != EVENT_PROCESSING_REQUEST:
+                return error_response(400, "BAD_REQUEST", f"unknown Firehose message type {kind!r}", "/type")
+            batch = _decoded(decode_firehose, raw)
+            await self._accept([batch], connection, "firehose")
         return web.json_response(
             {
                 "type": "event_processing_response",
@@ -101,34 +112,51 @@ class Ingest:
             }
         )
 
+    async def _unauthenticated_firehose(self, request: web.Request, refused: AuthError) -> web.StreamResponse:
+        """Without valid credentials only a registration request is answered; it is small.
+
+        So at most ``UNAUTHENTICATED_BODY_LIMIT`` bytes are read, under short deadlines and
+        outside the memory budget; anything larger, slower or other is refused as unauthorised.
+        """
+        try:
+            raw = await read_limited(request, UNAUTHENTICATED_BODY_LIMIT, _UNAUTHENTICATED_DEADLINES)
+            registration = _envelope_type(raw) == MODULE_REGISTRATION_REQUEST
+        except (PayloadTooLargeError, InputError, UnsupportedEncodingError):
+            registration = False
+        if not registration:
+            raise refused
+        return web.json_response(registration_response(_request_id(raw)))
+
     async def events(self, request: web.Request) -> web.StreamResponse:
         """``POST /v2/events``: one batch, HTTP Basic auth."""
         connection = events_api_connection(request.headers.get("Authorization"), self.config.connections)
-        raw = await read_limited(request, self.config.service.max_batch_bytes)
-        batches = _decoded(decode_document, raw)
-        if len(batches) != 1 or raw.lstrip()[:1] != b"{":
-            raise InputError("", "expected one batch object (send arrays to /v2/bulkevents)")
-        _no_firehose(batches[0])
-        await self._accept(batches, connection, "events_api")
+        async with self.admitted(request, self.config.service.max_batch_bytes) as raw:
+            batches = _decoded(decode_document, raw)
+            if len(batches) != 1 or raw.lstrip()[:1] != b"{":
+                raise InputError("", "expected one batch object (send arrays to /v2/bulkevents)")
+            _no_firehose(batches[0])
+            await self._accept(batches, connection, "events_api")
         return web.Response(status=202)
 
     async def bulk_events(self, request: web.Request) -> web.StreamResponse:
         """``POST /v2/bulkevents``: an array of up to 100 batches of up to 128 KB each."""
         connection = events_api_connection(request.headers.get("Authorization"), self.config.connections)
-        raw = await read_limited(request, self._bulk_limit())
-        parts = split_bulk(raw, self.config.service.max_batches_per_request, self.config.service.max_batch_bytes)
-        batches = [_bulk_batch(part, f"/{n}") for n, part in enumerate(parts)]
-        await self._accept(batches, connection, "events_api")
+        service = self.config.service
+        async with self.admitted(request, self._bulk_limit()) as raw:
+            parts = split_bulk(raw, service.max_batches_per_request, service.max_batch_bytes)
+            del raw  # the parts are copies: let the whole body go before decoding them
+            batches = [_bulk_batch(part, f"/{n}") for n, part in enumerate(parts)]
+            await self._accept(batches, connection, "events_api")
         return web.Response(status=202)
 
     async def webhook(self, request: web.Request) -> web.StreamResponse:
         """``POST /webhook/{connection}``: mParticle's Webhook output (one batch or an array)."""
         name = request.match_info["connection"]
         connection = webhook_connection(name, request.headers.get("Authorization"), self.config.connections)
-        raw = await read_limited(request, self._bulk_limit())
-        batches = _decoded(decode_document, raw)
-        _no_firehose(*batches)
-        await self._accept(batches, connection, "webhook")
+        async with self.admitted(request, self._bulk_limit()) as raw:
+            batches = _decoded(decode_document, raw)
+            _no_firehose(*batches)
+            await self._accept(batches, connection, "webhook")
         return web.Response(status=202)
 
     async def _accept(self, batches: list[UserBatch], connection: Connection, source: str) -> None:
@@ -214,27 +242,84 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     source = (request.path.strip("/").split("/")[0] or "root") if matched else "unmatched"
     try:
         response = await handler(request)
-    except InputError as error:
-        response = error_response(400, "BAD_REQUEST", error.message, error.pointer)
-    except AuthError as error:
-        response = error_response(error.status, "UNAUTHORIZED" if error.status == 401 else "FORBIDDEN", error.message)
-    except PayloadTooLargeError as error:
-        response = error_response(413, "PAYLOAD_TOO_LARGE", error.message, error.pointer)
-    except BackpressureError as error:
-        response = error_response(error.status, "BACKLOG_FULL", str(error))
-        response.headers["Retry-After"] = "5"
-    except web.HTTPException as error:
-        response = error_response(error.status, error.reason.upper().replace(" ", "_"), error.text or error.reason)
-    except Exception:
-        # Not the sender's fault (e.g. the store failing or closing): log it and ask for a retry;
-        # mParticle retries 503s, and nothing of the request was committed.
-        log.exception("ingest failed", extra={"path": request.path})
-        response = error_response(503, "UNAVAILABLE", "internal error; nothing was stored, retry later")
-        response.headers["Retry-After"] = "5"
+    except ClientGoneError:
+        # Nobody is left to answer, and it is not our failure: note it, count it apart.
+        log.info("client disconnected before its body was read", extra={"input": source, "remote": request.remote})
+        ingest.metrics.client_disconnects.inc()
+        return _closing(error_response(400, "CLIENT_GONE", "the client closed the connection"))
+    except Exception as error:
+        response = _error_answer(error, request)
     if response.status >= 400:
         ingest.metrics.rejected.labels(source, str(response.status)).inc()
-    ingest.metrics.ingest_latency.labels(source).observe(time.monotonic() - started)
+        _log_refusal(response, source, request)
+    if source in _INGEST_SOURCES:
+        ingest.metrics.ingest_latency.labels(source).observe(time.monotonic() - started)
     return response
+
+
+_INGEST_SOURCES = frozenset({"firehose", "v2", "webhook"})
+
+
+def _error_answer(error: Exception, request: web.Request) -> web.Response:
+    """The JSON error answer for an exception raised while handling ``request``."""
+    if isinstance(error, InputError):
+        return error_response(400, "BAD_REQUEST", error.message, error.pointer)
+    if isinstance(error, AuthError):
+        code = "UNAUTHORIZED" if error.status == 401 else "FORBIDDEN"
+        return _closing(error_response(error.status, code, error.message))
+    if isinstance(error, PayloadTooLargeError):
+        return _closing(error_response(413, "PAYLOAD_TOO_LARGE", error.message, error.pointer))
+    if isinstance(error, BodyTimeoutError):
+        return _closing(error_response(408, "REQUEST_TIMEOUT", str(error)))
+    if isinstance(error, UnsupportedEncodingError):
+        return _closing(error_response(415, "UNSUPPORTED_MEDIA_TYPE", str(error)))
+    if isinstance(error, BackpressureError):
+        return _retry_later(error_response(error.status, "BACKLOG_FULL", str(error)))
+    if isinstance(error, AdmissionTimeoutError):
+        return _retry_later(_closing(error_response(503, "BUSY", str(error))))
+    if isinstance(error, StoreUnavailableError):
+        return store_unavailable_response(error)  # the watch has logged it once; no line per request
+    if isinstance(error, web.HTTPException):
+        return error_response(error.status, error.reason.upper().replace(" ", "_"), error.text or error.reason)
+    # Not the sender's fault (e.g. the store failing or closing): log it and ask for a retry;
+    # mParticle retries 503s, and nothing of the request was committed.
+    log.error("ingest failed", exc_info=error, extra={"path": request.path})
+    return _retry_later(error_response(503, "UNAVAILABLE", "internal error; nothing was stored, retry later"))
+
+
+def _closing(response: web.Response) -> web.Response:
+    """Close the connection after this answer: what is left of the body is not worth reading."""
+    response.force_close()
+    return response
+
+
+def _retry_later(response: web.Response) -> web.Response:
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def _log_refusal(response: web.StreamResponse, source: str, request: web.Request) -> None:
+    """One line per refused request: status, code, pointer and sender; never the body."""
+    error = _first_error(response)
+    log.info(
+        "ingest request refused",
+        extra={
+            "status": response.status,
+            "code": error.get("code"),
+            "pointer": error.get("pointer"),
+            "input": source,
+            "remote": request.remote,
+        },
+    )
+
+
+def _first_error(response: web.StreamResponse) -> dict[str, str]:
+    body = response.body if isinstance(response, web.Response) else None
+    try:
+        errors = msgspec.json.decode(body if isinstance(body, bytes) else b"{}")["errors"]
+        return dict(errors[0])
+    except (msgspec.DecodeError, KeyError, IndexError, TypeError):
+        return {}
 
 
 def create_app(config: Config, store: AsyncStore, metrics: Metrics, wake: Callable[[str], None]) -> web.Application:
@@ -242,10 +327,13 @@ def create_app(config: Config, store: AsyncStore, metrics: Metrics, wake: Callab
     app = web.Application(middlewares=[errors_middleware], client_max_size=1024**3)
     ingest = Ingest(config, store, metrics, wake)
     app[INGEST] = ingest
-    app.router.add_post("/firehose", ingest.limited(ingest.firehose))
-    app.router.add_post("/v2/events", ingest.limited(ingest.events))
-    app.router.add_post("/v2/bulkevents", ingest.limited(ingest.bulk_events))
-    app.router.add_post("/webhook/{connection}", ingest.limited(ingest.webhook))
+    app.router.add_post("/firehose", ingest.firehose)
+    app.router.add_post("/v2/events", ingest.events)
+    app.router.add_post("/v2/bulkevents", ingest.bulk_events)
+    app.router.add_post("/webhook/{connection}", ingest.webhook)
+    metrics.ingest_waiting.set_function(lambda: ingest.budget.waiting)
+    metrics.ingest_in_flight.set_function(lambda: ingest.budget.holders)
+    metrics.ingest_budget_in_use.set_function(lambda: ingest.budget.in_use)
     # Coroutine handlers (aiohttp deprecates plain functions returning awaitables); no HEAD
     # twins, so that every served route is one the OpenAPI document describes.
     app.router.add_get("/openapi.json", _openapi, allow_head=False)
@@ -270,6 +358,9 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _ready(request: web.Request) -> web.Response:
     ingest: Ingest = request.app[INGEST]
+    problem = ingest.store.problem()
+    if problem is not None:
+        return store_not_ready_response(problem)
     if ingest.ready:
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "starting or stopping"}, status=503)

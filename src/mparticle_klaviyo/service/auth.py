@@ -51,8 +51,9 @@ def events_api_connection(header: str | None, connections: dict[str, Connection]
         key, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
     except ValueError:  # binascii.Error, UnicodeDecodeError, or non-ASCII characters
         raise AuthError(401, "Authorization is not valid base64 of key:secret") from None
-    if not sep:
-        raise AuthError(401, "Authorization must be base64 of key:secret")
+    if not sep or not key or not secret:
+        # Never a match, whatever is configured: an empty key or secret authenticates nobody.
+        raise AuthError(401, "Authorization must be base64 of a non-empty key:secret")
     found = None
     for connection in connections.values():
         expected_key = connection.settings.events_api_key

@@ -34,10 +34,33 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(line).decode()
 
 
+class HttpLibraryRedaction(logging.Filter):
+    """aiohttp's own error records keep the exception's type and length, never its text.
+
+    Its parser errors quote the offending request line or header (an over-long
+    ``Authorization: Token ...`` line among them), so that text must not reach a log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite records of aiohttp's loggers that carry an exception; keep every record."""
+        if not record.name.startswith("aiohttp") or not record.exc_info:
+            return True
+        error = record.exc_info[1]
+        record.msg = "bad HTTP request"
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        record.error = type(error).__name__
+        record.code = getattr(error, "code", None)
+        record.length = len(str(error))
+        return True
+
+
 def configure_logging(level: str = "info") -> None:
     """Send this package's logs (and aiohttp's errors) to stderr as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(HttpLibraryRedaction())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

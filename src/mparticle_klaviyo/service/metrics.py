@@ -5,8 +5,14 @@ Labels are connection names, endpoints and reason codes only: never keys, emails
 
 from __future__ import annotations
 
+import logging
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from mparticle_klaviyo.delivery.circuit import Change, Circuit
+
+log = logging.getLogger("mparticle_klaviyo.delivery")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -47,7 +53,13 @@ class Metrics:
             "mpk_ingest_requests_in_flight", "Ingest requests being read or processed", registry=r
         )
         self.ingest_waiting = Gauge(
-            "mpk_ingest_requests_waiting", "Ingest requests waiting for a slot, body unread", registry=r
+            "mpk_ingest_requests_waiting", "Ingest requests waiting for memory budget, body unread", registry=r
+        )
+        self.ingest_budget_in_use = Gauge(
+            "mpk_ingest_budget_bytes_in_use", "Ingest memory budget reserved by requests in flight", registry=r
+        )
+        self.client_disconnects = Counter(
+            "mpk_ingest_client_disconnects", "Ingest requests whose client left before its body was read", registry=r
         )
         self.ingest_latency = Histogram(
             "mpk_ingest_seconds", "Ingest request latency", ["input"], buckets=_LATENCY_BUCKETS, registry=r
@@ -55,7 +67,65 @@ class Metrics:
         self.klaviyo_latency = Histogram(
             "mpk_klaviyo_request_seconds", "Klaviyo request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r
         )
+        self.unreachable_since = Gauge(
+            "mpk_klaviyo_unreachable_since_seconds",
+            "Unix time since which Klaviyo is unreachable (the account's circuit is open); 0 when reachable",
+            ["connection"],
+            registry=r,
+        )
+        self.circuit_openings = Counter(
+            "mpk_klaviyo_circuit_openings",
+            "Times Klaviyo became unreachable (circuit opened)",
+            ["connection"],
+            registry=r,
+        )
+        self.store_ok = Gauge(
+            "mpk_store_ok", "1 while the job store takes jobs, 0 while a store problem stops ingest", registry=r
+        )
 
     def exposition(self) -> bytes:
         """The text exposition format."""
         return bytes(generate_latest(self.registry))
+
+
+class OutageReport:
+    """Makes one account's circuit visible: a gauge and a counter per connection, a log line per change."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.connections: list[str] = []
+
+    def add(self, connection: str) -> None:
+        """Report for ``connection`` too; its series are exported (at 0) from now on."""
+        self.connections.append(connection)
+        self.metrics.unreachable_since.labels(connection).set(0)
+        self.metrics.circuit_openings.labels(connection)
+
+    def __call__(self, change: Change) -> None:
+        """The circuit opened (one WARNING for the account) or closed (one INFO, with the duration)."""
+        names = sorted(self.connections)
+        since = time.time() if change.opened else 0.0
+        for name in names:
+            self.metrics.unreachable_since.labels(name).set(since)
+            if change.opened:
+                self.metrics.circuit_openings.labels(name).inc()
+        if change.opened:
+            log.warning(
+                "Klaviyo unreachable since %s: %s", iso_time(since), change.reason, extra={"connections": names}
+            )
+        else:
+            log.info("Klaviyo reachable again after %.1f s", change.down_s, extra={"connections": names})
+
+
+def watch_outages(circuit: Circuit, connection: str, metrics: Metrics) -> None:
+    """Report ``circuit`` for ``connection``: connections sharing an account share one report (one log line)."""
+    report = circuit.listener
+    if not isinstance(report, OutageReport):
+        report = OutageReport(metrics)
+        circuit.listener = report
+    report.add(connection)
+
+
+def iso_time(unix: float) -> str:
+    """``2026-01-31T12:00:00Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))

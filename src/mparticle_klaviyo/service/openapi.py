@@ -63,7 +63,9 @@ _COMMON = {
     "400": _error("Malformed JSON or a field of the wrong type; the pointer names it"),
     "401": _error("Missing credentials"),
     "403": _error("Wrong credentials"),
+    "408": _error("The body did not arrive within the read deadlines; the connection is closed"),
     "413": _error("Body, batch or bulk array over the size limits"),
+    "415": _error("A Content-Encoding other than gzip, deflate or none"),
 }
 
 
@@ -80,7 +82,10 @@ def _operation(
         "responses": {
             **ok,
             **_COMMON,
-            "503": _busy("Internal error (nothing stored) or, for Firehose and Webhook, backlog full; retry later"),
+            "503": _busy(
+                "Internal error or job store unavailable (nothing stored), memory budget busy, or, for Firehose"
+                " and Webhook, backlog full; retry later"
+            ),
             busy: _busy("Backlog above its high-water mark; retry later"),
         },
     }
@@ -176,7 +181,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "Ready", "content": {"application/json": {"schema": _STATUS}}},
                     "503": {
-                        "description": "Starting or stopping",
+                        "description": "Starting, stopping, or the job store is unavailable",
                         "content": {"application/json": {"schema": _STATUS}},
                     },
                 },

@@ -26,11 +26,13 @@ from mparticle_klaviyo.pipeline import client_for
 from mparticle_klaviyo.secret import Secret
 from mparticle_klaviyo.service.app import INGEST, Ingest, create_app
 from mparticle_klaviyo.service.dispatcher import Dispatcher, DispatchOptions, account_lanes
+from mparticle_klaviyo.service.http_server import ingest_runner
 from mparticle_klaviyo.service.metrics import Metrics
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import JobState
 from mparticle_klaviyo.store.owner import OwnerLock
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
+from mparticle_klaviyo.store.watch import StoreWatch
 
 log = logging.getLogger("mparticle_klaviyo.serve")
 _GAUGES_EVERY_S = 5.0
@@ -44,11 +46,14 @@ class Service:
         service = config.service
         self.owner = OwnerLock(service.store).acquire()
         try:
-            self.store = AsyncStore(SqliteJobStore(Path(service.store), dedup_window_s=service.dedup_window_s))
+            jobs = SqliteJobStore(Path(service.store), dedup_window_s=service.dedup_window_s)
+            # Watched from the moment it is open: the files open now are the ones 202s promise.
+            self.store = AsyncStore(jobs, StoreWatch(jobs.path, service.store_min_free_mb * 1024 * 1024))
         except BaseException:
             self.owner.release()
             raise
         self.metrics = Metrics()
+        self.metrics.store_ok.set_function(lambda: float(self.store.problem() is None))
         self.stop = asyncio.Event()
         options = DispatchOptions(
             max_attempts=service.max_attempts,
@@ -62,21 +67,21 @@ class Service:
             name: client_for(c, pool_size=service.max_concurrency) for name, c in config.connections.items()
         }
         self.dispatchers = {
-            name: Dispatcher(c, self.store, self.clients[name], self.metrics, options, lanes=self._lanes(c))
+            name: Dispatcher(c, self.store, self.clients[name], self.metrics, options, lanes=self._lanes(c, options))
             for name, c in config.connections.items()
         }
         self.app = create_app(config, self.store, self.metrics, self._wake)
         self.ingest: Ingest = self.app[INGEST]
         self._exported_waits: dict[str, tuple[float, float]] = {}
 
-    def _lanes(self, connection: Connection) -> dict[str, Lane]:
-        """The pacing of ``connection``'s Klaviyo account, shared by every connection sending to it.
+    def _lanes(self, connection: Connection, options: DispatchOptions) -> dict[str, Lane]:
+        """The pacing and circuit of ``connection``'s Klaviyo account, shared by every connection sending to it.
 
         Klaviyo's limits and Retry-After apply to the account (the public key at one URL);
         ``load_config`` has checked that such connections configure the same limits.
         """
         if connection.account not in self._account_lanes:
-            self._account_lanes[connection.account] = account_lanes(connection, self.config.service.max_concurrency)
+            self._account_lanes[connection.account] = account_lanes(connection, options)
         return self._account_lanes[connection.account]
 
     def _wake(self, connection: str) -> None:
@@ -86,7 +91,7 @@ class Service:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until ``self.stop`` is set, then shut down gracefully."""
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        runner = ingest_runner(self.app, self.config.service)
         await runner.setup()
         site = web.TCPSite(runner, self.config.service.host, self.config.service.port, reuse_address=True)
         try:
@@ -132,6 +137,7 @@ class Service:
                 await asyncio.wait_for(self.stop.wait(), _GAUGES_EVERY_S)
 
     async def _update_gauges(self) -> None:
+        self.store.problem()  # look even when no request or probe asks, so that the log says when it broke
         now = time.time()
         for name in self.config.connections:
             for state in JobState:
