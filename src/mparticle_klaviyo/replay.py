@@ -1,4 +1,12 @@
-"""Replay batch files into Klaviyo: read, map, pack and deliver, counting every event's fate."""
+"""Replay batch files into Klaviyo: read, map, pack and deliver, counting every event's fate.
+
+Server mode packs events into bulk event jobs and consents into bulk subscription jobs, across
+batches. A batch's subscription job is handed to the sender no later than the first bulk job
+carrying that batch's events, as when each batch had a subscription job of its own; the two go
+to different endpoints, so Klaviyo may still receive them in either order. When Klaviyo refuses
+a bulk job with an error pointer naming one entry, only that entry fails: the rest of the job
+is re-sent as a new job (which is treated the same way, and shrinks each time).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +20,23 @@ import msgspec
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery import DeliveryReport, Result, Sender
 from mparticle_klaviyo.errors import InputError
-from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder, client_event_request
+from mparticle_klaviyo.klaviyo.payloads import (
+    BulkEventBuilder,
+    BulkSubscriptionBuilder,
+    client_event_request,
+    refusal,
+    request_units,
+    subscription_request,
+)
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
-from mparticle_klaviyo.pipeline import InputItem, Mapped, client_for, map_item, read_inputs, subscription_requests
+from mparticle_klaviyo.mapping.result import MappedEvent, Subscription
+from mparticle_klaviyo.pipeline import InputItem, Mapped, client_for, map_item, read_inputs
 from mparticle_klaviyo.service.jobs import Planned, plan_jobs
 from mparticle_klaviyo.store.base import JobStore
 
 ACCOUNT_MISMATCH = "account_mismatch"
+# A server-mode event already in the same bulk job (same profile, metric and unique_id).
+DUPLICATE_IN_INPUT = "duplicate_in_input"
 
 
 class ReplayStats:
@@ -45,36 +63,86 @@ class ReplayStats:
         return sum(self.failed.values())
 
     def record_result(self, request: KlaviyoRequest, result: Result) -> None:
-        """Count one finished request for each event it carried."""
+        """Count one finished request for each event (or subscribed profile) it carried."""
         self.requests_done += 1
-        units = len(request.event_keys) or 1
+        units = request_units(request)
         if result.ok:
             if request.kind.startswith("subscription"):
                 self.subscriptions_delivered += units
             else:
                 self.events_delivered += units
             return
+        self._failed(units, result)
+
+    def settle(self, request: KlaviyoRequest, result: Result) -> list[KlaviyoRequest]:
+        """Count one finished request; a bulk job refused for one entry returns the rest to re-send."""
+        split = None if result.ok else refusal(request, result.pointer)
+        if split is None:
+            self.record_result(request, result)
+            return []
+        self.requests_done += 1
+        self._failed(split.refused, result)
+        if split.rest is None:
+            return []
+        self.requests_planned += 1
+        return [split.rest]
+
+    def _failed(self, units: int, result: Result) -> None:
         reason = result.reason or "unknown"
         self.failed[reason] += units
         self.failure_details.setdefault(reason, result.detail)
 
 
+class ServerPacker:
+    """Server mode: events into bulk event jobs, consents into bulk subscription jobs.
+
+    A batch's consents are handed over no later than the first event job carrying its events.
+    """
+
+    def __init__(self) -> None:
+        self.events = BulkEventBuilder()
+        self.subscriptions = BulkSubscriptionBuilder()
+
+    def add_batch(
+        self, events: list[MappedEvent], subscriptions: list[Subscription], list_id: str | None
+    ) -> Iterator[KlaviyoRequest]:
+        """Pack one batch; yields the jobs it completes."""
+        # A job cut before the batch's first event holds earlier batches only; every later cut
+        # may hold this batch's events, so its consents are pending (and flushed first) by then.
+        for event in events[:1]:
+            yield from self._add_event(event)
+        for subscription in subscriptions:
+            yield from self.subscriptions.add(subscription, list_id)
+        for event in events[1:]:
+            yield from self._add_event(event)
+
+    def _add_event(self, event: MappedEvent) -> Iterator[KlaviyoRequest]:
+        for job in self.events.add(event):
+            yield from self.subscriptions.flush()
+            yield job
+
+    def flush(self) -> Iterator[KlaviyoRequest]:
+        """The last jobs at the end of input, consents first."""
+        yield from self.subscriptions.flush()
+        yield from self.events.flush()
+
+
 class RequestPlanner:
-    """Turns input items into requests; server mode packs events across batches into jobs."""
+    """Turns input items into requests; server mode packs events and consents across batches."""
 
     def __init__(self, connection: Connection, stats: ReplayStats, now_ms: float) -> None:
         self.connection = connection
         self.stats = stats
         self.now_ms = now_ms
-        self._builder = BulkEventBuilder() if connection.server_mode else None
+        self._packer = ServerPacker() if connection.server_mode else None
         self._subscribed: set[tuple[str | None, str | None, tuple[str, ...]]] = set()
 
     def requests(self, items: Iterable[InputItem]) -> Iterator[KlaviyoRequest]:
-        """Every request for ``items``, in input order, flushing the last bulk job at the end."""
+        """Every request for ``items``, in input order, flushing the last bulk jobs at the end."""
         for item in items:
             yield from self._count(self._item_requests(item))
-        if self._builder is not None:
-            yield from self._count(self._builder.flush())
+        if self._packer is not None:
+            yield from self._count(self._packer.flush())
         self.stats.input_done = True
 
     def _count(self, requests: Iterable[KlaviyoRequest]) -> Iterator[KlaviyoRequest]:
@@ -89,12 +157,15 @@ class RequestPlanner:
         self.stats.events_mapped += len(mapped.result.events)
         for notice in mapped.result.notices:
             (self.stats.dropped if notice.kind == "dropped" else self.stats.warnings)[notice.reason] += 1
-        yield from self._new_subscriptions(mapped)
-        if self._builder is None:
+        fresh = self._new_subscriptions(mapped)
+        list_id = mapped.connection.mapping.list_id
+        if self._packer is None:
+            yield from (subscription_request(s, list_id, server_mode=False) for s in fresh)
             yield from map(client_event_request, mapped.result.events)
             return
-        for event in mapped.result.events:
-            yield from self._builder.add(event)
+        yield from self._packer.add_batch(mapped.result.events, fresh, list_id)
+        if self._packer.events.duplicates:
+            self.stats.dropped[DUPLICATE_IN_INPUT] = self._packer.events.duplicates
 
     def _map(self, item: InputItem) -> Mapped | None:
         """Map one item; input errors and credential mismatches are recorded, not raised."""
@@ -115,7 +186,7 @@ class RequestPlanner:
             return None
         return mapped
 
-    def _new_subscriptions(self, mapped: Mapped) -> Iterator[KlaviyoRequest]:
+    def _new_subscriptions(self, mapped: Mapped) -> list[Subscription]:
         """Each granted (profile, channels) once per replay: subscribing has side effects."""
         fresh = []
         for subscription in mapped.result.subscriptions:
@@ -123,9 +194,7 @@ class RequestPlanner:
             if key not in self._subscribed:
                 self._subscribed.add(key)
                 fresh.append(subscription)
-        if fresh:
-            only_fresh = msgspec.structs.replace(mapped.result, subscriptions=fresh)
-            yield from subscription_requests(Mapped(mapped.item, mapped.connection, only_fresh))
+        return fresh
 
 
 class ReplayOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -147,10 +216,11 @@ async def replay(
     """Deliver everything in ``paths`` with ``connection``; fills ``stats`` as it goes."""
     planner = RequestPlanner(connection, stats, time.time() * 1000)
 
-    def record(request: KlaviyoRequest, result: Result) -> None:
-        stats.record_result(request, result)
+    def record(request: KlaviyoRequest, result: Result) -> list[KlaviyoRequest]:
+        resend = stats.settle(request, result)
         if on_result is not None:
             on_result(request, result)
+        return resend
 
     client = client_for(connection, pool_size=options.max_concurrency, timeout_s=options.timeout_s)
     async with client:

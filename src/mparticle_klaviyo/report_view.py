@@ -11,7 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from mparticle_klaviyo.delivery import DeliveryReport
-from mparticle_klaviyo.replay import ReplayStats
+from mparticle_klaviyo.replay import DUPLICATE_IN_INPUT, ReplayStats
+
+# Drops that need a word of explanation in the summary.
+_DROP_DETAILS = {DUPLICATE_IN_INPUT: "already in the same bulk job: sent once, its profile changes kept"}
 
 
 @contextmanager
@@ -55,7 +58,7 @@ def summary_table(stats: ReplayStats, report: DeliveryReport) -> Table:
     table.add_row("[green]Klaviyo events delivered", str(stats.events_delivered), "")
     table.add_row("[green]subscriptions delivered", str(stats.subscriptions_delivered), "")
     for reason, count in sorted(stats.dropped.items()):
-        table.add_row(f"[yellow]dropped: {reason}", str(count), "")
+        table.add_row(f"[yellow]dropped: {reason}", str(count), _DROP_DETAILS.get(reason, ""))
     for reason, count in sorted(stats.warnings.items()):
         table.add_row(f"[yellow]warning: {reason}", str(count), "")
     for reason, count in sorted(stats.failed.items()):

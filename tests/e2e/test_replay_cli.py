@@ -167,3 +167,97 @@ def test_replay_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None
         assert "connections.e2e.phone_identifier" in result.stderr
 
     with_emulator(scenario)
+
+
+SERVER_MODE = {"private_api_key": "pk_demo_private_key"}
+
+
+def test_a_redelivered_event_with_a_changed_profile_does_not_sink_its_bulk_job(tmp_path: Path) -> None:
+    # mParticle re-delivered msg-1 after the user's name changed; user 2's event shares the job.
+    first = batch(1, [custom(1)], user_attributes={"$FirstName": "Ann"})
+    again = batch(1, [custom(1)], user_attributes={"$FirstName": "Anna"})
+    source = write_jsonl(tmp_path / "in.jsonl", [first, again, batch(2, [custom(2)])])
+
+    async def scenario(emulator: RunningEmulator) -> None:
+        path = write_config(tmp_path, emulator.url, **SERVER_MODE)
+        result = await run_cli("replay", str(source), "--config", str(path), cwd=tmp_path)
+        state = await emulator_state(emulator)
+        assert result.code == 0, result.stdout + result.stderr
+        assert state["rejected"] == []
+        assert sorted((e["profile"]["email"], e["unique_id"]) for e in state["events"]) == [
+            ("user1@example.com", "msg-1"),
+            ("user2@example.com", "msg-2"),
+        ]
+        assert state["profiles"]["user1@example.com"]["attributes"]["first_name"] == "Anna"
+        assert "duplicate_in_input" in result.stdout
+
+    with_emulator(scenario)
+
+
+def test_an_entry_klaviyo_rejects_fails_alone_and_the_rest_of_its_job_is_resent(tmp_path: Path) -> None:
+    # Our email check lets "example..com" through; Klaviyo (the emulator) refuses it with a 400
+    # whose pointer names that profile's entry of the bulk job.
+    bad = batch(2, [custom(20), custom(21)], user_identities={"email": "user2@example..com"})
+    source = write_jsonl(tmp_path / "in.jsonl", [batch(1, [custom(10)]), bad, batch(3, [custom(30), custom(31)])])
+
+    async def scenario(emulator: RunningEmulator) -> None:
+        path = write_config(tmp_path, emulator.url, **SERVER_MODE)
+        result = await run_cli("replay", str(source), "--config", str(path), cwd=tmp_path)
+        state = await emulator_state(emulator)
+        assert result.code == 1, result.stdout + result.stderr
+        assert sorted(e["unique_id"] for e in state["events"]) == ["msg-10", "msg-30", "msg-31"]
+        [rejected] = state["rejected"]
+        assert rejected["pointer"].startswith("/data/attributes/events-bulk-create/data/1/")
+        assert state["requests"] == 2, "the job, then its other entries as a new job"
+        assert summary_count(result.stdout, "Klaviyo events delivered") == 3
+        assert summary_count(result.stdout, "failed: http_400") == 2
+
+    with_emulator(scenario)
+
+
+def test_a_profile_klaviyo_rejects_fails_alone_in_a_packed_subscription_job(tmp_path: Path) -> None:
+    consent = {"consent_state": {"gdpr": {"news": {"consented": True}}}}
+    bad = batch(2, [], user_identities={"email": "user2@example..com"}, **consent)
+    source = write_jsonl(tmp_path / "in.jsonl", [batch(1, [], **consent), bad, batch(3, [], **consent)])
+
+    async def scenario(emulator: RunningEmulator) -> None:
+        path = write_config(tmp_path, emulator.url, consent_mapping={"news": "email"}, **SERVER_MODE)
+        result = await run_cli("replay", str(source), "--config", str(path), cwd=tmp_path)
+        state = await emulator_state(emulator)
+        assert result.code == 1, result.stdout + result.stderr
+        assert sorted(s["email"] for s in state["subscriptions"]) == ["user1@example.com", "user3@example.com"]
+        assert state["rejected"][0]["pointer"].startswith("/data/attributes/profiles/data/1/")
+        assert summary_count(result.stdout, "subscriptions delivered") == 2
+        assert summary_count(result.stdout, "failed: http_400") == 1
+
+    with_emulator(scenario)
+
+
+def test_server_mode_packs_consent_subscriptions_of_many_batches_into_bulk_jobs(tmp_path: Path) -> None:
+    consent = {"consent_state": {"gdpr": {"news": {"consented": True}}}}
+    source = write_jsonl(tmp_path / "in.jsonl", [batch(u, [custom(u)], **consent) for u in range(2500)])
+    # Limits high enough that the old one-job-per-batch behaviour fails on the count, not a timeout.
+    limits = {"POST /api/profile-subscription-bulk-create-jobs": (5000, 50000)}
+
+    async def scenario(emulator: RunningEmulator) -> None:
+        settings = {"consent_mapping": {"news": "email"}, "rate_limits": {k: list(v) for k, v in limits.items()}}
+        path = write_config(tmp_path, emulator.url, **settings, **SERVER_MODE)
+        result = await run_cli("replay", str(source), "--config", str(path), cwd=tmp_path)
+        state = await emulator_state(emulator)
+        assert result.code == 0, result.stdout + result.stderr
+        assert len(state["events"]) == 2500
+        assert len({s["email"] for s in state["subscriptions"]}) == 2500
+        assert len(state["subscriptions"]) == 2500
+        # 2,500 events make 3 bulk event jobs; the other 3 requests are the subscription jobs.
+        assert state["requests"] == 6
+
+    with_emulator(scenario, EmulatorConfig(rate_limits=limits))
+
+
+def summary_count(stdout: str, label: str) -> int:
+    """The count column of the summary table's row starting with ``label``."""
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in line.split("│")]
+        if len(cells) > 2 and cells[1].startswith(label):
+            return int(cells[2])
+    raise AssertionError(f"no {label!r} row in:\n{stdout}")

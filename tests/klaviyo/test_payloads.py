@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -13,8 +14,11 @@ from mparticle_klaviyo.klaviyo.payloads import (
     CLIENT_EVENTS,
     CLIENT_SUBSCRIPTIONS,
     BulkEventBuilder,
+    BulkSubscriptionBuilder,
     client_event_request,
     event_requests,
+    refusal,
+    request_units,
     subscription_request,
 )
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
@@ -177,14 +181,59 @@ def test_a_bulk_job_holds_at_most_1000_events() -> None:
 
 
 def test_a_repeated_event_for_the_same_profile_and_metric_is_left_out_of_the_job() -> None:
-    [request] = bulk([event("u1"), event("u1"), event("u1", name="Other"), event("u1", profile=SAM)])
-    assert request.event_keys == ("u1", "u1", "u1")
-    assert [uids(e) for e in entries(request)] == [["u1", "u1"], ["u1"]]
-    names = [
-        i["attributes"]["metric"]["data"]["attributes"]["name"]
-        for i in entries(request)[0]["attributes"]["events"]["data"]
-    ]
-    assert names == ["Viewed", "Other"]
+    builder = BulkEventBuilder()
+    [request] = bulk([event("u1"), event("u1"), event("u2")], builder)
+    assert request.event_keys == ("u1", "u2")
+    assert [uids(e) for e in entries(request)] == [["u1", "u2"]]
+    assert builder.duplicates == 1
+
+
+def test_a_unique_id_is_never_twice_in_one_job_even_for_another_metric_or_profile() -> None:
+    # Klaviyo keys its dedup by profile, which it may resolve across identifiers we cannot see.
+    requests = bulk([event("u1"), event("u1", name="Other"), event("u1", profile=SAM), event("u2")])
+    assert [r.event_keys for r in requests] == [("u1",), ("u1",), ("u1", "u2")]
+
+
+def test_events_of_one_person_share_one_entry_whatever_their_profile_attributes() -> None:
+    earlier = {"email": "jane@example.com", "first_name": "Jane", "properties": {"plan": "free", "age": 30}}
+    later = {"email": "jane@example.com", "first_name": "Janet", "properties": {"plan": "pro"}}
+    [request] = bulk([event("a1", profile=earlier), event("s1", profile=SAM), event("a2", profile=later)])
+    assert [uids(e) for e in entries(request)] == [["a1", "a2"], ["s1"]]
+    assert entries(request)[0]["attributes"]["profile"]["data"]["attributes"] == {
+        "email": "jane@example.com",
+        "first_name": "Janet",
+        "properties": {"plan": "pro", "age": 30},
+    }
+    assert earlier["first_name"] == "Jane", "an event's own profile is never changed"
+
+
+def test_a_repeat_with_a_changed_profile_updates_the_entry_but_is_not_sent_twice() -> None:
+    builder = BulkEventBuilder()
+    renamed = {**JANE, "first_name": "Janet"}
+    [request] = bulk([event("u1"), event("u1", profile=renamed)], builder)
+    assert request.event_keys == ("u1",)
+    assert entries(request)[0]["attributes"]["profile"]["data"]["attributes"] == renamed
+    assert builder.duplicates == 1
+
+
+def test_a_profile_is_known_by_its_email_then_its_phone_then_its_external_id() -> None:
+    with_phone = {**JANE, "phone_number": "+15555550199"}
+    by_id = {"external_id": "X1", "first_name": "X"}
+    events = [event("a1"), event("a2", profile=with_phone), event("s1", profile=SAM), event("x1", profile=by_id)]
+    [request] = bulk([*events, event("x2", profile={"external_id": "X1"})])
+    assert [uids(e) for e in entries(request)] == [["a1", "a2"], ["s1"], ["x1", "x2"]]
+    assert entries(request)[0]["attributes"]["profile"]["data"]["attributes"]["phone_number"] == "+15555550199"
+
+
+def test_fits_counts_a_repeat_as_nothing_and_a_reused_unique_id_as_a_cut() -> None:
+    builder = BulkEventBuilder(max_events=2)
+    list(builder.add(event("u1")))
+    assert builder.fits([event("u1"), event("u2")])
+    assert not builder.fits([event("u1", name="Other")])
+    assert not builder.fits([event("u2"), event("u2", name="Other")])
+    assert not builder.fits([event("u2"), event("u3")])
+    for item in [event("u1"), event("u2")]:
+        assert list(builder.add(item)) == []
 
 
 def test_a_repeat_after_a_flush_starts_the_next_job() -> None:
@@ -224,3 +273,111 @@ def test_event_requests_are_bulk_jobs_in_server_mode() -> None:
 def test_no_events_make_no_requests() -> None:
     assert list(event_requests([], server_mode=True)) == []
     assert list(event_requests([], server_mode=False)) == []
+
+
+def subscribed(request: KlaviyoRequest) -> list[str]:
+    return [p["attributes"].get("email") or p["attributes"]["phone_number"] for p in profiles_of(request)]
+
+
+def profiles_of(request: KlaviyoRequest) -> list[dict[str, Any]]:
+    found = request.body["data"]["attributes"]["profiles"]["data"]
+    assert isinstance(found, list)
+    return found
+
+
+def consent(who: str, *channels: str) -> Subscription:
+    contact = {"phone_number": who} if who.startswith("+") else {"email": who}
+    return Subscription(channels=channels or ("email",), **contact)
+
+
+def pack(items: Sequence[tuple[Subscription, str | None]], builder: BulkSubscriptionBuilder) -> list[KlaviyoRequest]:
+    requests = [r for subscription, list_id in items for r in builder.add(subscription, list_id)]
+    return requests + list(builder.flush())
+
+
+def test_consents_are_packed_into_bulk_subscription_jobs_of_up_to_1000_profiles() -> None:
+    requests = pack([(consent(f"p{n}@example.com"), "L") for n in range(2500)], BulkSubscriptionBuilder())
+    assert [len(profiles_of(r)) for r in requests] == [1000, 1000, 500]
+    assert {(r.path, r.auth, r.kind, r.event_keys) for r in requests} == {
+        (BULK_SUBSCRIPTIONS, "private", "subscription_bulk", ())
+    }
+    assert subscribed(requests[1])[0] == "p1000@example.com"
+    one = subscription_request(consent("p0@example.com"), "L", server_mode=True)
+    assert requests[0].body["data"]["relationships"] == one.body["data"]["relationships"]
+    assert profiles_of(requests[0])[0] == profiles_of(one)[0]
+
+
+def test_a_subscription_job_holds_one_list_and_one_channel_set() -> None:
+    items = [
+        (consent("a@example.com"), "L"),
+        (consent("b@example.com"), "M"),
+        (consent("c@example.com", "email", "sms"), "L"),
+        (consent("d@example.com"), "L"),
+        (consent("e@example.com"), None),
+    ]
+    requests = pack(items, BulkSubscriptionBuilder())
+    assert [subscribed(r) for r in requests] == [
+        ["a@example.com", "d@example.com"],
+        ["b@example.com"],
+        ["c@example.com"],
+        ["e@example.com"],
+    ]
+    assert [r.body["data"].get("relationships", {}).get("list", {}).get("data", {}).get("id") for r in requests] == [
+        "L",
+        "M",
+        "L",
+        None,
+    ]
+
+
+def test_an_email_or_phone_already_in_a_subscription_job_waits_for_the_next() -> None:
+    builder = BulkSubscriptionBuilder()
+    both = Subscription(channels=("email",), email="a@example.com", phone_number="+15555550100")
+    items = [
+        (consent("a@example.com"), "L"),
+        (consent("+15555550100"), "L"),
+        (both, "L"),
+        (consent("b@example.com"), "L"),
+    ]
+    requests = pack(items, builder)
+    assert [subscribed(r) for r in requests] == [["a@example.com", "+15555550100"], ["a@example.com", "b@example.com"]]
+    assert builder.empty
+
+
+def test_a_refused_entry_is_cut_out_of_the_bulk_job() -> None:
+    [job] = bulk([event("a1"), event("s1", profile=SAM), event("a2"), event("s2", profile=SAM)])
+    split = refusal(job, "/data/attributes/events-bulk-create/data/0/attributes/profile/data/attributes/email")
+    assert split is not None and split.rest is not None
+    assert split.refused == 2
+    assert split.rest.event_keys == ("s1", "s2")
+    assert [uids(e) for e in entries(split.rest)] == [["s1", "s2"]]
+    assert [uids(e) for e in entries(job)] == [["a1", "a2"], ["s1", "s2"]], "the refused job is left as it was"
+
+
+def test_a_pointer_to_one_event_refuses_that_event_only() -> None:
+    [job] = bulk([event("a1"), event("s1", profile=SAM), event("a2")])
+    split = refusal(job, "/data/attributes/events-bulk-create/data/0/attributes/events/data/1/attributes/time")
+    assert split is not None and split.rest is not None
+    assert split.refused == 1
+    assert split.rest.event_keys == ("a1", "s1")
+    assert [uids(e) for e in entries(split.rest)] == [["a1"], ["s1"]]
+
+
+def test_a_refused_profile_is_cut_out_of_the_bulk_subscription_job() -> None:
+    [job] = pack([(consent(f"p{n}@example.com"), "L") for n in range(3)], BulkSubscriptionBuilder())
+    split = refusal(job, "/data/attributes/profiles/data/1/attributes/email")
+    assert split is not None and split.rest is not None
+    assert (split.refused, subscribed(split.rest)) == (1, ["p0@example.com", "p2@example.com"])
+    assert split.rest.body["data"]["relationships"] == job.body["data"]["relationships"]
+    assert (request_units(job), request_units(split.rest)) == (3, 2)
+
+
+def test_a_pointer_naming_no_entry_splits_nothing() -> None:
+    [job] = bulk([event("a1"), event("s1", profile=SAM)])
+    assert refusal(job, None) is None
+    assert refusal(job, "/data/attributes/events-bulk-create/data") is None
+    assert refusal(job, "/data/attributes/events-bulk-create/data/2") is None
+    assert refusal(job, "/data/attributes/profiles/data/0") is None
+    assert refusal(client_event_request(event("a1")), "/data/attributes/profile/data/attributes/email") is None
+    last = refusal(bulk([event("a1")])[0], "/data/attributes/events-bulk-create/data/0")
+    assert last is not None and (last.refused, last.rest) == (1, None)

@@ -16,7 +16,8 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     ``retries_exhausted`` (transient failures outlasted ``max_attempts`` or the retry age),
     ``throttled_too_long`` (429s outlasted the retry age), ``unknown_endpoint`` (no rate limit
     configured), or a client-side code such as ``missing_private_key``. ``attempts`` counts sends
-    that were not throttled; ``throttles`` counts 429s, which are not attempts.
+    that were not throttled; ``throttles`` counts 429s, which are not attempts. ``pointer`` is
+    the JSON pointer of Klaviyo's refusal, naming the culprit (e.g. one entry of a bulk job).
     """
 
     status: ResultStatus
@@ -26,6 +27,7 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
     http_status: int | None = None
     partial_failure: str | None = None
+    pointer: str | None = None
 
     @property
     def ok(self) -> bool:

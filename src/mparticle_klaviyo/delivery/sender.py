@@ -6,7 +6,10 @@ Per request: lane (gate -> slot -> token) -> send -> classify, then
   is not an attempt, but it is bounded by ``max_retry_age_s`` so an endless 429 cannot hang a run;
 * Retryable: sleep a full-jitter backoff and resend, up to ``max_attempts`` and
   ``max_retry_age_s``, then fail as ``retries_exhausted`` with the last reason;
-* Permanent: fail at once as ``http_<status>`` with Klaviyo's detail.
+* Permanent: fail at once as ``http_<status>`` with Klaviyo's detail and error pointer.
+
+``on_result`` hears every finished request and may return follow-up requests, which are
+delivered in the same run (e.g. a bulk job re-sent without the entry Klaviyo refused).
 
 Memory is bounded: at most ``max_pending`` requests are read ahead of the slowest unfinished one,
 so replaying millions of requests holds a window, not the input.
@@ -27,7 +30,7 @@ from mparticle_klaviyo.klaviyo.classify import Delivered, Permanent, Retryable, 
 from mparticle_klaviyo.klaviyo.limits import DEFAULT_RATE_LIMITS, RateLimit
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 
-ResultCallback = Callable[[KlaviyoRequest, Result], None]
+ResultCallback = Callable[[KlaviyoRequest, Result], Iterable[KlaviyoRequest] | None]
 Requests = AsyncIterable[KlaviyoRequest] | Iterable[KlaviyoRequest]
 
 
@@ -82,7 +85,7 @@ class Sender:
         return self._lanes[endpoint]
 
     async def deliver(self, requests: Requests, on_result: ResultCallback | None = None) -> DeliveryReport:
-        """Deliver every request; call ``on_result`` as each finishes; return the totals."""
+        """Deliver every request and the follow-ups ``on_result`` returns; return the totals."""
         tally = Tally()
         started = self._clock.now()
         pending: dict[asyncio.Task[Result], KlaviyoRequest] = {}
@@ -113,8 +116,9 @@ class Sender:
             request = pending.pop(task)
             result = task.result()
             tally.add(result)
-            if on_result is not None:
-                on_result(request, result)
+            follow_ups = on_result(request, result) if on_result is not None else None
+            for follow_up in follow_ups or ():
+                pending[asyncio.create_task(self._deliver_one(follow_up, tally))] = follow_up
 
     async def _deliver_one(self, request: KlaviyoRequest, tally: Tally) -> Result:
         lane = self._lanes.get(request.endpoint)
@@ -180,6 +184,7 @@ def _permanent(outcome: Permanent, attempts: int, throttles: int) -> Result:
         reason=reason,
         detail=trim(detail),
         http_status=outcome.status or None,
+        pointer=outcome.pointer,
     )
 
 

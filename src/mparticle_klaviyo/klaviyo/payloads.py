@@ -2,17 +2,20 @@
 
 Client mode (public key): one ``POST /client/events`` per event. Server mode (private key):
 ``POST /api/event-bulk-create-jobs`` carrying up to 1000 events grouped per profile, as the
-bulk API requires; ``BulkEventBuilder`` packs them across batches within Klaviyo's limits.
+bulk API requires; ``BulkEventBuilder`` packs them across batches within Klaviyo's limits, and
+``BulkSubscriptionBuilder`` packs consents into ``profile-subscription-bulk-create-jobs``.
+``refusal`` reads Klaviyo's error pointer on a refused bulk job: what it names, and the rest.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
 
-from mparticle_klaviyo.klaviyo.limits import MAX_BODY_BYTES, MAX_BULK_EVENTS
+from mparticle_klaviyo.klaviyo.limits import MAX_BODY_BYTES, MAX_BULK_EVENTS, MAX_BULK_PROFILES
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.result import MappedEvent, Subscription
 
@@ -41,15 +44,24 @@ def client_event_request(event: MappedEvent) -> KlaviyoRequest:
 
 def subscription_request(subscription: Subscription, list_id: str | None, server_mode: bool) -> KlaviyoRequest:
     """Subscribe one profile: ``/client/subscriptions``, or the bulk job in server mode."""
-    profile = _subscription_profile(subscription)
-    relationships = {"relationships": {"list": {"data": {"type": "list", "id": list_id}}}} if list_id else {}
     if server_mode:
-        attributes = {"custom_source": CUSTOM_SOURCE, "profiles": {"data": [profile]}}
-        data = {"type": "profile-subscription-bulk-create-job", "attributes": attributes, **relationships}
-        return KlaviyoRequest(path=BULK_SUBSCRIPTIONS, auth="private", kind="subscription_bulk", body={"data": data})
+        return bulk_subscription_request([subscription], list_id)
+    profile = _subscription_profile(subscription)
     attributes = {"custom_source": CUSTOM_SOURCE, "profile": {"data": profile}}
-    data = {"type": "subscription", "attributes": attributes, **relationships}
+    data = {"type": "subscription", "attributes": attributes, **_list_relationship(list_id)}
     return KlaviyoRequest(path=CLIENT_SUBSCRIPTIONS, auth="public", kind="subscription", body={"data": data})
+
+
+def bulk_subscription_request(subscriptions: Iterable[Subscription], list_id: str | None) -> KlaviyoRequest:
+    """One ``profile-subscription-bulk-create-jobs`` request subscribing every profile given."""
+    profiles = [_subscription_profile(s) for s in subscriptions]
+    attributes = {"custom_source": CUSTOM_SOURCE, "profiles": {"data": profiles}}
+    data = {"type": "profile-subscription-bulk-create-job", "attributes": attributes, **_list_relationship(list_id)}
+    return KlaviyoRequest(path=BULK_SUBSCRIPTIONS, auth="private", kind="subscription_bulk", body={"data": data})
+
+
+def _list_relationship(list_id: str | None) -> dict[str, Any]:
+    return {"relationships": {"list": {"data": {"type": "list", "id": list_id}}}} if list_id else {}
 
 
 def _subscription_profile(subscription: Subscription) -> dict[str, Any]:
@@ -68,73 +80,141 @@ def _profile(profile: dict[str, Any]) -> dict[str, Any]:
     return {"data": {"type": "profile", "attributes": profile}}
 
 
+# Klaviyo finds a bulk entry's profile by its identifiers, email first (the emulator's order
+# too); entries are keyed by the first one present, so one person is one entry.
+_IDENTIFIERS = ("email", "phone_number", "external_id")
+
+_Identity = tuple[str, str]
+_Measure = tuple[_Identity, bytes, int]
+
+
+def _profile_identity(profile: dict[str, Any], profile_json: bytes) -> _Identity:
+    """Who a profile is: its first identifier present (email, phone, external id)."""
+    for kind in _IDENTIFIERS:
+        value = profile.get(kind)
+        if value:
+            return kind, str(value)
+    # No identifier (never mapped; Klaviyo would refuse it): only identical profiles share.
+    return "", profile_json.decode()
+
+
+def merge_profiles(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` updated by ``new``, latest wins; dict values (``properties``, ``location``) per key.
+
+    What Klaviyo's profile ends up as when the two are sent one after the other.
+    """
+    merged = dict(old)
+    for name, value in new.items():
+        before = merged.get(name)
+        merged[name] = {**before, **value} if isinstance(before, dict) and isinstance(value, dict) else value
+    return merged
+
+
+class _Entry:
+    """One profile's entry in a bulk job: the profile (merged over its events) and the events."""
+
+    __slots__ = ("events", "last_json", "profile")
+
+    def __init__(self, profile: dict[str, Any], profile_json: bytes) -> None:
+        self.profile = profile
+        self.last_json = profile_json
+        self.events: list[dict[str, Any]] = []
+
+    def update(self, profile: dict[str, Any], profile_json: bytes) -> None:
+        """Take a later event's differing view of the profile: merged, latest wins."""
+        self.profile = merge_profiles(self.profile, profile)
+        self.last_json = profile_json
+
+
 class BulkEventBuilder:
     """Packs events into bulk-create jobs: <= 1000 events, <= 5 MB, one entry per profile.
 
-    Klaviyo fails a whole job when one (profile, metric, unique_id) repeats inside it, so a
-    repeat is not added (``add`` returns False): it is the same event, already in the job.
+    Klaviyo fails a whole job when one (profile, metric, unique_id) repeats inside it. A repeat
+    of an event already in the job is dropped (counted in ``duplicates``): Klaviyo would record
+    it once anyway, and its profile attributes still update the entry (latest wins). Any other
+    event reusing a ``unique_id`` of the job (another metric, or a profile known by another
+    identifier, which Klaviyo may resolve to the same person) waits for the next job, so no
+    ``unique_id`` is ever twice in one job.
     """
 
     def __init__(self, max_events: int = MAX_BULK_EVENTS, max_bytes: int = MAX_BODY_BYTES) -> None:
         self._max_events = max_events
         self._max_bytes = max_bytes - _ENVELOPE_BYTES
+        self.duplicates = 0
         self._reset()
 
     def _reset(self) -> None:
-        self._entries: dict[bytes, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self._entries: dict[_Identity, _Entry] = {}
         self._keys: list[str] = []
-        self._seen: set[tuple[bytes, str, str]] = set()
+        # Each unique_id of the job -> who its event is for and the event (for its metric).
+        self._uids: dict[str, tuple[_Identity, MappedEvent]] = {}
+        # Profile JSONs already charged: a merged profile is never bigger than their sum.
+        self._paid: set[bytes] = set()
         self._bytes = 0
         # fits() then add() of the same events measured each event twice (two JSON encodes, the
         # bulk of packing 1,000 events); the last fits() call's measures are kept for add().
-        self._measured: dict[int, tuple[MappedEvent, bytes, int]] = {}
+        self._measured: dict[int, tuple[MappedEvent, _Measure]] = {}
 
-    def _measure(self, event: MappedEvent) -> tuple[bytes, int]:
-        """The event's profile key (its profile as JSON) and the bytes it adds to a job."""
+    def _measure(self, event: MappedEvent) -> _Measure:
+        """The event's profile identity, its profile as JSON, and the bytes the event adds."""
         # Keyed by id(): the entry holds the event itself, so no other object can take its id.
         known = self._measured.get(id(event))
         if known is not None:
-            return known[1], known[2]
-        return _encoder.encode(event.profile), len(_encoder.encode(event.attributes)) + 64
+            return known[1]
+        profile_json = _encoder.encode(event.profile)
+        who = _profile_identity(event.profile, profile_json)
+        return who, profile_json, len(_encoder.encode(event.attributes)) + 64
 
     def add(self, event: MappedEvent) -> Iterator[KlaviyoRequest]:
-        """Add one event; yields the pending job first when the event would not fit in it."""
-        profile_key, size = self._measure(event)
-        metric = event.attributes["metric"]["data"]["attributes"]["name"]
-        dedup_key = (profile_key, metric, event.unique_id)
-        if dedup_key in self._seen:
-            return
-        full = len(self._keys) >= self._max_events
-        if self._keys and (full or self._bytes + size + self._profile_cost(profile_key) > self._max_bytes):
+        """Add one event; yields the pending job first when the event cannot join it."""
+        who, profile_json, size = self._measure(event)
+        holder = self._uids.get(event.unique_id)
+        duplicate = holder is not None and _same_event(holder, who, event)
+        cost = self._profile_cost(profile_json) + (0 if duplicate else size)
+        blocked = not duplicate and (holder is not None or len(self._keys) >= self._max_events)
+        if self._keys and (blocked or self._bytes + cost > self._max_bytes):
             yield from self.flush()
-        entry = self._entries.get(profile_key)
+            yield from self.add(event)
+            return
+        self._bytes += cost
+        self._paid.add(profile_json)
+        entry = self._entries.get(who)
         if entry is None:
-            self._bytes += self._profile_cost(profile_key)
-            entry = self._entries[profile_key] = (event.profile, [])
-        entry[1].append({"type": "event", "attributes": event.attributes})
-        self._seen.add(dedup_key)
+            entry = self._entries[who] = _Entry(event.profile, profile_json)
+        elif profile_json != entry.last_json:
+            entry.update(event.profile, profile_json)
+        if duplicate:
+            self.duplicates += 1
+            return
+        entry.events.append({"type": "event", "attributes": event.attributes})
+        self._uids[event.unique_id] = (who, event)
         self._keys.append(event.unique_id)
-        self._bytes += size
 
-    def _profile_cost(self, profile_key: bytes) -> int:
-        """Bytes a profile adds to the job: nothing if it already has an entry."""
-        return 0 if profile_key in self._entries else len(profile_key) + 128
+    def _profile_cost(self, profile_json: bytes) -> int:
+        """Bytes a profile adds to the job: nothing if this exact profile is already in it."""
+        return 0 if profile_json in self._paid else len(profile_json) + 128
 
     def fits(self, events: list[MappedEvent]) -> bool:
         """Whether all of ``events`` can join the pending job without a flush."""
-        if len(self._keys) + len(events) > self._max_events:
-            return False
-        size = 0
-        new_profiles: set[bytes] = set()
+        count, size = len(self._keys), self._bytes
+        uids: dict[str, tuple[_Identity, MappedEvent]] = {}
+        paid: set[bytes] = set()
         self._measured = {}
         for event in events:
-            profile_key, event_size = self._measure(event)
-            self._measured[id(event)] = (event, profile_key, event_size)
-            if profile_key not in new_profiles:
-                size += self._profile_cost(profile_key)
-                new_profiles.add(profile_key)
+            who, profile_json, event_size = measure = self._measure(event)
+            self._measured[id(event)] = (event, measure)
+            if profile_json not in paid:
+                size += self._profile_cost(profile_json)
+                paid.add(profile_json)
+            holder = self._uids.get(event.unique_id) or uids.get(event.unique_id)
+            if holder is not None:
+                if _same_event(holder, who, event):
+                    continue  # add() drops it: no event, no count
+                return False
+            uids[event.unique_id] = (who, event)
+            count += 1
             size += event_size
-        return self._bytes + size <= self._max_bytes
+        return count <= self._max_events and size <= self._max_bytes
 
     @property
     def empty(self) -> bool:
@@ -148,9 +228,9 @@ class BulkEventBuilder:
         entries = [
             {
                 "type": "event-bulk-create",
-                "attributes": {"profile": _profile(profile), "events": {"data": events}},
+                "attributes": {"profile": _profile(entry.profile), "events": {"data": entry.events}},
             }
-            for profile, events in self._entries.values()
+            for entry in self._entries.values()
         ]
         body = {
             "data": {
@@ -167,6 +247,150 @@ class BulkEventBuilder:
         )
         self._reset()
         yield request
+
+
+def _same_event(holder: tuple[_Identity, MappedEvent], who: _Identity, event: MappedEvent) -> bool:
+    """Whether ``event`` repeats the job's event with its unique_id: same profile and metric."""
+    return holder[0] == who and _metric(holder[1]) == _metric(event)
+
+
+def _metric(event: MappedEvent) -> str:
+    name: str = event.attributes["metric"]["data"]["attributes"]["name"]
+    return name
+
+
+class _SubscriptionJob:
+    """The subscriptions of one pending bulk subscription job, and the identifiers they use."""
+
+    __slots__ = ("ids", "subscriptions")
+
+    def __init__(self) -> None:
+        self.subscriptions: list[Subscription] = []
+        self.ids: set[tuple[str, str]] = set()
+
+    def has(self, subscription: Subscription) -> bool:
+        """Whether the job already subscribes this email or phone number."""
+        return any(i in self.ids for i in _subscriber_ids(subscription))
+
+    def add(self, subscription: Subscription) -> None:
+        """Add one profile's subscription."""
+        self.subscriptions.append(subscription)
+        self.ids.update(_subscriber_ids(subscription))
+
+
+def _subscriber_ids(subscription: Subscription) -> list[tuple[str, str]]:
+    ids = [("email", subscription.email), ("phone_number", subscription.phone_number)]
+    return [(kind, value) for kind, value in ids if value]
+
+
+class BulkSubscriptionBuilder:
+    """Packs consents into bulk subscription jobs: <= 1000 profiles, one list and channel set each.
+
+    An email or phone number is never twice in one job (a second subscription for it waits for
+    the next job), so Klaviyo never has to pick between two versions of a profile.
+    """
+
+    def __init__(self, max_profiles: int = MAX_BULK_PROFILES) -> None:
+        self._max_profiles = max_profiles
+        self._jobs: dict[tuple[str | None, tuple[str, ...]], _SubscriptionJob] = {}
+
+    def add(self, subscription: Subscription, list_id: str | None) -> Iterator[KlaviyoRequest]:
+        """Add one profile's subscription; yields a job that is full, or that already has it."""
+        key = (list_id, subscription.channels)
+        job = self._jobs.get(key)
+        if job is not None and job.has(subscription):
+            del self._jobs[key]
+            yield bulk_subscription_request(job.subscriptions, list_id)
+            job = None
+        if job is None:
+            job = self._jobs[key] = _SubscriptionJob()
+        job.add(subscription)
+        if len(job.subscriptions) >= self._max_profiles:
+            del self._jobs[key]
+            yield bulk_subscription_request(job.subscriptions, list_id)
+
+    @property
+    def empty(self) -> bool:
+        """Whether no subscription is pending."""
+        return not self._jobs
+
+    def flush(self) -> Iterator[KlaviyoRequest]:
+        """Yield every pending job, oldest group first, and start afresh."""
+        jobs, self._jobs = self._jobs, {}
+        for (list_id, _), job in jobs.items():
+            yield bulk_subscription_request(job.subscriptions, list_id)
+
+
+class Refusal(msgspec.Struct, frozen=True):
+    """What Klaviyo's error pointer names in a refused bulk job, and the job without it.
+
+    ``refused`` counts the events (event jobs) or profiles (subscription jobs) named; ``rest``
+    is None when nothing else was in the job.
+    """
+
+    refused: int
+    rest: KlaviyoRequest | None
+
+
+_ENTRY_POINTER = re.compile(r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?")
+_PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)")
+
+
+def refusal(request: KlaviyoRequest, pointer: str | None) -> Refusal | None:
+    """Split a refused bulk job at Klaviyo's error pointer; None when it names no entry."""
+    if request.kind == "event_bulk":
+        match = _ENTRY_POINTER.match(pointer or "")
+        return None if match is None else _event_refusal(request, int(match.group(1)), match.group(2))
+    if request.kind == "subscription_bulk":
+        match = _PROFILE_POINTER.match(pointer or "")
+        return None if match is None else _profile_refusal(request, int(match.group(1)))
+    return None
+
+
+def _event_refusal(request: KlaviyoRequest, index: int, event_index: str | None) -> Refusal | None:
+    """The named entry (or only the named event of it) out of an event bulk job."""
+    attributes = request.body["data"]["attributes"]
+    entries: list[dict[str, Any]] = attributes["events-bulk-create"]["data"]
+    if index >= len(entries):
+        return None
+    entry = entries[index]
+    events: list[dict[str, Any]] = entry["attributes"]["events"]["data"]
+    kept = entries[:index] + entries[index + 1 :]
+    refused = events
+    if event_index is not None and int(event_index) < len(events):
+        position = int(event_index)
+        refused = [events[position]]
+        others = events[:position] + events[position + 1 :]
+        if others:
+            events_data = {**entry["attributes"]["events"], "data": others}
+            kept.insert(index, {**entry, "attributes": {**entry["attributes"], "events": events_data}})
+    if not kept:
+        return Refusal(len(refused), None)
+    # A unique_id is never twice in one job (BulkEventBuilder), so it names one event.
+    gone = {e["attributes"].get("unique_id") for e in refused}
+    body = {"data": {**request.body["data"], "attributes": {**attributes, "events-bulk-create": {"data": kept}}}}
+    keys = tuple(k for k in request.event_keys if k not in gone)
+    return Refusal(len(refused), msgspec.structs.replace(request, body=body, event_keys=keys))
+
+
+def _profile_refusal(request: KlaviyoRequest, index: int) -> Refusal | None:
+    """The named profile out of a bulk subscription job."""
+    attributes = request.body["data"]["attributes"]
+    profiles: list[Any] = attributes["profiles"]["data"]
+    if index >= len(profiles):
+        return None
+    kept = profiles[:index] + profiles[index + 1 :]
+    if not kept:
+        return Refusal(1, None)
+    body = {"data": {**request.body["data"], "attributes": {**attributes, "profiles": {"data": kept}}}}
+    return Refusal(1, msgspec.structs.replace(request, body=body))
+
+
+def request_units(request: KlaviyoRequest) -> int:
+    """What a request carries for a summary: its events, or the profiles it subscribes."""
+    if request.kind == "subscription_bulk":
+        return len(request.body["data"]["attributes"]["profiles"]["data"])
+    return len(request.event_keys) or 1
 
 
 def event_requests(events: Iterable[MappedEvent], server_mode: bool) -> Iterator[KlaviyoRequest]:
