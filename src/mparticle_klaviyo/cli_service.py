@@ -16,7 +16,9 @@ from rich.table import Table
 from mparticle_klaviyo.cli import ConfigOption, app, fail_config
 from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Config, load_config
 from mparticle_klaviyo.errors import ConfigError
+from mparticle_klaviyo.service.dead_letters import preview, redrive_logged
 from mparticle_klaviyo.service.jobs import decode_payload
+from mparticle_klaviyo.service.units import now_ms
 from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, StateCount
 from mparticle_klaviyo.store.errors import StoreError
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
@@ -25,7 +27,12 @@ dlq = typer.Typer(help="Inspect and repair dead-lettered jobs.", no_args_is_help
 app.add_typer(dlq, name="dlq")
 
 ConnectionFilter = Annotated[str | None, typer.Option("--connection", help="Only this connection.")]
-ReasonFilter = Annotated[str | None, typer.Option("--reason", help="Only this reason code, e.g. http_400.")]
+ReasonFilter = Annotated[
+    str | None,
+    typer.Option("--reason", help="Only reasons with this code or part, e.g. http_400, http_503, max_age."),
+]
+# Dead jobs read at a time by ``redrive --dry-run``: memory stays flat however many match.
+_PREVIEW_PAGE = 500
 IdsFilter = Annotated[list[int] | None, typer.Option("--id", help="Only these job ids (repeatable).")]
 
 
@@ -187,6 +194,9 @@ def dlq_list(
         jobs = store.dead(DeadFilter(connection=connection, reason=reason), limit)
     finally:
         store.close()
+    if not jobs:
+        typer.echo(_no_match(DeadFilter(connection=connection, reason=reason)))
+        return
     table = Table(title="Dead letters", header_style="bold")
     for column in ("id", "connection", "kind", "reason", "attempts", "detail"):
         table.add_column(column, overflow="fold")
@@ -235,22 +245,49 @@ def _job_view(job: Job) -> dict[str, object]:
     }
 
 
+def _no_match(where: DeadFilter) -> str:
+    """What an empty result says: the filter, as it was typed."""
+    words = [f"--connection {where.connection}" if where.connection is not None else ""]
+    words.append(f"--reason {where.reason}" if where.reason is not None else "")
+    words += [f"--id {job_id}" for job_id in where.ids or ()]
+    typed = " ".join(word for word in words if word)
+    return f"no dead letters match {typed}" if typed else "no dead letters match: there are none"
+
+
 @dlq.command("redrive")
 def dlq_redrive(
     config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
     connection: ConnectionFilter = None,
     reason: ReasonFilter = None,
     ids: IdsFilter = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent today; change nothing.")] = False,
 ) -> None:
     """Queue dead jobs again; delivery maps their stored input with today's code and settings."""
-    store = _store(_config(config))
+    loaded = _config(config)
+    where = DeadFilter(connection=connection, reason=reason, ids=tuple(ids) if ids else None)
+    store = _store(loaded)
     try:
-        count = store.redrive(
-            DeadFilter(connection=connection, reason=reason, ids=tuple(ids) if ids else None), time.time()
-        )
+        if dry_run:
+            _preview_redrive(store, where, loaded)
+            return
+        from mparticle_klaviyo.service.logs import configure_logging
+
+        configure_logging(loaded.service.log_level)  # the redrive's log line, as JSON on stderr
+        count = redrive_logged(store, where, time.time())
     finally:
         store.close()
-    typer.echo(f"redrove {count} job(s)")
+    typer.echo(f"redrove {count} job(s)" if count else _no_match(where))
+
+
+def _preview_redrive(store: SqliteJobStore, where: DeadFilter, config: Config) -> None:
+    """Per matching dead job: its id, connection and reason, and what today's code would send."""
+    stamp, count = now_ms(), 0
+    while page := store.dead(where, _PREVIEW_PAGE, count):
+        for job in page:
+            shown = preview(job, config.connections.get(job.connection), stamp)
+            typer.echo(f"{job.id} {job.connection} {job.dead_reason} -> {shown}")
+        count += len(page)
+    typer.echo(f"dry run: would redrive {count} job(s); nothing changed" if count else _no_match(where))
 
 
 @dlq.command("purge")
@@ -267,7 +304,8 @@ def dlq_purge(
         raise typer.Exit(code=2)
     store = _store(_config(config))
     try:
-        count = store.purge(DeadFilter(connection=connection, reason=reason, ids=tuple(ids) if ids else None))
+        where = DeadFilter(connection=connection, reason=reason, ids=tuple(ids) if ids else None)
+        count = store.purge(where)
     finally:
         store.close()
-    typer.echo(f"purged {count} job(s)")
+    typer.echo(f"purged {count} job(s)" if count else _no_match(where))

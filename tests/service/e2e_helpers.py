@@ -284,7 +284,7 @@ class Delivery:
         async def empty() -> bool:
             if self._task is not None and self._task.done():
                 self._task.result()  # surface a crashed loop instead of timing out
-            return await self.store.backlog(self.conn.name) == 0 and not self.dispatcher._tasks
+            return await self.store.backlog(self.conn.name) == 0 and not self.dispatcher.busy()
 
         await wait_until(empty, timeout_s, "an empty backlog")
 

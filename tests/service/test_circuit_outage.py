@@ -220,7 +220,7 @@ def test_a_job_failing_on_its_own_is_still_dead_lettered_after_max_attempts(tmp_
         await delivery.until_empty()
         await delivery.shutdown()
         [dead] = await dead_jobs(store)
-        assert dead.dead_reason == "retries_exhausted"
+        assert (dead.dead_reason, dead.attempts) == ("retries_exhausted:http_503", 8)
         assert (dead.last_error or "").startswith("http_503")
         assert emulator.statuses() == [503] * 8
         assert delivery.dispatcher.circuit.openings == 0

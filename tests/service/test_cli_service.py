@@ -14,7 +14,7 @@ import pytest
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
 from mparticle_klaviyo.mparticle.decode import decode_document
 from mparticle_klaviyo.service.jobs import plan_jobs, unique_id_of
-from mparticle_klaviyo.store.base import DeadFilter, JobState, NewJob
+from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, NewJob
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import (
     FAST_LIMITS,
@@ -58,10 +58,30 @@ def seed_store(tmp_path: Path) -> dict[str, int]:
         )
     ids = {unique_id_of(job.key): job.id for name in keys for job in store.claim(name, 10, 60.0, time.time())}
     store.bury([ids["a1"], ids["b1"]], "http_400", "invalid: Invalid company_id '***'.", time.time())
-    store.bury([ids["a2"], ids["b2"]], "retries_exhausted", "http_503 Injected fault: HTTP 503.", time.time())
+    store.bury(
+        [ids["a2"], ids["b2"]],
+        "retries_exhausted:http_503",
+        "http_503 Injected fault: HTTP 503.",
+        time.time(),
+        failed=True,
+    )
     store.release([ids["a3"], ids["a4"]])
     store.close()
     return ids
+
+
+def listed_ids(table: str) -> set[int]:
+    """The ids in the first column of a printed table."""
+    cells = [line.strip("│ ").split("│")[0].strip() for line in table.splitlines() if line.startswith("│")]
+    return {int(cell) for cell in cells if cell.isdigit()}
+
+
+def dead_rows(tmp_path: Path) -> list[Job]:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    try:
+        return store.dead(DeadFilter(), 100)
+    finally:
+        store.close()
 
 
 def dead_keys(tmp_path: Path) -> list[str]:
@@ -202,6 +222,52 @@ def test_a_redriven_job_is_ready_with_its_attempts_reset(tmp_path: Path) -> None
     store.close()
     assert set(claimed) == {"a2", "a3", "a4"}
     assert (claimed["a2"].attempts, claimed["a2"].throttles, claimed["a2"].dead_reason) == (0, 0, None)
+
+
+def test_dlq_list_reason_matches_the_status_part_of_the_reason(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    code, out, err = cli(tmp_path, "dlq", "list", "--config", config_file(tmp_path), "--reason", "http_503")
+    assert code == 0, err
+    assert listed_ids(out) == {ids["a2"], ids["b2"]}
+
+
+def test_dlq_redrive_dry_run_shows_what_would_be_sent_today_and_changes_nothing(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    store.enqueue([NewJob(connection="acme", key="k1", profile_key="", kind="event", payload=b"\xc1")], time.time())
+    [garbage] = store.claim("acme", 10, 60.0, time.time())[-1:]
+    store.bury([garbage.id], "unmappable", "MessagePack data is malformed", time.time())
+    store.close()
+    before = dead_rows(tmp_path)
+    code, out, err = cli(tmp_path, "dlq", "redrive", "--config", config_file(tmp_path), "--dry-run")
+    assert code == 0, err
+    shown = {int(line.split()[0]): line for line in out.splitlines() if line[:1].isdigit()}
+    assert set(shown) == {ids["a1"], ids["a2"], ids["b1"], ids["b2"], garbage.id}
+    assert shown[ids["a2"]].startswith(f"{ids['a2']} acme retries_exhausted:http_503 -> POST /client/events")
+    assert "no such connection" in shown[ids["b2"]], "beta is not in this config"
+    assert "unmappable" in shown[garbage.id] and "dead-lettered again" in shown[garbage.id]
+    assert "dry run: would redrive 5 job(s); nothing changed" in out
+    assert dead_rows(tmp_path) == before
+
+
+def test_dlq_redrive_is_one_json_log_line_on_stderr(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    config = str(write_service_config(tmp_path, NOWHERE, free_port(), service={"log_level": "info"}))
+    code, out, err = cli(tmp_path, "dlq", "redrive", "--config", config, "--reason", "http_503")
+    assert (code, out.strip()) == (0, "redrove 2 job(s)")
+    [line] = [json.loads(text) for text in err.splitlines() if '"redriven"' in text]
+    assert (line["logger"], line["jobs"], line["reason"]) == ("mparticle_klaviyo.dlq", 2, "http_503")
+    assert sorted(line["job_ids"]) == sorted([ids["a2"], ids["b2"]])
+
+
+@pytest.mark.parametrize("command", [["list"], ["redrive"], ["redrive", "--dry-run"], ["purge", "--yes"]], ids=" ".join)
+def test_a_dlq_command_that_matches_nothing_says_so_and_exits_0(tmp_path: Path, command: list[str]) -> None:
+    seed_store(tmp_path)
+    config = config_file(tmp_path)
+    code, out, err = cli(tmp_path, "dlq", *command, "--config", config, "--connection", "acme", "--reason", "nope")
+    assert code == 0, err
+    assert "no dead letters match --connection acme --reason nope" in out
+    assert dead_keys(tmp_path) == ["a1", "a2", "b1", "b2"]
 
 
 def test_dlq_purge_without_yes_deletes_nothing_and_exits_2(tmp_path: Path) -> None:

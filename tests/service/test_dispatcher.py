@@ -133,7 +133,7 @@ def test_a_permanent_4xx_dead_letters_the_job_with_the_reason_and_klaviyos_answe
         assert dead.dead_reason == "http_400"
         assert dead.last_error is not None and "Invalid company_id" in dead.last_error
         assert "DEMO01" not in dead.last_error, "the public key is redacted from the stored answer"
-        assert dead.attempts == 0
+        assert dead.attempts == 1, "the refusal is the job's one failure"
         assert emulator.statuses() == [400], "a permanent failure is not retried"
         await store.close()
         await emulator.close()

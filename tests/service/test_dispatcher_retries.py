@@ -236,7 +236,7 @@ def test_a_response_slower_than_the_client_timeout_is_retried_and_recorded_once(
     run_async(scenario())
 
 
-def test_a_job_is_dead_lettered_as_retries_exhausted_after_max_attempts(tmp_path: Path) -> None:
+def test_a_job_is_dead_lettered_as_retries_exhausted_with_its_cause_after_max_attempts(tmp_path: Path) -> None:
     async def scenario() -> None:
         emulator = await start_recording_emulator()
         emulator.add_fault({"status": 503})
@@ -248,7 +248,7 @@ def test_a_job_is_dead_lettered_as_retries_exhausted_after_max_attempts(tmp_path
         await delivery.until_empty()
         await delivery.shutdown()
         [dead] = await dead_jobs(store)
-        assert dead.dead_reason == "retries_exhausted"
+        assert (dead.dead_reason, dead.attempts) == ("retries_exhausted:http_503", 3)
         assert dead.last_error is not None and dead.last_error.startswith("http_503")
         assert emulator.statuses() == [503, 503, 503]
         await store.close()
@@ -257,9 +257,12 @@ def test_a_job_is_dead_lettered_as_retries_exhausted_after_max_attempts(tmp_path
     run_async(scenario())
 
 
-@pytest.mark.parametrize(("status", "error"), [(500, "http_500"), (429, "throttled (429) past max_age_s")])
+@pytest.mark.parametrize(
+    ("status", "reason", "error"),
+    [(500, "max_age:http_500", "http_500"), (429, "max_age:throttled", "throttled (429) past max_age_s")],
+)
 def test_a_job_older_than_max_age_is_dead_lettered_at_its_next_failure_or_429(
-    tmp_path: Path, status: int, error: str
+    tmp_path: Path, status: int, reason: str, error: str
 ) -> None:
     async def scenario() -> None:
         emulator = await start_recording_emulator()
@@ -273,7 +276,7 @@ def test_a_job_older_than_max_age_is_dead_lettered_at_its_next_failure_or_429(
         await delivery.until_empty()
         await delivery.shutdown()
         [dead] = await dead_jobs(store)
-        assert dead.dead_reason == "retries_exhausted"
+        assert dead.dead_reason == reason
         assert (dead.last_error or "").startswith(error)
         assert emulator.statuses() == [status]
         await store.close()

@@ -25,6 +25,27 @@ class DeadContract(ContractBase):
         [job] = store.dead(DeadFilter())
         assert (job.state, job.dead_reason, job.last_error) == (JobState.DEAD, "invalid_payload", '400 {"errors": []}')
 
+    def test_a_failed_bury_counts_the_final_failure_as_an_attempt(self, store: JobStore) -> None:
+        claimed = enqueue_and_claim(store, "k1")
+        for step in (1, 2):
+            store.retry(ids(claimed), T0 + step, "503", failed=True)
+            claimed = store.claim(A, 1, LEASE_S, T0 + step)
+        store.bury(ids(claimed), "retries_exhausted:http_503", "503", T0 + 3, failed=True)
+        [job] = store.dead(DeadFilter())
+        assert (job.attempts, job.throttles) == (3, 0)
+
+    def test_a_bury_that_is_no_failure_leaves_attempts_alone(self, store: JobStore) -> None:
+        claimed = enqueue_and_claim(store, "k1")
+        store.retry(ids(claimed), T0, "503", failed=True)
+        store.bury(ids(store.claim(A, 1, LEASE_S, T0)), "unmappable", "bad input", T0)
+        assert store.dead(DeadFilter())[0].attempts == 1
+
+    def test_burying_a_dead_job_again_counts_no_attempt(self, store: JobStore) -> None:
+        claimed = enqueue_and_claim(store, "k1")
+        store.bury(ids(claimed), "http_400", "400", T0, failed=True)
+        store.bury(ids(claimed), "http_400", "400", T0, failed=True)
+        assert store.dead(DeadFilter())[0].attempts == 1
+
     def test_a_dead_job_is_not_claimed(self, store: JobStore) -> None:
         store.bury(ids(enqueue_and_claim(store, "k1")), "r1", "400", T0)
         store.release_expired(T0 + 10 * LEASE_S)
@@ -41,6 +62,24 @@ class DeadContract(ContractBase):
     def test_dead_filters_by_reason(self, store: JobStore) -> None:
         bury_each(store)
         assert keys(store.dead(DeadFilter(reason="r1"))) == ["a1", "b1"]
+
+    def test_a_reason_filter_matches_whole_colon_separated_parts_of_the_reason(self, store: JobStore) -> None:
+        buried = {job.key: job.id for job in enqueue_and_claim(store, "k1", "k2", "k3")}
+        store.bury([buried["k1"]], "retries_exhausted:http_503", "503", T0)
+        store.bury([buried["k2"]], "max_age:http_503", "503", T0)
+        store.bury([buried["k3"]], "http_503x", "503", T0)
+        matched = {r: keys(store.dead(DeadFilter(reason=r))) for r in ("http_503", "retries_exhausted", "max_age")}
+        assert matched == {"http_503": ["k1", "k2"], "retries_exhausted": ["k1"], "max_age": ["k2"]}
+        assert keys(store.dead(DeadFilter(reason="retries_exhausted:http_503"))) == ["k1"]
+        assert store.dead(DeadFilter(reason="http_50")) == store.dead(DeadFilter(reason="exhausted")) == []
+
+    def test_redrive_and_purge_match_reasons_by_part_too(self, store: JobStore) -> None:
+        buried = {job.key: job.id for job in enqueue_and_claim(store, "k1", "k2")}
+        store.bury([buried["k1"]], "retries_exhausted:http_503", "503", T0)
+        store.bury([buried["k2"]], "max_age:throttled", "429", T0)
+        assert store.redrive(DeadFilter(reason="http_503"), T0) == 1
+        assert store.purge(DeadFilter(reason="throttled")) == 1
+        assert store.dead(DeadFilter()) == []
 
     def test_dead_filters_by_ids_and_ignores_live_ones(self, store: JobStore) -> None:
         by_key = bury_each(store)

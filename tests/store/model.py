@@ -99,9 +99,17 @@ class MemoryJobStore:
                 throttles=job.throttles + int(not failed),
             )
 
-    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float) -> None:
-        """Move live jobs to DEAD."""
-        self._update(ids, _alive, state=JobState.DEAD, lease_until=None, dead_reason=reason, last_error=detail)
+    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
+        """Move live jobs to DEAD, counting an attempt when ``failed``."""
+        for job in self._pick(ids, _alive):
+            self.data.jobs[job.id] = msgspec.structs.replace(
+                job,
+                state=JobState.DEAD,
+                lease_until=None,
+                dead_reason=reason,
+                last_error=detail,
+                attempts=job.attempts + int(failed),
+            )
 
     def release(self, ids: Sequence[int]) -> None:
         """Return leased jobs to READY."""
@@ -178,7 +186,7 @@ def _matches(job: Job, where: DeadFilter) -> bool:
     return (
         job.state == JobState.DEAD
         and where.connection in (None, job.connection)
-        and where.reason in (None, job.dead_reason)
+        and (where.reason is None or f":{where.reason}:" in f":{job.dead_reason}:")
         and (where.ids is None or job.id in where.ids)
     )
 

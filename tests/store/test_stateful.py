@@ -29,10 +29,13 @@ CONNECTIONS = st.sampled_from([A, B])
 KEYS = st.sampled_from([f"k{n}" for n in range(6)])
 # Picks of ids: below 90 a stored job's id, otherwise an id that names no job.
 PICKS = st.lists(st.integers(0, 99), max_size=4)
+# Reasons of one part and of two (as the dispatcher writes them); filters name whole reasons,
+# single parts of either position, and a prefix that is no part.
+REASONS = st.sampled_from(["r1", "r2", "r1:x", "r2:x"])
 FILTERS = st.builds(
     DeadFilter,
     connection=st.none() | CONNECTIONS,
-    reason=st.none() | st.sampled_from(["r1", "r2"]),
+    reason=st.none() | st.sampled_from(["r1", "r2", "x", "r1:x", "r"]),
     ids=st.none() | PICKS.map(tuple),
 )
 
@@ -109,12 +112,12 @@ class StoreMatchesModel(RuleBasedStateMachine):
         self.real.retry(ids, self.now + delay, f"error at {self.now}", failed)
         self.model.retry(ids, self.now + delay, f"error at {self.now}", failed)
 
-    @rule(picks=PICKS, reason=st.sampled_from(["r1", "r2"]))
-    def bury(self, picks: list[int], reason: str) -> None:
-        """Dead-letter jobs."""
+    @rule(picks=PICKS, reason=REASONS, failed=st.booleans())
+    def bury(self, picks: list[int], reason: str, failed: bool) -> None:
+        """Dead-letter jobs, after a failure or not."""
         ids = self.ids(picks)
-        self.real.bury(ids, reason, "400", self.now)
-        self.model.bury(ids, reason, "400", self.now)
+        self.real.bury(ids, reason, "400", self.now, failed=failed)
+        self.model.bury(ids, reason, "400", self.now, failed=failed)
 
     @rule(picks=PICKS)
     def release(self, picks: list[int]) -> None:

@@ -14,8 +14,8 @@ request goes out, since it may have opened meanwhile (only the probe passes then
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Hashable
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from mparticle_klaviyo.delivery.circuit import Admission, Circuit, Paused
 from mparticle_klaviyo.delivery.clock import Clock
@@ -26,6 +26,16 @@ from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable, Throttled
 from mparticle_klaviyo.klaviyo.limits import RateLimit
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+
+T = TypeVar("T")
+
+
+class Packed(NamedTuple, Generic[T]):
+    """A request built at the moment it may be sent, the job it is for, and what it settles."""
+
+    request: KlaviyoRequest
+    source: Hashable
+    payload: T
 
 
 class Transport(Protocol):
@@ -84,6 +94,34 @@ class Lane:
                 self.circuit.abandoned(probe=probe)
                 raise
         return self._heard(outcome, source, probe)
+
+    async def try_send_packed(
+        self, client: Transport, pack: Callable[[], Packed[T] | None], tally: Tally
+    ) -> tuple[T, Outcome | Paused] | None:
+        """Like ``try_send``, but the request is built by ``pack`` once this lane admits one.
+
+        So a request carries what waits at the moment it may leave, not what waited when it
+        started queueing. None: ``pack`` had nothing by then (no request was sent).
+        """
+        if self.circuit.peek() is Admission.REFUSE:
+            packed = pack()
+            return None if packed is None else (packed.payload, self.circuit.paused())
+        async with self._paced(tally) as slot:
+            admission = self.circuit.admit()
+            packed = pack()
+            if packed is None:
+                if admission is Admission.PROBE:
+                    self.circuit.abandoned(probe=True)
+                return None
+            if admission is Admission.REFUSE:
+                return packed.payload, self.circuit.paused()
+            probe = admission is Admission.PROBE
+            try:
+                outcome = await slot.send(client, packed.request)
+            except BaseException:
+                self.circuit.abandoned(probe=probe)
+                raise
+        return packed.payload, self._heard(outcome, packed.source, probe)
 
     def _heard(self, outcome: Outcome, source: Hashable, probe: bool) -> Outcome | Paused:
         """Tell the circuit what came back; a failure it does not charge becomes ``Paused``."""

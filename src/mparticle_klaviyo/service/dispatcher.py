@@ -9,7 +9,8 @@ AIMD). Answers settle jobs:
 * 429: the lane's gate closes for Retry-After and the job returns to the queue due when the
   gate reopens, without counting an attempt (but past ``max_age_s`` it is dead-lettered);
 * 408/5xx/timeouts/resets in isolation: retry with exponential backoff and full jitter,
-  counted; past ``max_attempts`` or ``max_age_s`` the job is dead-lettered as ``retries_exhausted``;
+  counted; past ``max_attempts`` or ``max_age_s`` the job is dead-lettered as
+  ``retries_exhausted:<cause>`` or ``max_age:<cause>`` (e.g. ``retries_exhausted:http_503``);
 * an outage (such failures across requests) opens the account's circuit (delivery/circuit.py):
   jobs go back uncounted, due at its next probe, and only a probe job is claimed until it closes;
 * other 4xx: dead-lettered with Klaviyo's answer. In a bulk job, Klaviyo's JSON pointer names
@@ -37,7 +38,18 @@ from mparticle_klaviyo.delivery.clock import MonotonicClock
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable, Throttled
+from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.service.dead_letters import (
+    MAX_AGE,
+    RETRIES_EXHAUSTED,
+    THROTTLED,
+    dead_reason,
+    iso_time,
+    job_fields,
+    postpone_cause,
+)
 from mparticle_klaviyo.service.metrics import Metrics, watch_outages
+from mparticle_klaviyo.service.senders import BulkSenders
 from mparticle_klaviyo.service.units import Mapped, Unit, Unmappable, build_units, culprits, map_job, now_ms
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import Job
@@ -46,8 +58,6 @@ log = logging.getLogger("mparticle_klaviyo.delivery")
 _ERROR_PAUSE_S = 1.0
 
 
-# A bulk job this full is sent even when more jobs wait to be packed (90% of Klaviyo's 1000).
-FULL_BULK_EVENTS = 900
 # Jobs mapped between two yields to the event loop (~5 ms of CPU).
 _MAP_SLICE = 50
 
@@ -102,7 +112,7 @@ class Dispatcher:
     ) -> None:
         self.connection = connection
         self.store = store
-        self.client = client
+        self.client: Transport = _TimedTransport(client, metrics)  # each request's latency, per endpoint
         self.metrics = metrics
         self.options = options or DispatchOptions()
         self.barrier = Barrier()
@@ -118,6 +128,7 @@ class Dispatcher:
         self._orphans: list[tuple[tuple[Job, ...], str]] = []
         self._in_flight = 0
         self._tally = Tally()
+        self._bulk = BulkSenders(self._lanes, lambda: self.client, self._tally, self._handle_packed)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, then finish what is in flight (see ``drain``).
@@ -154,13 +165,19 @@ class Dispatcher:
         await self._rebuild_barrier()
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait for in-flight units; release the jobs of those still running after ``timeout_s``."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        """Wait for in-flight units; release the jobs of those still running after ``timeout_s``.
+
+        Jobs waiting to be packed into a bulk request are released at once: nothing was sent.
+        """
+        tasks = [*self._tasks, *self._bulk.tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        # Taken with no await before the cancels below, so no unit settles in between.
         leftover = [job.id for task, jobs in self._tasks.items() if not task.done() for job in jobs]
-        for task in list(self._tasks):
+        leftover += [job.id for job in self._bulk.unsettled()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if leftover:
             await self.store.release(leftover)
 
@@ -194,30 +211,29 @@ class Dispatcher:
             return 0
         sendable = await self._hold_back_blocked(jobs)
         mapped = await self._map(sendable)
-        # On the event loop, not in a worker thread: a packing thread cut the loop's long steps
-        # but, competing for the GIL, sent the p99 at a steady half load to 500-800 ms in 2 runs
-        # of 3 (BENCHMARKS.md, a5c2eaa).
-        units = build_units(mapped, self.connection.server_mode)
-        if self.connection.server_mode and len(jobs) == limit:
-            units = await self._defer_partial_bulk(units)
-        for unit in units:
+        if self.connection.server_mode:
+            # Bulk requests are packed when their lane lets one go, from what waits then.
+            alone = [m for m in mapped if not self._bulk.add(m)]
+            self._in_flight += len(mapped) - len(alone)
+            mapped = alone
+            self._bulk.start()
+        for unit in build_units(mapped, self.connection.server_mode):
             self._in_flight += len(unit.jobs)
             task = asyncio.create_task(self._send_unit(unit))
             self._tasks[task] = unit.jobs
             task.add_done_callback(self._finished)
         return len(jobs)
 
-    async def _defer_partial_bulk(self, units: list[Unit]) -> list[Unit]:
-        """With more jobs waiting, a part-filled last bulk job goes back to fill up next round.
-
-        Bulk jobs are what Klaviyo limits (150 a minute), not events: each must carry as many
-        events as it can. The first bulk job of a round is always sent, so this cannot stall.
-        """
-        bulk = [u for u in units if u.requests[0].kind == "event_bulk"]
-        if len(bulk) < 2 or len(bulk[-1].requests[0].event_keys) >= FULL_BULK_EVENTS:
-            return units
-        await self.store.release([job.id for job in bulk[-1].jobs])
-        return [u for u in units if u is not bulk[-1]]
+    async def _handle_packed(self, unit: Unit, first: Outcome | Paused) -> None:
+        """Settle a bulk request a sender packed and sent; an error of ours retries its jobs."""
+        try:
+            await self._send_unit(unit, first)
+        except Exception as error:
+            log.error("a send unit failed", exc_info=error, extra={"connection": self.connection.name})
+            self._orphans.append((unit.jobs, type(error).__name__))
+        finally:
+            self._in_flight -= len(unit.jobs)
+            self.wake.set()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         jobs = self._tasks.pop(task, ())
@@ -285,21 +301,25 @@ class Dispatcher:
                 mapped.append(result)
         return mapped
 
-    async def _send_unit(self, unit: Unit) -> None:
-        """Send a unit's requests in order; the first answer that is not a success settles it."""
+    async def _send_unit(self, unit: Unit, first: Outcome | Paused | None = None) -> None:
+        """Send a unit's requests in order; the first answer that is not a success settles it.
+
+        ``first``: the answer to its first request, when a bulk sender already sent it.
+        """
         outcome: Outcome = Delivered(status=202)
-        for request in unit.requests:
+        for index, request in enumerate(unit.requests):
             lane = self._lanes.get(request.endpoint)
             if lane is None:
                 await self._bury(list(unit.jobs), "unknown_endpoint", request.endpoint)
                 return
-            started = time.monotonic()
-            sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id)
+            if index == 0 and first is not None:
+                sent = first
+            else:
+                sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id)
             if isinstance(sent, Paused):
                 await self._postpone(unit.jobs, sent.retry_in_s, f"klaviyo_unreachable: {sent.reason}")
                 return
             outcome = sent
-            self.metrics.klaviyo_latency.labels(request.endpoint).observe(time.monotonic() - started)
             if isinstance(outcome, Throttled):
                 self.metrics.throttled.labels(self.connection.name, request.endpoint).inc()
                 lane.gate.close_for(self._gate_seconds(outcome))
@@ -326,29 +346,26 @@ class Dispatcher:
         stops the clock: a job still throttled or paused past ``max_age_s`` is dead-lettered."""
         now = time.time()
         due = now + wait_s
+        cause = postpone_cause(error)  # "throttled" or "klaviyo_unreachable"
+        status = 429 if cause == THROTTLED else None
         expired = [job for job in unit_jobs if now - job.created_at > self.options.max_age_s]
         if expired:
-            await self._bury(expired, "retries_exhausted", f"{error} past max_age_s")
+            await self._bury(expired, dead_reason(MAX_AGE, cause), f"{error} past max_age_s", status=status)
         jobs = [job for job in unit_jobs if job not in expired]
         if not jobs:
             return
         await self.store.retry([job.id for job in jobs], due, error, False)
         for job in jobs:
             self._blocked(job, due)
+        fields = {"reason": cause, "status": status, "attempts": max(job.attempts for job in jobs)}
+        message = THROTTLED if status == 429 else "postponed"
+        self._log_jobs(logging.INFO, message, jobs, **fields, next_due=iso_time(due))
 
     async def _retry(self, jobs: list[Job], outcome: Retryable) -> None:
         """A transient failure: try again later, or give up past the attempt and age limits."""
         now = time.time()
         error = f"{outcome.reason} {outcome.detail}".strip()
-        exhausted = [
-            j
-            for j in jobs
-            if j.attempts + 1 >= self.options.max_attempts or now - j.created_at > self.options.max_age_s
-        ]
-        if exhausted:
-            await self._bury(exhausted, "retries_exhausted", error)
-        gone = {j.id for j in exhausted}
-        again = [j for j in jobs if j.id not in gone]
+        again = await self._give_up(jobs, outcome, error, now)
         if not again:
             return
         # A unit's jobs failed together and are retried together: one delay, one write (a 503 on
@@ -358,6 +375,21 @@ class Dispatcher:
         for job in again:
             self._blocked(job, due)
         self.metrics.retried.labels(self.connection.name, outcome.reason).inc(len(again))
+        # The count after this failure; jobs of one unit may differ, so the highest of them.
+        attempts = max(j.attempts for j in again) + 1
+        fields = {"reason": outcome.reason, "status": outcome.status, "attempts": attempts}
+        self._log_jobs(logging.INFO, "retrying", again, **fields, next_due=iso_time(due))
+
+    async def _give_up(self, jobs: list[Job], outcome: Retryable, error: str, now: float) -> list[Job]:
+        """Dead-letter the jobs this failure leaves past ``max_attempts`` or ``max_age_s``; the others."""
+        too_many = {j.id for j in jobs if j.attempts + 1 >= self.options.max_attempts}
+        too_old = {j.id for j in jobs if j.id not in too_many and now - j.created_at > self.options.max_age_s}
+        for limit, gone in ((RETRIES_EXHAUSTED, too_many), (MAX_AGE, too_old)):
+            if gone:
+                buried = [j for j in jobs if j.id in gone]
+                reason = dead_reason(limit, outcome.reason)
+                await self._bury(buried, reason, error, status=outcome.status, failed=True)
+        return [j for j in jobs if j.id not in too_many and j.id not in too_old]
 
     async def _permanent(self, unit: Unit, outcome: Permanent) -> None:
         """Dead-letter the jobs Klaviyo refused; in a bulk job only the entry its pointer names."""
@@ -366,23 +398,33 @@ class Dispatcher:
         # error_summary already names the pointer in the detail; add it only when it does not.
         where = f" (at {outcome.pointer})" if outcome.pointer and outcome.pointer not in outcome.detail else ""
         detail = f"{outcome.reason}: {outcome.detail}{where}"
-        await self._bury(refused, reason, detail)
+        # Klaviyo's refusal is the job's failure: counted, so a refused job shows 1 attempt.
+        await self._bury(refused, reason, detail, status=outcome.status or None, failed=True)
         buried = {job.id for job in refused}
         innocent = [job for job in unit.jobs if job.id not in buried]
         if innocent:
             # Sent with a bad neighbour; not their fault, so no attempt is counted.
-            await self.store.retry(
-                [job.id for job in innocent], time.time(), "resend without a rejected neighbour", False
-            )
+            now = time.time()
+            await self.store.retry([job.id for job in innocent], now, "resend without a rejected neighbour", False)
+            fields = {"reason": "rejected_neighbour", "status": None, "next_due": iso_time(now)}
+            self._log_jobs(logging.INFO, "resending", innocent, **fields)
 
-    async def _bury(self, jobs: list[Job], reason: str, detail: str) -> None:
-        await self.store.bury([job.id for job in jobs], reason, detail, time.time())
-        # Ids and the reason code only: the detail quotes Klaviyo's answer, which may echo data.
-        ids = [job.id for job in jobs]
-        log.warning("dead-lettered", extra={"connection": self.connection.name, "reason": reason, "job_ids": ids})
+    async def _bury(
+        self, jobs: list[Job], reason: str, detail: str, *, status: int | None = None, failed: bool = False
+    ) -> None:
+        """Dead-letter ``jobs``; ``failed``: the failure that buries them counts as an attempt."""
+        await self.store.bury([job.id for job in jobs], reason, detail, time.time(), failed=failed)
+        # Ids, reason and status only: the detail quotes Klaviyo's answer, which may echo data.
+        attempts = max((job.attempts for job in jobs), default=0) + int(failed)
+        self._log_jobs(logging.WARNING, "dead-lettered", jobs, reason=reason, status=status, attempts=attempts)
         for job in jobs:
             self._done(job)
             self.metrics.dead.labels(self.connection.name, reason.split(":")[0]).inc()
+
+    def _log_jobs(self, level: int, message: str, jobs: list[Job], **fields: object) -> None:
+        """One log line about ``jobs`` of this connection: ids (at most 20, and the count), ``fields``."""
+        ids = [job.id for job in jobs]
+        log.log(level, message, extra={"connection": self.connection.name, **job_fields(ids), **fields})
 
     def _blocked(self, job: Job, due: float) -> None:
         self.barrier.failed(job.profile_key, job.id)
@@ -396,6 +438,10 @@ class Dispatcher:
         seconds = self.options.default_retry_after_s if outcome.retry_after is None else outcome.retry_after
         return min(seconds, self.options.max_retry_after_s)
 
+    def busy(self) -> bool:
+        """Whether anything claimed is still waiting or being sent (tests wait for idleness)."""
+        return bool(self._tasks or self._bulk.tasks or self._bulk.waiting())
+
     def pacing_waits(self) -> tuple[float, float]:
         """Seconds spent so far waiting for the rate limiter and for closed Retry-After gates."""
         return self._tally.limiter_wait_s, self._tally.gate_wait_s
@@ -403,3 +449,19 @@ class Dispatcher:
     def lanes(self) -> Mapping[str, Lane]:
         """The lanes by endpoint (for metrics and tests)."""
         return self._lanes
+
+
+class _TimedTransport:
+    """The client, with each request's latency observed per endpoint."""
+
+    def __init__(self, client: Transport, metrics: Metrics) -> None:
+        self._client = client
+        self._latency = metrics.klaviyo_latency
+
+    async def send(self, request: KlaviyoRequest) -> Outcome:
+        """Send ``request`` and time it."""
+        started = time.monotonic()
+        try:
+            return await self._client.send(request)
+        finally:
+            self._latency.labels(request.endpoint).observe(time.monotonic() - started)

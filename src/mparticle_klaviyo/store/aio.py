@@ -150,9 +150,9 @@ class AsyncStore:
         """See ``JobStore.retry``."""
         await self._run(partial(self.store.retry, ids, run_at, error, failed))
 
-    async def bury(self, ids: Sequence[int], reason: str, detail: str, now: float) -> None:
+    async def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
         """See ``JobStore.bury``."""
-        await self._run(partial(self.store.bury, ids, reason, detail, now))
+        await self._run(partial(self.store.bury, ids, reason, detail, now, failed=failed))
 
     async def release(self, ids: Sequence[int]) -> None:
         """See ``JobStore.release``."""

@@ -23,7 +23,11 @@ Invariants every implementation keeps (tests/store/contract.py checks them):
   leases them until ``now + lease_s``; a leased job is claimed by nobody else until it is acked,
   retried, buried, released, or its lease expires and ``release_expired`` returns it to READY.
 * ``retry`` with ``failed=True`` counts an attempt; with ``failed=False`` (a 429 or a barrier
-  deferral) it counts a throttle and leaves ``attempts`` alone.
+  deferral) it counts a throttle and leaves ``attempts`` alone. ``bury`` with ``failed=True``
+  counts the failure that buries the job as an attempt too, so ``attempts`` is every failure.
+* A ``DeadFilter`` reason matches a dead reason that equals it or is made of it and other
+  ``:``-separated parts: ``http_503``, ``retries_exhausted`` and ``retries_exhausted:http_503``
+  all match ``retries_exhausted:http_503``; ``http_50`` does not.
 * Ids grow with enqueue order, so ``id`` order is arrival order.
 """
 
@@ -91,7 +95,10 @@ class StateCount(msgspec.Struct, frozen=True):
 
 
 class DeadFilter(msgspec.Struct, frozen=True, kw_only=True):
-    """Which dead jobs a DLQ command applies to (all when every field is None)."""
+    """Which dead jobs a DLQ command applies to (all when every field is None).
+
+    ``reason`` matches whole ``:``-separated parts of a dead reason (see the module docstring).
+    """
 
     connection: str | None = None
     reason: str | None = None
@@ -125,8 +132,8 @@ class JobStore(Protocol):
         """Return leased jobs to READY, due at ``run_at``; count an attempt or a throttle."""
         ...
 
-    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float) -> None:
-        """Move jobs to DEAD with a reason code and Klaviyo's answer."""
+    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
+        """Move live jobs to DEAD with a reason code and Klaviyo's answer; ``failed`` counts an attempt."""
         ...
 
     def release(self, ids: Sequence[int]) -> None:

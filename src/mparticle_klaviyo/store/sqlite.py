@@ -105,10 +105,13 @@ class SqliteJobStore:
         with self._write() as conn:
             conn.execute(sql.RETRY, (run_at, error, int(failed), int(not failed), sql.id_list(ids)))
 
-    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float) -> None:
-        """Move live jobs to DEAD with a reason code and Klaviyo's answer; a dead job keeps its first reason."""
+    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
+        """Move live jobs to DEAD with a reason and Klaviyo's answer, ``failed`` counting an attempt.
+
+        A dead job keeps its first reason and count.
+        """
         with self._write() as conn:
-            conn.execute(sql.BURY, (reason, detail, now, sql.id_list(ids)))
+            conn.execute(sql.BURY, (reason, detail, now, int(failed), sql.id_list(ids)))
 
     def release(self, ids: Sequence[int]) -> None:
         """Return leased jobs to READY as they were (graceful shutdown); counts nothing."""

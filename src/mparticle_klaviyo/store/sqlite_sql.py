@@ -54,7 +54,8 @@ UPDATE jobs SET state = {READY}, lease_until = NULL, run_at = ?, last_error = ?,
 WHERE {_IDS} AND state != {DEAD}
 """
 BURY = f"""
-UPDATE jobs SET state = {DEAD}, lease_until = NULL, dead_reason = ?, last_error = ?, dead_at = ?
+UPDATE jobs SET state = {DEAD}, lease_until = NULL, dead_reason = ?, last_error = ?, dead_at = ?,
+    attempts = attempts + ?
 WHERE {_IDS} AND state != {DEAD}
 """
 RELEASE = f"UPDATE jobs SET state = {READY}, lease_until = NULL WHERE {_IDS} AND state = {LEASED}"
@@ -108,7 +109,9 @@ def _dead_where(where: DeadFilter) -> tuple[str, list[object]]:
         clauses.append("connection = ?")
         params.append(where.connection)
     if where.reason is not None:
-        clauses.append("dead_reason = ?")
+        # Whole ":"-separated parts only: "http_503" matches "retries_exhausted:http_503" but
+        # "http_50" does not. instr, not LIKE: "_" is a LIKE wildcard and reasons are full of it.
+        clauses.append("instr(':' || dead_reason || ':', ':' || ? || ':') > 0")
         params.append(where.reason)
     if where.ids is not None:
         clauses.append(_IDS)
