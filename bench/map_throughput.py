@@ -20,7 +20,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mparticle_klaviyo.klaviyo.payloads import client_event_request, subscription_request
+from mparticle_klaviyo.delivery.payloads import client_event_request, subscription_request
 from mparticle_klaviyo.mapping.batch import map_batch
 from mparticle_klaviyo.mapping.phone import to_e164
 from mparticle_klaviyo.mapping.settings import MappingSettings

@@ -12,7 +12,8 @@ import msgspec
 import typer
 
 from mparticle_klaviyo import __version__
-from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Config, Connection, load_config
+from mparticle_klaviyo.cli_options import ConfigOption, ConnectionOption, fail_config, load_connection
+from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Connection, load_config
 from mparticle_klaviyo.errors import ConfigError, InputError
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mparticle.registration import registration_response
@@ -25,27 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _encoder = msgspec.json.Encoder()
-
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="TOML configuration file.", show_default=True)]
-ConnectionOption = Annotated[
-    str | None, typer.Option("--connection", help="Connection name ([connections.NAME]); optional if only one.")
-]
-
-
-def fail_config(error: ConfigError) -> typer.Exit:
-    """Print each configuration problem on its own line; exit code 2."""
-    for problem in error.problems:
-        typer.echo(f"config error: {problem}", err=True)
-    return typer.Exit(code=2)
-
-
-def load_connection(config: Path, connection: str | None) -> Connection:
-    """Load the configuration and pick a connection, exiting with code 2 on a problem."""
-    try:
-        loaded: Config = load_config(config)
-        return loaded.connection(connection)
-    except ConfigError as error:
-        raise fail_config(error) from None
 
 
 def shown_path(request: KlaviyoRequest) -> str:
@@ -260,7 +240,9 @@ def version_command() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    # The service commands import the store and the server; they register themselves on `app`.
-    import mparticle_klaviyo.cli_service  # noqa: F401
+    # The service commands import the store and the server: loaded only when the CLI runs.
+    from mparticle_klaviyo.cli_service import service_app
 
+    app.registered_commands.extend(service_app.registered_commands)
+    app.registered_groups.extend(service_app.registered_groups)
     app()

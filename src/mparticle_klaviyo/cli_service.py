@@ -1,11 +1,12 @@
-"""Service commands: ``serve``, ``status`` and ``dlq list|show|redrive|purge``."""
+"""Service commands: ``serve``, ``status``, ``check``, ``resume`` and ``dlq list|show|redrive|purge``."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 import typer
@@ -13,8 +14,9 @@ from prometheus_client.metrics_core import Metric
 from rich.console import Console
 from rich.table import Table
 
-from mparticle_klaviyo.cli import ConfigOption, app, fail_config
-from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Config, load_config
+from mparticle_klaviyo.cli_options import ConfigOption, fail_config
+from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Config, Connection, load_config
+from mparticle_klaviyo.delivery.lane import Transport
 from mparticle_klaviyo.errors import ConfigError
 from mparticle_klaviyo.service.dead_letters import preview, redrive_logged
 from mparticle_klaviyo.service.jobs import decode_payload
@@ -23,8 +25,11 @@ from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, StateCount
 from mparticle_klaviyo.store.errors import StoreError
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 
+# Merged into the main command line by ``cli.main`` (this module does not import ``cli``).
+service_app = typer.Typer()
+
 dlq = typer.Typer(help="Inspect and repair dead-lettered jobs.", no_args_is_help=True)
-app.add_typer(dlq, name="dlq")
+service_app.add_typer(dlq, name="dlq")
 
 ConnectionFilter = Annotated[str | None, typer.Option("--connection", help="Only this connection.")]
 ReasonFilter = Annotated[
@@ -34,6 +39,7 @@ ReasonFilter = Annotated[
 # Dead jobs read at a time by ``redrive --dry-run``: memory stays flat however many match.
 _PREVIEW_PAGE = 500
 IdsFilter = Annotated[list[int] | None, typer.Option("--id", help="Only these job ids (repeatable).")]
+T = TypeVar("T")
 
 
 def _config(path: Path) -> Config:
@@ -51,7 +57,7 @@ def _store(config: Config) -> SqliteJobStore:
     return SqliteJobStore(path, dedup_window_s=config.service.dedup_window_s)
 
 
-@app.command("serve")
+@service_app.command("serve")
 def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
     """Run the service: HTTP ingest (Firehose, Events API, Webhook) and delivery to Klaviyo.
 
@@ -75,7 +81,7 @@ def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
         raise typer.Exit(code=2) from None
 
 
-@app.command("status")
+@service_app.command("status")
 def status_command(
     config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
     sample: Annotated[float, typer.Option(min=0, help="Seconds between two /metrics reads for rates (0: none).")] = 1.0,
@@ -89,7 +95,7 @@ def status_command(
         store.close()
     console = Console()
     console.print(_backlog_table(counts))
-    for line in _outages(_metrics_url(loaded)):
+    for line in _outages(_metrics_url(loaded)) + _paused(_metrics_url(loaded)):
         console.print(line, markup=False, highlight=False)
     if sample > 0:
         console.print(_rates_table(loaded, sample))
@@ -164,6 +170,24 @@ def _outages(url: str) -> list[str]:
         if family.name == "mpk_klaviyo_unreachable_since_seconds"
         for sample in family.samples
         if sample.value > 0
+    ]
+
+
+def _paused(url: str) -> list[str]:
+    """One line per connection whose delivery a 401/403 pauses (``mpk_credentials_refused_since_seconds``)."""
+    try:
+        families = _scrape(url)
+    except OSError:
+        return []
+    now = time.time()
+    return [
+        f"{labels.get('connection', '')}: delivery paused: Klaviyo answered {labels.get('status', '')} "
+        f"{labels.get('code', '')} on {labels.get('endpoint', '')} since "
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(sample.value))} ({now - sample.value:,.0f}s)"
+        for family in families
+        if family.name == "mpk_credentials_refused_since_seconds"
+        for sample in family.samples
+        if (labels := sample.labels)
     ]
 
 
@@ -309,3 +333,109 @@ def dlq_purge(
     finally:
         store.close()
     typer.echo(f"purged {count} job(s)" if count else _no_match(where))
+
+
+@service_app.command("check")
+def check_command(
+    config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
+    connection: ConnectionFilter = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each answer from Klaviyo.")] = 10.0,
+) -> None:
+    """Ask Klaviyo whether it accepts each connection's keys, for each endpoint it will use.
+
+    A private key is proved with an empty request per endpoint (Klaviyo answers 400 without
+    recording anything; 401: key refused; 403: a scope missing, named); a public key is checked
+    for its format. Never prints a key. Exit 0 all accepted, 1 one refused or unanswered, 2 config error.
+    """
+    from mparticle_klaviyo.service.check import check_all
+
+    loaded = _config(config)
+    try:
+        chosen = {connection: loaded.connection(connection)} if connection else loaded.connections
+    except ConfigError as error:
+        raise fail_config(error) from None
+    findings = asyncio.run(_with_clients(chosen, timeout, check_all))
+    for finding in findings:
+        typer.echo(finding.line())
+    if any(finding.ok is not True for finding in findings):
+        raise typer.Exit(code=1)
+
+
+async def _with_clients(
+    connections: Mapping[str, Connection],
+    timeout_s: float,
+    check: Callable[[Mapping[str, Connection], Mapping[str, Transport]], Awaitable[T]],
+) -> T:
+    """``check(connections, clients)`` with a Klaviyo client per connection, closed afterwards."""
+    from mparticle_klaviyo.pipeline import client_for
+
+    clients = {name: client_for(c, pool_size=4, timeout_s=timeout_s) for name, c in connections.items()}
+    try:
+        return await check(connections, clients)
+    finally:
+        for client in clients.values():
+            await client.close()
+
+
+@service_app.command("resume")
+def resume_command(
+    connection: Annotated[str, typer.Argument(help="The connection ([connections.NAME]) to resume.")],
+    config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the probe's verdict.")] = 15.0,
+) -> None:
+    """Resume delivery that a 401/403 paused, once the key is fixed: the running serve probes Klaviyo now.
+
+    Delivery resumes only if Klaviyo accepts the probe. The request reaches serve as a file in
+    `<store>.resume/`. Exit 0 resumed or not paused, 1 still paused or serve not answering, 2 config error.
+    """
+    from mparticle_klaviyo.service.credentials import ResumeRequests
+
+    loaded = _config(config)
+    try:
+        name = loaded.connection(connection).name
+    except ConfigError as error:
+        raise fail_config(error) from None
+    url = _metrics_url(loaded)
+    try:
+        before = _credential_samples(url, name)
+    except OSError:
+        typer.echo(f"error: serve is not answering at {url}; a stopped serve pauses nothing", err=True)
+        raise typer.Exit(code=1) from None
+    if before.get("mpk_credentials_ok", 1.0) == 1.0:
+        typer.echo(f"{name}: delivery is not paused")
+        return
+    ResumeRequests(loaded.service.store).ask(name)
+    after = _await_probe(url, name, before.get("probes", 0.0), wait)
+    if after.get("mpk_credentials_ok") == 1.0:
+        typer.echo(f"{name}: delivery resumed: Klaviyo accepted the credentials")
+        return
+    still = [line for line in _paused(url) if line.startswith(f"{name}: ")]
+    typer.echo(still[0] if still else f"{name}: delivery still paused", err=True)
+    raise typer.Exit(code=1)
+
+
+def _await_probe(url: str, name: str, probes: float, wait_s: float) -> dict[str, float]:
+    """The connection's credential samples once a probe newer than ``probes`` has a verdict, or at ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            now = _credential_samples(url, name)
+        except OSError:
+            now = {}
+        if now.get("probes", 0.0) > probes or time.monotonic() >= deadline:
+            return now
+        time.sleep(0.1)
+
+
+def _credential_samples(url: str, name: str) -> dict[str, float]:
+    """``mpk_credentials_ok`` and the number of probes (``probes``) of one connection."""
+    found: dict[str, float] = {}
+    for family in _scrape(url):
+        for sample in family.samples:
+            if sample.labels.get("connection") != name:
+                continue
+            if sample.name == "mpk_credentials_ok":
+                found["mpk_credentials_ok"] = sample.value
+            elif sample.name == "mpk_credential_probes_total":
+                found["probes"] = found.get("probes", 0.0) + sample.value
+    return found

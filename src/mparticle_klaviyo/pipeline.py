@@ -8,15 +8,15 @@ from pathlib import Path
 import msgspec
 
 from mparticle_klaviyo.config import Connection
+from mparticle_klaviyo.delivery.payloads import BulkEventBuilder, client_event_request, subscription_request
 from mparticle_klaviyo.errors import InputError
 from mparticle_klaviyo.klaviyo.client import KlaviyoClient
-from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder, client_event_request, subscription_request
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.batch import map_batch
 from mparticle_klaviyo.mapping.result import MappedBatch
 from mparticle_klaviyo.mparticle.files import read_records
 from mparticle_klaviyo.mparticle.model import UserBatch
-from mparticle_klaviyo.mparticle.settings import connection_for_request
+from mparticle_klaviyo.overrides import connection_for_request
 
 
 class InputItem(msgspec.Struct, frozen=True):

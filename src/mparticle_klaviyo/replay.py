@@ -19,8 +19,7 @@ import msgspec
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery import DeliveryReport, Result, Sender
-from mparticle_klaviyo.errors import InputError
-from mparticle_klaviyo.klaviyo.payloads import (
+from mparticle_klaviyo.delivery.payloads import (
     BulkEventBuilder,
     BulkSubscriptionBuilder,
     client_event_request,
@@ -28,6 +27,7 @@ from mparticle_klaviyo.klaviyo.payloads import (
     request_units,
     subscription_request,
 )
+from mparticle_klaviyo.errors import InputError
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.result import MappedEvent, Subscription
 from mparticle_klaviyo.pipeline import InputItem, Mapped, client_for, map_item, read_inputs

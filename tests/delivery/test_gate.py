@@ -6,7 +6,8 @@ from email.utils import formatdate
 import pytest
 
 from mparticle_klaviyo.delivery.clock import FakeClock
-from mparticle_klaviyo.delivery.gate import RetryAfterGate, parse_retry_after
+from mparticle_klaviyo.delivery.gate import RetryAfterGate
+from mparticle_klaviyo.klaviyo.retry_after import parse_retry_after
 from tests.delivery.helpers import run
 
 NOW = 1_700_000_000.0

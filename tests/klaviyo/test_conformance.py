@@ -13,7 +13,7 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder, client_event_request, subscription_request
+from mparticle_klaviyo.delivery.payloads import BulkEventBuilder, client_event_request, subscription_request
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.result import MappedEvent, Subscription
 from mparticle_klaviyo.mapping.settings import MappingSettings

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import mparticle
-from mparticle_klaviyo.klaviyo.payloads import client_event_request, subscription_request
+from mparticle_klaviyo.delivery.payloads import client_event_request, subscription_request
 from mparticle_klaviyo.mapping.batch import map_batch
 from mparticle_klaviyo.mapping.result import MappedBatch, Subscription
 from mparticle_klaviyo.mapping.settings import MappingSettings

@@ -17,7 +17,6 @@ import aiohttp
 import msgspec
 
 from mparticle_klaviyo import __version__
-from mparticle_klaviyo.delivery.gate import parse_retry_after
 from mparticle_klaviyo.errors import ConfigError
 from mparticle_klaviyo.klaviyo.classify import (
     Outcome,
@@ -29,6 +28,7 @@ from mparticle_klaviyo.klaviyo.classify import (
 )
 from mparticle_klaviyo.klaviyo.limits import DEFAULT_REVISION
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.klaviyo.retry_after import parse_retry_after
 from mparticle_klaviyo.secret import Secret
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com"

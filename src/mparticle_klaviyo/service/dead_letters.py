@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from mparticle_klaviyo.config import Connection
-from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder
+from mparticle_klaviyo.delivery.payloads import BulkEventBuilder
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.result import MappedEvent
 from mparticle_klaviyo.service.units import Unmappable, map_job

@@ -17,7 +17,7 @@ from mparticle_klaviyo.errors import InputError, join_pointer
 from mparticle_klaviyo.mapping.batch import map_batch
 from mparticle_klaviyo.mapping.result import MappedBatch, Subscription
 from mparticle_klaviyo.mparticle.model import UserBatch
-from mparticle_klaviyo.mparticle.settings import SETTINGS_POINTER, connection_for_request
+from mparticle_klaviyo.overrides import SETTINGS_POINTER, connection_for_request
 from mparticle_klaviyo.store.base import NewJob
 
 EVENT = "event"

@@ -16,8 +16,8 @@ from typing import Any
 
 import msgspec
 
+from mparticle_klaviyo.delivery.payloads import BulkEventBuilder
 from mparticle_klaviyo.klaviyo.limits import MAX_BULK_EVENTS, MAX_BULK_PROFILES
-from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.service.units import Mapped, Unit
 

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from mparticle_klaviyo.delivery.circuit import Paused
 from mparticle_klaviyo.delivery.lane import Lane, Packed, Transport
+from mparticle_klaviyo.delivery.payloads import BULK_EVENTS, BULK_SUBSCRIPTIONS, BulkEventBuilder
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.klaviyo.classify import Outcome
-from mparticle_klaviyo.klaviyo.payloads import BULK_EVENTS, BULK_SUBSCRIPTIONS, BulkEventBuilder
 from mparticle_klaviyo.service.pending import PendingEvents, PendingSubscriptions
 from mparticle_klaviyo.service.units import Mapped, Unit
 from mparticle_klaviyo.store.base import Job

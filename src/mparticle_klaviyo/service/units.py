@@ -13,13 +13,13 @@ import time
 import msgspec
 
 from mparticle_klaviyo.config import Connection
+from mparticle_klaviyo.delivery.payloads import BulkEventBuilder, client_event_request, subscription_request
 from mparticle_klaviyo.errors import InputError
 from mparticle_klaviyo.klaviyo.limits import MAX_BULK_PROFILES
-from mparticle_klaviyo.klaviyo.payloads import BulkEventBuilder, client_event_request, subscription_request
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.batch import map_batch
 from mparticle_klaviyo.mapping.result import MappedEvent, Notice
-from mparticle_klaviyo.mparticle.settings import connection_for_request
+from mparticle_klaviyo.overrides import connection_for_request
 from mparticle_klaviyo.service.jobs import SUBSCRIPTION, decode_payload, unique_id_of
 from mparticle_klaviyo.store.base import Job
 

@@ -9,7 +9,7 @@ import pytest
 
 from mparticle_klaviyo.config import Connection, ConnectionSettings
 from mparticle_klaviyo.errors import InputError
-from mparticle_klaviyo.mparticle.settings import connection_for_request, firehose_overrides, setting_name
+from mparticle_klaviyo.overrides import connection_for_request, firehose_overrides, setting_name
 
 CONFIGURED_KEY = "CFGKEY_7f3a9e"
 
@@ -113,7 +113,7 @@ def test_a_bad_mapping_setting_names_the_problem_not_the_value() -> None:
 
 
 def test_a_request_cannot_override_urls_keys_or_ingest_credentials() -> None:
-    from mparticle_klaviyo.mparticle.settings import firehose_overrides
+    from mparticle_klaviyo.overrides import firehose_overrides
 
     hostile = {
         "klaviyoUrl": "http://evil.example",

@@ -7,8 +7,7 @@ from typing import Any
 
 import msgspec
 
-from mparticle_klaviyo.klaviyo.limits import MAX_BODY_BYTES, MAX_BULK_EVENTS
-from mparticle_klaviyo.klaviyo.payloads import (
+from mparticle_klaviyo.delivery.payloads import (
     BULK_EVENTS,
     BULK_SUBSCRIPTIONS,
     CLIENT_EVENTS,
@@ -21,6 +20,7 @@ from mparticle_klaviyo.klaviyo.payloads import (
     request_units,
     subscription_request,
 )
+from mparticle_klaviyo.klaviyo.limits import MAX_BODY_BYTES, MAX_BULK_EVENTS
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.result import MappedEvent, Subscription
 
