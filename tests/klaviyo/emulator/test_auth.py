@@ -88,8 +88,17 @@ def test_the_auth_failure_status_is_configurable() -> None:
     assert_error(resp, 400, "authentication_failed")
 
 
-def test_a_bearer_token_is_accepted_like_a_private_key() -> None:
-    resp, _ = one(server("/api/events", event_body(), key=None, Authorization=f"Bearer {KEY}"))
+def test_a_private_key_sent_as_a_bearer_token_is_401() -> None:
+    # Klaviyo's private key scheme is `Klaviyo-API-Key`; `Bearer` carries OAuth access tokens.
+    resp, state = one(server("/api/events", event_body(), key=None, Authorization=f"Bearer {KEY}"))
+    error = assert_error(resp, 401, "authentication_failed", parameter="Authorization")
+    assert "Klaviyo-API-Key" in error["detail"]
+    assert state["events"] == []
+
+
+@pytest.mark.parametrize("scheme", ["Klaviyo-API-Key", "klaviyo-api-key", "KLAVIYO-API-KEY"])
+def test_the_private_key_scheme_is_case_insensitive(scheme: str) -> None:
+    resp, _ = one(server("/api/events", event_body(), key=None, Authorization=f"{scheme} {KEY}"))
     assert resp.status == 202
 
 
@@ -127,5 +136,7 @@ def test_the_default_config_knows_the_demo_company_key_and_list() -> None:
     assert cfg.private_keys["pk_demo_private_key"] == frozenset(
         {"events:write", "profiles:write", "subscriptions:write", "lists:write"}
     )
-    assert cfg.revisions == frozenset({"2026-07-15", "2026-10-15"})
+    assert cfg.revisions == frozenset(
+        {"2025-01-15", "2025-04-15", "2025-07-15", "2025-10-15", "2026-01-15", "2026-04-15", "2026-07-15", "2026-10-15"}
+    )
     assert (cfg.unknown_company_status, cfg.auth_failure_status) == (400, 401)

@@ -126,6 +126,21 @@ def test_the_time_is_stored_truncated_to_the_second_in_utc() -> None:
     assert state["events"][0]["time"] == "2026-05-01T12:34:56+00:00"
 
 
+@pytest.mark.parametrize(
+    "time",
+    ["2026-11-30T12:00:00", "2026-11-30T12:00:00.250", "2026-11-30 12:00:00", "2026-11-30 12:00:00Z"],
+)
+def test_a_time_without_an_offset_or_with_a_space_is_utc_as_in_klaviyos_datetime_guide(time: str) -> None:
+    # Klaviyo's Python SDK sends a naive datetime as 2026-11-30T12:00:00; Klaviyo accepts it.
+    state = _accepted(event_body(time=time))
+    assert state["events"][0]["time"] == "2026-11-30T12:00:00+00:00"
+
+
+def test_a_naive_time_is_held_to_the_time_window_as_utc() -> None:
+    _rejected(event_body(time="1989-12-31T23:59:59"), "/data/attributes/time")
+    _rejected(event_body(time="2027-11-02T00:00:00"), "/data/attributes/time")
+
+
 def test_an_event_without_time_gets_the_receive_time() -> None:
     body = event_body()
     del body["data"]["attributes"]["time"]
@@ -201,6 +216,32 @@ def test_a_valid_request_has_no_partial_failure_header() -> None:
 @pytest.mark.parametrize("phone", ["5005550006", "+05005550006", "+1 500 555 0006", "+1234567890123456", "+1"])
 def test_an_invalid_phone_as_the_only_identifier_is_400(phone: str) -> None:
     _rejected(event_body(profile={"phone_number": phone}), f"{PROFILE_DATA}/attributes/phone_number")
+
+
+# E.164 in shape but no number that can exist: no such area code, exchange or length.
+FAKE_PHONES = ["+10000000000", "+11234567890", "+15555550100", "+4400000000", "+999123456789"]
+
+
+@pytest.mark.parametrize("phone", FAKE_PHONES)
+def test_a_phone_of_e164_shape_that_is_not_a_real_number_is_400(phone: str) -> None:
+    error = _rejected(event_body(profile={"phone_number": phone}), f"{PROFILE_DATA}/attributes/phone_number")
+    assert phone in error["detail"]
+
+
+@pytest.mark.parametrize("phone", FAKE_PHONES)
+def test_a_fake_phone_beside_an_email_is_dropped_with_a_partial_failure(phone: str) -> None:
+    resp, state = one(
+        client("/client/events", event_body(profile={"email": "jane@example.com", "phone_number": phone}))
+    )
+    assert resp.status == 202
+    assert resp.headers["X-Klaviyo-Partial-Failure"] == "phone_number"
+    assert state["events"][0]["profile"] == {"email": "jane@example.com"}
+
+
+@pytest.mark.parametrize("phone", ["+15005550006", "+14155552671", "+442079460000", "+33612345678", "+918448309222"])
+def test_real_numbers_in_e164_are_accepted(phone: str) -> None:
+    state = _accepted(event_body(profile={"phone_number": phone}))
+    assert state["events"][0]["profile"] == {"phone_number": phone}
 
 
 @pytest.mark.parametrize("email", ["jane", "jane@", "@example.com", "jane@example", "ja ne@example.com", ""])

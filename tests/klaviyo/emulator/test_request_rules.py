@@ -43,13 +43,15 @@ def test_a_future_revision_is_400_with_klaviyos_detail() -> None:
     assert_error(resp, 400, parameter="revision", detail="unable to specify a future revision date")
 
 
-def test_a_well_formed_but_unknown_revision_is_400() -> None:
-    resp, _ = one(client("/client/events", event_body(), revision="2025-04-15"))
+@pytest.mark.parametrize("revision", ["2025-05-15", "2024-10-15", "2023-07-15"])
+def test_a_well_formed_revision_not_in_the_table_is_400(revision: str) -> None:
+    resp, _ = one(client("/client/events", event_body(), revision=revision))
     assert_error(resp, 400, parameter="revision")
 
 
-def test_the_2026_10_15_revision_is_accepted_by_default() -> None:
-    resp, _ = one(client("/client/events", event_body(), revision="2026-10-15"))
+@pytest.mark.parametrize("revision", ["2025-01-15", "2025-07-15", "2026-01-15", "2026-07-15", "2026-10-15"])
+def test_every_revision_of_the_table_is_accepted_by_default(revision: str) -> None:
+    resp, _ = one(client("/client/events", event_body(), revision=revision))
     assert resp.status == 202
 
 
@@ -59,11 +61,26 @@ def test_the_known_revisions_are_configurable() -> None:
     assert resp.status == 202
 
 
-def test_an_endpoint_older_than_the_revision_sent_is_404_no_valid_revisions() -> None:
-    cfg = config(revisions=frozenset({"2024-07-15"}))
+@pytest.mark.parametrize(
+    ("path", "revision"),
+    [
+        ("/api/event-bulk-create-jobs", "2024-02-15"),
+        ("/api/profile-import", "2023-12-15"),
+        ("/api/events", "2022-01-15"),
+    ],
+)
+def test_an_endpoint_newer_than_the_revision_sent_is_404_no_valid_revisions(path: str, revision: str) -> None:
+    cfg = config(revisions=frozenset({revision}))
     body: dict[str, object] = {"data": {}}
-    resp, _ = one(server("/api/event-bulk-create-jobs", body, revision="2024-07-15"), cfg)
+    resp, _ = one(server(path, body, revision=revision), cfg)
     assert_error(resp, 404, "not_found", detail="No valid revisions found for method")
+
+
+def test_an_endpoint_is_served_from_its_first_revision_on() -> None:
+    cfg = config(revisions=frozenset({"2024-05-15"}))
+    body: dict[str, object] = {"data": {}}
+    resp, _ = one(server("/api/event-bulk-create-jobs", body, revision="2024-05-15"), cfg)
+    assert_error(resp, 400, pointer="/data/type")  # served: the body is judged
 
 
 @pytest.mark.parametrize(

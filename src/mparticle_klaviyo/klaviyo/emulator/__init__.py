@@ -10,6 +10,9 @@ rules are unpublished), records what it accepts, and can be told to throttle or 
   ``/api/profile-import``.
 * Retired v1/v2 paths (``/api/track``, ``/api/identify``, ``/api/track-once``, ``/api/v1/*``,
   ``/api/v2/*``) answer 410 Gone naming their replacements.
+* Revisions are data (:mod:`.revisions`): every revision Klaviyo still serves, 2025-01-15 to
+  2026-10-15, is accepted, each judged by the body fields it had (e.g. ``click_tracking``
+  from 2026-10-15); an endpoint older than the revision sent answers 404.
 
 Inspection and control (not Klaviyo's; never counted, limited or faulted):
 

@@ -4,7 +4,8 @@ Statuses Klaviyo does not document are our choices (research §8): a bad or miss
 ``revision`` is 400 with ``source.parameter = "revision"``; a wrong content type is 415; a
 missing ``company_id`` is 400 with ``source.parameter = "company_id"``; a private key sent to
 a client endpoint is 400 and recorded as a violation; server auth failures use the configured
-status (default 401); a key without the needed scope is 403; an oversized body is 413.
+status (default 401), including a private key sent as ``Bearer`` (Klaviyo's scheme for OAuth
+access tokens); a key without the needed scope is 403; an oversized body is 413.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .state import State
 
 JSON_TYPES = frozenset({"application/json", "application/vnd.api+json"})
 _COMPANY_ID = re.compile(r"[A-Za-z0-9]{6}")
-_AUTH_SCHEMES = frozenset({"klaviyo-api-key", "bearer"})
+_KEY_SCHEME = "klaviyo-api-key"
 _decoder = msgspec.json.Decoder()
 
 
@@ -89,27 +90,27 @@ def _known_company(company: str, config: EmulatorConfig) -> bool:
 
 
 def server_account(request: web.Request, config: EmulatorConfig, op: Operation) -> str:
-    """The account of a /api/* request's private key, which must hold the needed scopes."""
+    """The account of a /api/* request's private key, which must hold the needed scopes.
+
+    The private key scheme is ``Klaviyo-API-Key`` (the spec's only API-key scheme); ``Bearer``
+    carries OAuth access tokens, which the emulator does not issue, so a key sent that way fails.
+    """
     status = config.auth_failure_status
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.strip().partition(" ")
     if not header:
-        raise ApiError(
+        raise _auth_failed(
+            status, "Missing API key: send 'Authorization: Klaviyo-API-Key <private key>'.", missing=True
+        )
+    if scheme.lower() == "bearer":
+        raise _auth_failed(
             status,
-            "not_authenticated",
-            "Authentication credentials were not provided.",
-            "Missing API key: send 'Authorization: Klaviyo-API-Key <private key>'.",
-            parameter="Authorization",
+            "A 'Bearer' token must be an OAuth access token; send a private key as "
+            "'Authorization: Klaviyo-API-Key <private key>'.",
         )
     scopes = config.private_keys.get(token.strip())
-    if scheme.lower() not in _AUTH_SCHEMES or scopes is None:
-        raise ApiError(
-            status,
-            "authentication_failed",
-            "Incorrect authentication credentials.",
-            "Incorrect authentication credentials.",
-            parameter="Authorization",
-        )
+    if scheme.lower() != _KEY_SCHEME or scopes is None:
+        raise _auth_failed(status, "Incorrect authentication credentials.")
     missing = op.scopes - scopes
     if missing:
         raise ApiError(
@@ -120,6 +121,14 @@ def server_account(request: web.Request, config: EmulatorConfig, op: Operation) 
             parameter="Authorization",
         )
     return config.account_of_key(token.strip())
+
+
+def _auth_failed(status: int, detail: str, *, missing: bool = False) -> ApiError:
+    if missing:
+        code, title = "not_authenticated", "Authentication credentials were not provided."
+    else:
+        code, title = "authentication_failed", "Incorrect authentication credentials."
+    return ApiError(status, code, title, detail, parameter="Authorization")
 
 
 async def read_body(request: web.Request, limit: int) -> dict[str, object]:

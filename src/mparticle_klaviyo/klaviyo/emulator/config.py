@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .revisions import KNOWN_REVISIONS
+
 ALL_WRITE_SCOPES: frozenset[str] = frozenset({"events:write", "profiles:write", "subscriptions:write", "lists:write"})
 """Every scope an operation of the emulator can require."""
 
@@ -31,8 +33,8 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
     "POST /api/profile-subscription-bulk-create-jobs": (75, 750),
 }
 
-DEFAULT_REVISIONS: frozenset[str] = frozenset({"2026-07-15", "2026-10-15"})
-"""Revisions accepted unless configured otherwise."""
+DEFAULT_REVISIONS: frozenset[str] = KNOWN_REVISIONS
+"""Revisions accepted unless configured otherwise: every row of the revision table."""
 
 
 def _default_keys() -> dict[str, frozenset[str]]:

@@ -6,6 +6,9 @@
   clear fault rules.
 * ``GET|POST /_emulator/limits``: show or override rate limits, e.g.
   ``{"POST /client/events": [2, 10]}`` (per second, per minute).
+* ``GET|POST /_emulator/keys``, ``DELETE /_emulator/keys/{key}``: list the private keys with
+  their scopes and accounts, add or replace one (``{"key": "pk_x", "scopes": ["events:write"],
+  "account": "DEMO01"}``; scopes default to every write scope), or revoke one (then 401).
 
 Control requests are not counted in ``requests`` and are never rate limited or faulted.
 """
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
-from .config import DEFAULT_RATE_LIMITS
+from .config import ALL_WRITE_SCOPES, DEFAULT_RATE_LIMITS
 from .faults import parse_rule
 
 if TYPE_CHECKING:
@@ -86,6 +89,50 @@ class Control:
         self.emulator.config.rate_limits.update(overrides)
         return await self.limits(request)
 
+    async def keys(self, request: web.Request) -> web.Response:
+        """GET /_emulator/keys: every accepted private key, its scopes and its account."""
+        config = self.emulator.config
+        listed = {
+            key: {"scopes": sorted(scopes), "account": config.account_of_key(key)}
+            for key, scopes in config.private_keys.items()
+        }
+        return _json({"keys": listed})
+
+    async def set_key(self, request: web.Request) -> web.Response:
+        """POST /_emulator/keys: add a private key, or replace its scopes (e.g. take one away)."""
+        try:
+            key, scopes, account = _parse_key(await _read(request))
+        except (msgspec.DecodeError, ValueError) as exc:
+            return _bad(str(exc))
+        config = self.emulator.config
+        config.private_keys[key] = scopes
+        if account is not None:
+            config.key_accounts[key] = account
+        return await self.keys(request)
+
+    async def revoke_key(self, request: web.Request) -> web.Response:
+        """DELETE /_emulator/keys/{key}: revoke a private key; requests sending it get 401."""
+        key = request.match_info["key"]
+        if self.emulator.config.private_keys.pop(key, None) is None:
+            return _json({"error": "no such key"}, 404)
+        return await self.keys(request)
+
+
+def _parse_key(spec: object) -> tuple[str, frozenset[str], str | None]:
+    if not isinstance(spec, dict):
+        raise ValueError("a key must be a JSON object")
+    key, scopes, account = spec.get("key"), spec.get("scopes", sorted(ALL_WRITE_SCOPES)), spec.get("account")
+    if not isinstance(key, str) or not key.strip():
+        raise ValueError("'key' must be a non-empty string")
+    if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
+        raise ValueError("'scopes' must be a list of scope names, e.g. [\"events:write\"]")
+    if account is not None and not isinstance(account, str):
+        raise ValueError("'account' must be a string")
+    unknown = set(spec) - {"key", "scopes", "account"}
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}; known: key, scopes, account")
+    return key.strip(), frozenset(scopes), account
+
 
 def _parse_limits(spec: object) -> dict[str, tuple[int, int]]:
     if not isinstance(spec, dict):
@@ -111,3 +158,6 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     app.router.add_delete("/_emulator/faults", control.clear_faults)
     app.router.add_get("/_emulator/limits", control.limits)
     app.router.add_post("/_emulator/limits", control.set_limits)
+    app.router.add_get("/_emulator/keys", control.keys)
+    app.router.add_post("/_emulator/keys", control.set_key)
+    app.router.add_delete("/_emulator/keys/{key}", control.revoke_key)

@@ -1,8 +1,9 @@
 """Who a profile in a request is: its identifiers, checked as Klaviyo checks them.
 
-Rules: an email must look like an address (else 400); a phone number must be E.164. An
-invalid phone next to another usable identifier is ignored and reported through the
-``X-Klaviyo-Partial-Failure: phone_number`` header; an invalid phone on its own is a 400.
+Rules: an email must look like an address (else 400); a phone number must be E.164 and a
+number that can exist (``+10000000000`` cannot). An invalid phone next to another usable
+identifier is ignored and reported through the ``X-Klaviyo-Partial-Failure: phone_number``
+header; an invalid phone on its own is a 400.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ApiError, invalid
-from .rules import is_e164, is_email
+from .rules import is_email, is_phone_number
 
 IDENTIFIERS: tuple[str, ...] = ("id", "email", "phone_number", "external_id", "anonymous_id", "_kx")
 """Every profile identifier, in the order used to match an existing profile."""
@@ -56,7 +57,7 @@ def read_identity(resource: dict[str, Any], ptr: str, accepted: tuple[str, ...] 
     if email is not None and not is_email(email):
         raise invalid(f"Invalid email address '{email}'.", f"{ptr}/attributes/email")
     phone = attrs.get("phone_number")
-    if phone is not None and not is_e164(phone):
+    if phone is not None and not is_phone_number(phone):
         identity.ids.pop("phone_number", None)
         if not any(kind in identity.ids for kind in accepted):
             raise invalid_phone(phone, f"{ptr}/attributes/phone_number")
@@ -68,9 +69,10 @@ def read_identity(resource: dict[str, Any], ptr: str, accepted: tuple[str, ...] 
 
 
 def invalid_phone(phone: str, ptr: str) -> ApiError:
-    """The 400 for a phone number that is not E.164."""
+    """The 400 for a phone number that is not a real number in E.164 form."""
     return invalid(
-        f"Invalid phone number '{phone}': 'phone_number' must be in E.164 format, e.g. +15005550006.",
+        f"Invalid phone number '{phone}': 'phone_number' must be a valid phone number in E.164 format, "
+        "e.g. +15005550006.",
         ptr,
     )
 

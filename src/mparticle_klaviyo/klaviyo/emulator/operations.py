@@ -10,9 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import events, profiles, schemas, subscriptions
+from . import events, profiles, subscriptions
 from .context import Ctx, Reply
+from .revisions import FIRST_SERVED, rules_at
 from .schema import Obj
+from .schemas import bodies
 
 EVENT_BODY_LIMIT = 5 * 1024 * 1024
 PROFILE_IMPORT_BODY_LIMIT = 100 * 1024
@@ -22,29 +24,22 @@ Handler = Callable[[Ctx, dict[str, Any]], Reply]
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One emulated POST endpoint.
-
-    ``since`` is the first revision date the endpoint exists at; an older revision gets 404
-    "No valid revisions found for method", as Klaviyo answers. ``revised`` lists later body
-    schemas as (first revision date, schema), oldest first.
-    """
+    """One emulated POST endpoint; its body schema and first revision come from the revision table."""
 
     path: str
     client: bool
     scopes: frozenset[str]
     max_body: int
-    schema: Obj
     handler: Handler
-    since: str = "2023-07-15"
-    revised: tuple[tuple[str, Obj], ...] = ()
+
+    @property
+    def since(self) -> str:
+        """The first revision serving the endpoint: older ones get 404 "No valid revisions found"."""
+        return FIRST_SERVED[self.path]
 
     def schema_at(self, revision_date: str) -> Obj:
         """The body schema in force at ``revision_date`` (``YYYY-MM-DD``)."""
-        schema = self.schema
-        for since, later in self.revised:
-            if revision_date >= since:
-                schema = later
-        return schema
+        return bodies(rules_at(revision_date).features)[self.path]
 
     @property
     def endpoint(self) -> str:
@@ -52,62 +47,25 @@ class Operation:
         return f"POST {self.path}"
 
 
-def _op(
-    path: str,
-    scopes: str,
-    schema: Obj,
-    handler: Handler,
-    max_body: int = EVENT_BODY_LIMIT,
-    since: str = "2023-07-15",
-    revised: tuple[tuple[str, Obj], ...] = (),
-) -> Operation:
-    client = path.startswith("/client/")
-    return Operation(path, client, frozenset(scopes.split()), max_body, schema, handler, since, revised)
+def _op(path: str, scopes: str, handler: Handler, max_body: int = EVENT_BODY_LIMIT) -> Operation:
+    return Operation(path, path.startswith("/client/"), frozenset(scopes.split()), max_body, handler)
 
 
-_EVENT_REVISIONS = (("2026-10-15", schemas.EVENT_2026_10),)
-
-
-# `since` for the bulk event endpoints is our assumption (they appeared around 2024-10-15).
 OPERATIONS: dict[str, Operation] = {
     op.path: op
     for op in (
-        _op("/client/events", "events:write", schemas.EVENT, events.create_event, revised=_EVENT_REVISIONS),
-        _op("/client/profiles", "profiles:write", schemas.CLIENT_PROFILE, profiles.create_client_profile),
-        _op(
-            "/client/subscriptions",
-            "subscriptions:write",
-            schemas.CLIENT_SUBSCRIPTION,
-            subscriptions.create_client_subscription,
-        ),
-        _op(
-            "/client/event-bulk-create",
-            "events:write",
-            schemas.CLIENT_EVENT_BULK,
-            events.create_client_bulk,
-            since="2024-10-15",
-        ),
-        _op("/api/events", "events:write", schemas.EVENT, events.create_event, revised=_EVENT_REVISIONS),
-        _op(
-            "/api/event-bulk-create-jobs",
-            "events:write",
-            schemas.SERVER_EVENT_BULK,
-            events.create_server_bulk,
-            since="2024-10-15",
-        ),
+        _op("/client/events", "events:write", events.create_event),
+        _op("/client/profiles", "profiles:write", profiles.create_client_profile),
+        _op("/client/subscriptions", "subscriptions:write", subscriptions.create_client_subscription),
+        _op("/client/event-bulk-create", "events:write", events.create_client_bulk),
+        _op("/api/events", "events:write", events.create_event),
+        _op("/api/event-bulk-create-jobs", "events:write", events.create_server_bulk),
         _op(
             "/api/profile-subscription-bulk-create-jobs",
             "lists:write profiles:write subscriptions:write",
-            schemas.SERVER_SUBSCRIPTION_BULK,
             subscriptions.create_server_subscription_bulk,
         ),
-        _op(
-            "/api/profile-import",
-            "profiles:write",
-            schemas.PROFILE_IMPORT,
-            profiles.import_profile,
-            max_body=PROFILE_IMPORT_BODY_LIMIT,
-        ),
+        _op("/api/profile-import", "profiles:write", profiles.import_profile, PROFILE_IMPORT_BODY_LIMIT),
     )
 }
 

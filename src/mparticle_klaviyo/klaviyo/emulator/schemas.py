@@ -1,15 +1,23 @@
-"""Request body schemas of the emulated operations, written from our reading of revision 2026-07-15.
+"""Request body schemas of the emulated endpoints at each revision (see :mod:`.revisions`).
 
-Each declaration lists exactly the keys Klaviyo documents; anything else is an unknown field.
-Semantic rules (identifiers, limits, time window, consent) live in the operation handlers.
+Each declaration lists exactly the keys Klaviyo documents at a revision; anything else is an
+unknown field. :func:`bodies` builds every endpoint's schema for one revision's features
+(once per feature set). Semantic rules (identifiers, limits, time window, consent) live in
+the operation handlers.
 """
 
 from __future__ import annotations
 
+import functools
+
+from . import revisions as rev
 from .rules import is_date, is_datetime
 from .schema import AnyOf, Arr, Bool, Free, Node, Num, Obj, Str, TypeTag
 
-DATE_TIME = Str(fmt=is_datetime, expected="an RFC 3339 date-time string")
+Features = frozenset[str]
+"""The body features of one revision (the names in :mod:`.revisions`)."""
+
+DATE_TIME = Str(fmt=is_datetime, expected="an ISO 8601 date-time string")
 _CONSENT = Str(nullable=False, choices=("SUBSCRIBED",))
 _STR_OR_NUM = AnyOf((Str(nullable=False), Num()), "a string or a number")
 _STR_OR_STRS = AnyOf((Str(nullable=False), Arr(Str(nullable=False))), "a string or strings")
@@ -28,27 +36,28 @@ LOCATION = Obj(
     nullable=True,
 )
 
-PROFILE_META = Obj(
-    {
-        "patch_properties": Obj({"append": Free(True), "unappend": Free(True), "unset": _STR_OR_STRS}, nullable=True),
-        "patch_identifiers": Obj({"append": Free(), "unappend": Free()}, nullable=True),
-    },
-    nullable=True,
-)
-
+_PATCH_PROPERTIES = Obj({"append": Free(True), "unappend": Free(True), "unset": _STR_OR_STRS}, nullable=True)
+_PATCH_IDENTIFIERS = Obj({"append": Free(), "unappend": Free()}, nullable=True)
 _IDENTITY = ("email", "phone_number", "external_id")
 _PERSONAL = ("first_name", "last_name", "organization", "locale", "title", "image")
 
 
-def _profile_attributes(*extra: str, meta: bool = False, **nodes: Node) -> Obj:
+def _profile_meta(features: Features) -> Obj:
+    fields: dict[str, Node] = {"patch_properties": _PATCH_PROPERTIES}
+    if rev.PATCH_IDENTIFIERS in features:
+        fields["patch_identifiers"] = _PATCH_IDENTIFIERS
+    return Obj(fields, nullable=True)
+
+
+def _profile_attributes(*extra: str, meta: Obj | None = None, **nodes: Node) -> Obj:
     fields: dict[str, Node] = {
         **_strs(*_IDENTITY, *extra, "_kx", *_PERSONAL),
         "location": LOCATION,
         "properties": Free(True),
         **nodes,
     }
-    if meta:
-        fields["meta"] = PROFILE_META
+    if meta is not None:
+        fields["meta"] = meta
     return Obj(fields)
 
 
@@ -72,60 +81,61 @@ def _wrap(data: Node, required: bool = True) -> Obj:
 
 METRIC = _wrap(_resource("metric", Obj({"name": Str(nullable=False), "service": Str()}, ("name",))))
 
-# /client/events and /api/events: profile `meta` sits inside attributes in 2026-07-15.
-EVENT_PROFILE = _wrap(_resource("profile", _profile_attributes("anonymous_id", meta=True), with_id=True))
-# Bulk entries and /client/profiles: profile `meta` sits beside attributes.
-ONSITE_PROFILE = _resource("profile", _profile_attributes("anonymous_id"), with_id=True, meta=PROFILE_META)
 
-_EVENT_FIELDS: dict[str, Node] = {
-    "properties": Free(),
-    "time": DATE_TIME,
-    "value": Num(True),
-    "value_currency": Str(),
-    "unique_id": Str(),
-    "backfill": Bool(True),
-    "metric": METRIC,
-}
+def _onsite_profile(features: Features) -> Obj:
+    """A profile with ``meta`` beside its attributes: bulk entries and /client/profiles."""
+    return _resource("profile", _profile_attributes("anonymous_id"), with_id=True, meta=_profile_meta(features))
 
 
-def _event(profile: Obj) -> Obj:
-    attributes = Obj({**_EVENT_FIELDS, "profile": profile}, ("properties", "metric", "profile"))
+def _event_profile(features: Features) -> Obj:
+    """The profile of /client/events and /api/events: ``meta`` inside its attributes until 2026-10-15."""
+    if rev.EVENT_META_BESIDE in features:
+        return _wrap(_onsite_profile(features))
+    attributes = _profile_attributes("anonymous_id", meta=_profile_meta(features))
+    return _wrap(_resource("profile", attributes, with_id=True))
+
+
+def _event_fields(features: Features) -> dict[str, Node]:
+    fields: dict[str, Node] = {
+        "properties": Free(),
+        "time": DATE_TIME,
+        "value": Num(True),
+        "value_currency": Str(),
+        "unique_id": Str(),
+        "metric": METRIC,
+    }
+    if rev.BACKFILL in features:
+        fields["backfill"] = Bool(True)
+    return fields
+
+
+def _event(features: Features) -> Obj:
+    attributes = Obj(
+        {**_event_fields(features), "profile": _event_profile(features)}, ("properties", "metric", "profile")
+    )
     return Obj({"data": _resource("event", attributes)}, ("data",), resource="event")
 
 
-EVENT = _event(EVENT_PROFILE)
-# From revision 2026-10-15 (per Klaviyo's SDK models) the event profile's `meta` moves beside
-# its attributes, as in bulk entries.
-EVENT_2026_10 = _event(_wrap(ONSITE_PROFILE))
+def _bulk_entry(features: Features) -> Obj:
+    events = Arr(_resource("event", Obj(_event_fields(features), ("properties", "metric"))))
+    fields: dict[str, Node] = {"profile": _wrap(_onsite_profile(features)), "events": _wrap(events)}
+    if rev.BACKFILL in features:
+        fields["backfill"] = Bool(True)
+    return _resource("event-bulk-create", Obj(fields, ("profile", "events")))
 
-_BULK_ENTRY = _resource(
-    "event-bulk-create",
-    Obj(
-        {
-            "backfill": Bool(True),
-            "profile": _wrap(ONSITE_PROFILE),
-            "events": _wrap(Arr(_resource("event", Obj(_EVENT_FIELDS, ("properties", "metric"))))),
-        },
-        ("profile", "events"),
-    ),
-)
 
-CLIENT_EVENT_BULK = Obj({"data": _BULK_ENTRY}, ("data",), resource="event-bulk-create")
+def _server_event_bulk(features: Features) -> Obj:
+    attributes = Obj({"events-bulk-create": _wrap(Arr(_bulk_entry(features)))}, ("events-bulk-create",))
+    return Obj({"data": _resource("event-bulk-create-job", attributes)}, ("data",), resource="event-bulk-create-job")
 
-SERVER_EVENT_BULK = Obj(
-    {
-        "data": _resource(
-            "event-bulk-create-job",
-            Obj({"events-bulk-create": _wrap(Arr(_BULK_ENTRY))}, ("events-bulk-create",)),
-        )
-    },
-    ("data",),
-    resource="event-bulk-create-job",
-)
 
-CLIENT_PROFILE = Obj({"data": ONSITE_PROFILE}, ("data",), resource="profile")
+def _consent(nullable: bool = True) -> Obj:
+    """One kind of consent: ``consent`` ("SUBSCRIBED") and, for historical imports, ``consented_at``."""
+    return Obj({"consent": _CONSENT, "consented_at": DATE_TIME}, ("consent",), nullable=nullable)
 
-_MARKETING = Obj({"consent": _CONSENT, "consented_at": DATE_TIME}, ("consent",))
+
+_MARKETING = _consent()
+_CONSENT_ONLY = Obj({"consent": _CONSENT}, ("consent",), nullable=True)
 _PUSH_TOKEN = Obj(
     {
         "token": Str(nullable=False),
@@ -137,93 +147,94 @@ _PUSH_TOKEN = Obj(
     },
     ("token", "platform", "vendor"),
 )
-
-SUBSCRIPTION_CHANNELS = Obj(
+_TWO_KINDS = Obj({"marketing": _MARKETING, "transactional": _MARKETING}, nullable=True)
+_PUSH = Obj(
     {
-        "email": Obj({"marketing": _MARKETING, "open_tracking": Obj({"consent": _CONSENT}, ("consent",))}),
-        "sms": Obj({"marketing": _MARKETING, "transactional": _MARKETING}),
-        "whatsapp": Obj({"marketing": _MARKETING, "transactional": _MARKETING}),
-        "push": Obj(
-            {"marketing": _MARKETING, "tokens": Arr(_PUSH_TOKEN, True), "anonymous_id": Str()},
-            ("marketing",),
-        ),
+        "marketing": _consent(nullable=False),
+        "tokens": Arr(_PUSH_TOKEN, True),
+        "anonymous_id": Str(),
     },
+    ("marketing",),
     nullable=True,
 )
 
-LIST_RELATIONSHIP = Obj(
-    {
-        "list": _wrap(
-            Obj(
-                {"type": TypeTag("list"), "id": Str(nullable=False)},
-                ("type", "id"),
-                resource="list",
-            )
-        )
-    },
-    ("list",),
-)
 
-CLIENT_SUBSCRIPTION = Obj(
-    {
-        "data": _resource(
-            "subscription",
-            Obj(
-                {
-                    "custom_source": Str(),
-                    "profile": _wrap(
-                        _resource(
-                            "profile",
-                            _profile_attributes(meta=True, subscriptions=SUBSCRIPTION_CHANNELS),
-                            with_id=True,
-                        )
-                    ),
-                },
-                ("profile",),
-            ),
-            relationships=LIST_RELATIONSHIP,
-            required=("relationships",),
-        )
-    },
-    ("data",),
-    resource="subscription",
-)
+def _email_channel(features: Features) -> Obj:
+    """``email``: marketing (required until open tracking arrived), open and click tracking."""
+    marketing_required = rev.OPEN_TRACKING not in features
+    fields: dict[str, Node] = {"marketing": _consent(nullable=not marketing_required)}
+    if rev.OPEN_TRACKING in features:
+        fields["open_tracking"] = _CONSENT_ONLY
+    if rev.CLICK_TRACKING in features:
+        fields["click_tracking"] = _CONSENT_ONLY
+    return Obj(fields, ("marketing",) if marketing_required else (), nullable=True)
 
-_BULK_SUBSCRIBER = _resource(
-    "profile",
-    Obj(
+
+def _channels(features: Features, nullable: bool = True) -> Obj:
+    """The ``subscriptions`` object: one member per consent channel of the revision."""
+    fields: dict[str, Node] = {"email": _email_channel(features), "sms": _TWO_KINDS}
+    if rev.WHATSAPP in features:
+        fields["whatsapp"] = _TWO_KINDS
+    if rev.PUSH in features:
+        fields["push"] = _PUSH
+    return Obj(fields, nullable=nullable)
+
+
+_LIST_DATA = _wrap(Obj({"type": TypeTag("list"), "id": Str(nullable=False)}, ("type", "id"), resource="list"))
+
+
+def _client_subscription(features: Features) -> Obj:
+    extra = ("anonymous_id",) if rev.SUBSCRIPTION_ANONYMOUS_ID in features else ()
+    attributes = _profile_attributes(*extra, meta=_profile_meta(features), subscriptions=_channels(features))
+    profile = _wrap(_resource("profile", attributes, with_id=True))
+    data = _resource(
+        "subscription",
+        Obj({"custom_source": Str(), "profile": profile}, ("profile",)),
+        relationships=Obj({"list": _LIST_DATA}, ("list",)),
+        required=("relationships",),
+    )
+    return Obj({"data": data}, ("data",), resource="subscription")
+
+
+def _server_subscription_bulk(features: Features) -> Obj:
+    subscriber = Obj(
         {
             "email": Str(),
             "phone_number": Str(),
-            "subscriptions": SUBSCRIPTION_CHANNELS,
+            "subscriptions": _channels(features, nullable=False),
             "age_gated_date_of_birth": Str(fmt=is_date, expected="a date (YYYY-MM-DD)"),
         },
         ("subscriptions",),
-    ),
-    with_id=True,
-)
+    )
+    attributes = Obj(
+        {
+            "custom_source": Str(),
+            "profiles": _wrap(Arr(_resource("profile", subscriber, with_id=True))),
+            "historical_import": Bool(True),
+        },
+        ("profiles",),
+    )
+    data = _resource("profile-subscription-bulk-create-job", attributes, relationships=Obj({"list": _LIST_DATA}))
+    return Obj({"data": data}, ("data",), resource="profile-subscription-bulk-create-job")
 
-SERVER_SUBSCRIPTION_BULK = Obj(
-    {
-        "data": _resource(
-            "profile-subscription-bulk-create-job",
-            Obj(
-                {
-                    "custom_source": Str(),
-                    "profiles": _wrap(Arr(_BULK_SUBSCRIBER)),
-                    "historical_import": Bool(True),
-                },
-                ("profiles",),
-            ),
-            relationships=Obj({"list": LIST_RELATIONSHIP.fields["list"]}),
-        )
-    },
-    ("data",),
-    resource="profile-subscription-bulk-create-job",
-)
 
-PROFILE_IMPORT = Obj(
-    {"data": _resource("profile", _profile_attributes(), with_id=True, meta=PROFILE_META)},
-    ("data",),
-    resource="profile",
-)
+def _profile_import(features: Features) -> Obj:
+    extra = ("anonymous_id",) if rev.IMPORT_ANONYMOUS_ID in features else ()
+    data = _resource("profile", _profile_attributes(*extra), with_id=True, meta=_profile_meta(features))
+    return Obj({"data": data}, ("data",), resource="profile")
+
+
+@functools.cache
+def bodies(features: Features) -> dict[str, Obj]:
+    """The body schema of every emulated endpoint path for a revision with ``features``."""
+    event = _event(features)
+    return {
+        "/client/events": event,
+        "/api/events": event,
+        "/client/profiles": Obj({"data": _onsite_profile(features)}, ("data",), resource="profile"),
+        "/client/subscriptions": _client_subscription(features),
+        "/client/event-bulk-create": Obj({"data": _bulk_entry(features)}, ("data",), resource="event-bulk-create"),
+        "/api/event-bulk-create-jobs": _server_event_bulk(features),
+        "/api/profile-subscription-bulk-create-jobs": _server_subscription_bulk(features),
+        "/api/profile-import": _profile_import(features),
+    }

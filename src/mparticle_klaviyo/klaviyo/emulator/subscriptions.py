@@ -19,6 +19,7 @@ MAX_BULK_PROFILES = 1000
 # Which identifier each channel needs; push and open tracking need none of ours.
 _CHANNEL_NEEDS = {"email": "email", "sms": "phone_number", "whatsapp": "phone_number"}
 _NOT_CONSENT = frozenset({"tokens", "anonymous_id"})
+_NO_CONSENT_TIME = frozenset({"open_tracking", "click_tracking"})
 
 
 def create_client_subscription(ctx: Ctx, body: dict[str, Any]) -> Reply:
@@ -102,8 +103,8 @@ def _check_consented_at(ctx: Ctx, params: dict[str, Any], ptr: str, historical: 
                 f"{ptr}/consented_at",
             )
         return
-    if kind == "open_tracking":
-        return  # open tracking carries no consent time
+    if kind in _NO_CONSENT_TIME:
+        return  # tracking consent carries no consent time
     if at is None:
         raise invalid("'consented_at' is required when 'historical_import' is true.", f"{ptr}/consented_at")
     check_past(at, ctx.now, f"{ptr}/consented_at")
