@@ -28,6 +28,7 @@ from aiohttp import web
 from mparticle_klaviyo.klaviyo.emulator import RunningEmulator, start_emulator
 from mparticle_klaviyo.klaviyo.emulator.faults import parse_rule
 from mparticle_klaviyo.service.jobs import EVENT, unique_id_of
+from mparticle_klaviyo.store.base import JobState
 from tests.service.served import Served, write_config
 
 T = TypeVar("T")
@@ -199,13 +200,13 @@ class ServeRig:
         await self.served.stop()
         self.served = await Served.start(self.config)
 
-    def stored(self) -> dict[str, int]:
-        """Unique id -> state (0 ready, 1 leased, 3 dead) of each event job in the store file, as operators see it."""
+    def stored(self) -> dict[str, JobState]:
+        """Unique id -> state of each event job in the store file (read-only, as an operator would)."""
         if not self.store.exists():
             return {}
         with closing(sqlite3.connect(f"file:{self.store}?mode=ro", uri=True, timeout=10)) as db:
             rows = db.execute("SELECT key, state FROM jobs WHERE kind = ?", (EVENT,)).fetchall()
-        return {unique_id_of(str(key)): int(state) for key, state in rows}
+        return {unique_id_of(str(key)): JobState(state) for key, state in rows}
 
 
 async def trickle(address: tuple[str, int], head: bytes, body: bytes, every_s: float, stop: asyncio.Event) -> bytes:
@@ -244,9 +245,9 @@ def json_body(document: Any) -> bytes:
 
 # ----------------------------------------------------------------------------- steady traffic
 
-DEAD = 3  # JobState.DEAD
 P99_BOUND_S = 2.0  # an authenticated client is answered within this, 99 times in 100, whatever goes wrong
 EVENTS_HEADERS = {"Content-Type": "application/json", **basic()}
+TIMEOUT = "timeout"  # Answer.error of a post that got no answer in time
 
 
 def unique_id(n: int) -> str:
@@ -265,10 +266,13 @@ class Answer(msgspec.Struct, frozen=True):
 
 
 class Sender:
-    """Posts ``user_batch(n)``, n = 0, 1, 2 ..., to ``/v2/events`` at a steady rate, each on time whatever the
-    answers to the others, and notes every answer; ``resend`` posts refused ones again until they get a 202."""
+    """Posts ``user_batch(n)``, n = 0, 1, 2 ..., to ``/v2/events`` at a steady rate and notes every answer.
 
-    def __init__(self, rig: ServeRig, rate: float = 20.0, timeout_s: float = 10.0) -> None:
+    Each post goes out on time whatever happens to the others (an open loop, as many independent
+    clients would send); ``resend`` posts the refused ones again until they get a 202.
+    """
+
+    def __init__(self, rig: ServeRig, rate: float = 25.0, timeout_s: float = 10.0) -> None:
         self.rig = rig
         self.rate = rate
         self.answers: list[Answer] = []
@@ -328,12 +332,12 @@ class Sender:
                 await response.read()
                 return response.status, None
         except (aiohttp.ClientError, TimeoutError) as error:
-            return None, type(error).__name__
+            return None, TIMEOUT if isinstance(error, TimeoutError) else type(error).__name__
 
     async def resend(self, numbers: list[int], timeout_s: float = 20.0) -> None:
-        """Post each of ``numbers`` again until it gets a 202, as mParticle retries what was not acknowledged."""
-        deadline = time.monotonic() + timeout_s
+        """Post each of ``numbers`` again until it gets a 202 (within ``timeout_s`` each), as mParticle would."""
         for n in numbers:
+            deadline = time.monotonic() + timeout_s
             while (answer := await self.post(n))[0] != 202:
                 assert time.monotonic() < deadline, f"event {n} still refused after {timeout_s} s: {answer}"
                 await asyncio.sleep(0.1)
@@ -366,29 +370,35 @@ def bounded(scenario: Callable[[], Coroutine[Any, Any, T]], timeout_s: float) ->
     return asyncio.run(asyncio.wait_for(scenario(), timeout_s))
 
 
-def assert_served_within(answers: list[Answer], p99_s: float = P99_BOUND_S) -> None:
-    """Every post that reached a listening serve was answered, 99 % of them within ``p99_s``."""
-    took = sorted(a.seconds for a in answers if a.status is not None or a.error == "TimeoutError")
+def assert_served_within(answers: list[Answer], p99_s: float = P99_BOUND_S) -> float:
+    """Every post that reached a listening serve was answered, 99 % of them within ``p99_s``; the p99."""
+    took = sorted(a.seconds for a in answers if a.status is not None or a.error == TIMEOUT)
     assert took, "no post was answered"
     p99 = took[min(len(took) - 1, int(len(took) * 0.99))]
     assert p99 < p99_s, f"p99 {p99:.3f} s over {len(took)} answers; slowest {[round(t, 3) for t in took[-5:]]}"
+    return p99
 
 
 async def assert_delivered_once(rig: ServeRig, acked: set[str], timeout_s: float) -> None:
-    """Every acknowledged event reaches Klaviyo (or is at least still queued); each recorded once; none dead."""
+    """Every acknowledged event reaches Klaviyo within ``timeout_s``, is recorded once, and none is dead-lettered."""
     try:
         await until(lambda: acked <= set(rig.recorded()), timeout_s, "every acknowledged event at Klaviyo")
     except AssertionError:
-        stored = rig.stored()
-        missing = acked - set(rig.recorded())
-        lost = sorted(i for i in missing if stored.get(i) not in (0, 1))
-        raise AssertionError(
-            f"{len(missing)} acknowledged events not at Klaviyo after {timeout_s} s: {len(lost)} lost "
-            f"(e.g. {lost[:5]}), {len(missing) - len(lost)} still queued"
-        ) from None
+        raise AssertionError(missing_events(rig, acked, timeout_s)) from None
     recorded = rig.recorded()
     assert max(recorded.values(), default=1) == 1, [i for i, times in recorded.items() if times > 1][:5]
     state = rig.klaviyo_state()
     assert state["rejected"] == [] and state["violations"] == [], (state["rejected"][:3], state["violations"][:3])
-    dead = sorted(i for i, job in rig.stored().items() if job == DEAD)
+    dead = sorted(i for i, job in rig.stored().items() if job is JobState.DEAD)
     assert not dead, f"{len(dead)} events dead-lettered, e.g. {dead[:5]}"
+
+
+def missing_events(rig: ServeRig, acked: set[str], timeout_s: float) -> str:
+    """Which acknowledged events are not at Klaviyo: still queued (late), or lost (dead, or gone from the store)."""
+    stored = rig.stored()
+    missing = acked - set(rig.recorded())
+    lost = sorted(i for i in missing if stored.get(i) not in (JobState.READY, JobState.LEASED))
+    return (
+        f"{len(missing)} acknowledged events not at Klaviyo after {timeout_s} s: {len(missing) - len(lost)} "
+        f"still queued, {len(lost)} lost (e.g. {lost[:5]})"
+    )

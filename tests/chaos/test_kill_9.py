@@ -1,4 +1,4 @@
-"""``kill -9`` under steady load, three times: no acknowledged event is lost (issue 8, the chaos suite).
+"""``kill -9`` under steady load, three times: no acknowledged event is lost (issue 8, chaos suite).
 
 A sender posts one event a time to ``/v2/events`` at a steady rate while Klaviyo answers some
 requests late (so kills land with deliveries in flight); serve is SIGKILLed mid-run and restarted
@@ -52,12 +52,12 @@ def test_kill_9_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
 
     started = time.monotonic()
     sender, at_kill, duplicates = bounded(scenario, 90)
+    p99 = assert_served_within(sender.answers)
     print(
         f"{len(sender.answers)} posts, {len(sender.unacked())} not acknowledged and resent "
         f"({Counter(a.error for a in sender.answers if a.error)}); "
         f"jobs in the store at each kill {at_kill}; {duplicates} resends dropped by Klaviyo; "
-        f"{time.monotonic() - started:.1f} s"
+        f"p99 {p99:.3f} s; {time.monotonic() - started:.1f} s"
     )
-    assert len(at_kill) == KILLS
-    assert_served_within(sender.answers)
+    assert len(at_kill) == KILLS and any(at_kill), f"no kill hit queued or leased jobs: {at_kill}"
     assert {a.status for a in sender.answers} <= {202, None}, sorted({a.status for a in sender.answers}, key=str)
