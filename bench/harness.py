@@ -307,3 +307,31 @@ def timed(label: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     print(f"  [{label}: {time.perf_counter() - start:.1f}s]", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- other source trees
+
+
+@contextlib.contextmanager
+def python_path(src: Path) -> Iterator[None]:
+    """Children started inside run the package of the tree ``src`` (``PYTHONPATH=SRC/src``)."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(src / "src")
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def tree_name(src: Path) -> str:
+    """The commit checked out at ``src``, and ``+changes`` when its ``src/`` differs from it."""
+    git = ["git", "-C", str(src)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return str(src)
+    return commit.stdout.strip() + (" +changes" if dirty.stdout.strip() else "")

@@ -102,3 +102,43 @@ def test_a_cancelled_waiter_gives_back_nothing_it_did_not_get() -> None:
         assert (budget.in_use, budget.waiting, budget.holders) == (0, 0, 0)
 
     asyncio.run(scenario())
+
+
+def test_a_hold_grows_ahead_of_requests_still_waiting_to_start() -> None:
+    async def scenario() -> list[str]:
+        budget = ByteBudget(100)
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def grower() -> None:
+            async with budget.reserve(40, timeout_s=5) as hold:
+                await asyncio.sleep(0.02)  # a newcomer queues meanwhile
+                await hold.grow_to(80, timeout_s=5)
+                order.append("grown")
+                await release.wait()
+
+        async def newcomer() -> None:
+            async with budget.reserve(50, timeout_s=5):
+                order.append("newcomer")
+
+        blocker = asyncio.create_task(hold(budget, 30, release, [], 9))
+        await asyncio.sleep(0)
+        tasks = [asyncio.create_task(grower()), asyncio.create_task(newcomer())]
+        await asyncio.sleep(0.05)
+        assert order == [] and budget.waiting == 2  # the grower needs 40 more, only 30 are free
+        release.set()
+        await asyncio.gather(blocker, *tasks)
+        assert budget.in_use == 0
+        return order
+
+    assert asyncio.run(scenario()) == ["grown", "newcomer"]
+
+
+def test_a_hold_never_grows_past_the_capacity() -> None:
+    async def scenario() -> int:
+        budget = ByteBudget(100)
+        async with budget.reserve(10, timeout_s=1) as hold:
+            await hold.grow_to(10_000, timeout_s=1)
+            return hold.size
+
+    assert asyncio.run(scenario()) == 100

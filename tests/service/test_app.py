@@ -194,8 +194,8 @@ def test_probes_answer_get_only(tmp_path: Path) -> None:
     assert answers == [405] * 4
 
 
-def padded_batch(n: int, pad: int = 200_000) -> dict[str, object]:
-    """A batch whose body is about ``pad`` bytes: it reserves 4x that of the memory budget."""
+def padded_batch(n: int, pad: int = 150_000) -> dict[str, object]:
+    """A batch of about ``pad`` bytes: it holds 4x that of the budget, 6x once its job is planned."""
     document = batch(f"u{n}@example.com", [event(message_id=f"m{n}")])
     # Klaviyo refuses strings over 100 KB (the event would be dropped): pad with several.
     document["user_attributes"] = {f"padding{i}": "x" * (pad // 4) for i in range(4)}
@@ -203,7 +203,7 @@ def padded_batch(n: int, pad: int = 200_000) -> dict[str, object]:
 
 
 def test_requests_beyond_the_memory_budget_wait_unread_and_are_all_accepted(tmp_path: Path) -> None:
-    # 1 MiB of budget, ~800 KB per request: one at a time.
+    # 1 MiB of budget, ~900 KB per request: one at a time.
     with LiveApp(tmp_path, ingest_memory_budget_mb=1, max_batch_bytes=300_000) as app:
         release = app.hold_store()
         gauge = app.metrics.registry.get_sample_value
@@ -251,3 +251,34 @@ def test_probes_and_metrics_answer_while_every_ingest_slot_is_taken(tmp_path: Pa
             assert app.get("/metrics").status == 200
             release.set()
             assert held.result(10).status == 202
+
+
+def fan_out_batch(events: int, attributes_kb: int) -> dict[str, object]:
+    """One user's batch of many events with large user attributes: each event's job copies them."""
+    document = batch("fan@example.com", [event(message_id=f"f{n}") for n in range(events)])
+    document["user_attributes"] = {f"a{i}": "x" * 1000 for i in range(attributes_kb)}
+    return document
+
+
+def test_a_batch_whose_jobs_would_exceed_the_memory_budget_is_413_before_they_are_built(tmp_path: Path) -> None:
+    # Seen in bench/ingest_memory.py --shape fanout: a 12 MB post held ~1.1 GB as jobs (96x).
+    with LiveApp(tmp_path, ingest_memory_budget_mb=4) as app:
+        answer = app.post("/v2/events", fan_out_batch(100, 60), basic())
+        assert app.jobs() == []
+    assert (answer.status, answer.error["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert "fewer events per batch" in answer.error["message"]
+
+
+def test_a_batch_whose_jobs_fit_the_budget_is_accepted_with_its_hold_grown(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, ingest_memory_budget_mb=64) as app:
+        release = app.hold_store()
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(app.post, "/v2/events", fan_out_batch(100, 60), basic())
+            gauge = app.metrics.registry.get_sample_value
+            deadline = time.monotonic() + 10
+            while (gauge("mpk_ingest_budget_bytes_in_use") or 0) < 6_000_000:
+                assert time.monotonic() < deadline, "the hold should grow to the jobs' size"
+                time.sleep(0.01)
+            release.set()
+            assert pending.result(10).status == 202
+        assert len(app.jobs()) == 100

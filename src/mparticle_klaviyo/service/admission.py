@@ -6,8 +6,13 @@ endpoint's limit when not announced, or when compressed) times the measured cost
 and planning it; requests that do not fit wait, in arrival order, with their bodies unread, and
 give up after ``timeout_s`` (the sender retries).
 
-Invariants: the reserved total never exceeds ``capacity`` except for one request larger than the
-whole budget, which runs alone; waiters are admitted in arrival order.
+A request's true cost is known only once its batches are decoded: each event becomes a job that
+stores its own copy of the user's part of the batch, so a batch of many events with large user
+attributes costs many times its size. ``Hold.grow_to`` tops the reservation up to that estimate
+before the jobs are built (``jobs.planned_size``), ahead of requests still waiting to start.
+
+Invariants: the reserved total never exceeds ``capacity``, a request being capped at the whole
+budget; waiters are admitted in arrival order, growing holds first.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from mparticle_klaviyo.service.errors import AdmissionTimeoutError
 # Peak memory of handling a body, per body byte: the body, msgspec's decoded batches, the
 # normalised copies and the planned jobs' payloads (bench/ingest_memory.py measures it).
 PROCESSING_FACTOR = 4
+# Memory of planned jobs per byte of their payloads: the payloads dominate (bench/ingest_memory.py
+# --shape user: a 12.3 MB post held ~178 MB, its jobs' payloads ~170 MB).
+JOB_MEMORY_FACTOR = 1
 
 
 class ByteBudget:
@@ -39,25 +47,29 @@ class ByteBudget:
         return len(self._waiters)
 
     @asynccontextmanager
-    async def reserve(self, size: int, timeout_s: float) -> AsyncIterator[None]:
+    async def reserve(self, size: int, timeout_s: float) -> AsyncIterator[Hold]:
         """Hold ``size`` bytes (at most the capacity) for the duration of the block."""
-        size = min(size, self.capacity)
-        await self._acquire(size, timeout_s)
+        hold = Hold(self, min(size, self.capacity))
+        await self._acquire(hold.size, timeout_s)
         self.holders += 1
         try:
-            yield
+            yield hold
         finally:
             self.holders -= 1
-            self.in_use -= size
+            self.in_use -= hold.size
             self._admit_waiters()
 
-    async def _acquire(self, size: int, timeout_s: float) -> None:
-        if not self._waiters and self.in_use + size <= self.capacity:
+    async def _acquire(self, size: int, timeout_s: float, *, first: bool = False) -> None:
+        if (first or not self._waiters) and self.in_use + size <= self.capacity:
             self.in_use += size
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (size, waiter)
-        self._waiters.append(entry)
+        # A request growing its hold already got in: it goes before those still outside.
+        if first:
+            self._waiters.appendleft(entry)
+        else:
+            self._waiters.append(entry)
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
         except BaseException as error:  # timed out, or cancelled (shutdown): leave the queue
@@ -75,3 +87,18 @@ class ByteBudget:
             size, waiter = self._waiters.popleft()
             self.in_use += size
             waiter.set_result(None)
+
+
+class Hold:
+    """One request's reservation; it may grow once the request knows what it really costs."""
+
+    def __init__(self, budget: ByteBudget, size: int) -> None:
+        self._budget = budget
+        self.size = size
+
+    async def grow_to(self, size: int, timeout_s: float) -> None:
+        """Hold ``size`` bytes in all (at most the capacity), waiting ahead of new arrivals."""
+        extra = min(size, self._budget.capacity) - self.size
+        if extra > 0:
+            await self._budget._acquire(extra, timeout_s, first=True)
+            self.size += extra

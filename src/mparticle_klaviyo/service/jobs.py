@@ -16,7 +16,7 @@ from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.errors import InputError, join_pointer
 from mparticle_klaviyo.mapping.batch import map_batch
 from mparticle_klaviyo.mapping.result import MappedBatch, Subscription
-from mparticle_klaviyo.mparticle.model import UserBatch
+from mparticle_klaviyo.mparticle.model import Event, UserBatch
 from mparticle_klaviyo.overrides import SETTINGS_POINTER, connection_for_request
 from mparticle_klaviyo.store.base import NewJob
 
@@ -66,6 +66,19 @@ def plan_jobs(
     return planned
 
 
+def planned_size(batches: list[UserBatch]) -> int:
+    """About how many bytes the jobs of ``batches`` will hold, before they are built.
+
+    Each event's job stores the batch's user part (identities, attributes, consent) with that
+    one event, so the user part counts once per event; measured by encoding it once per batch.
+    """
+    total = 0
+    for batch in batches:
+        shared = len(_encode_payload(msgspec.structs.replace(batch, events=())))
+        total += shared * max(1, len(batch.events)) + sum(len(_encode_event(e)) for e in batch.events)
+    return total
+
+
 def decode_payload(payload: bytes) -> UserBatch:
     """The stored batch of one job."""
     if payload[:1] == b"{":  # see _encode_payload; a msgpack map never starts with this byte
@@ -79,6 +92,13 @@ def _encode_payload(batch: UserBatch) -> bytes:
         return _encoder.encode(batch)
     except OverflowError:
         return _json.encode(batch)
+
+
+def _encode_event(event: Event) -> bytes:
+    try:
+        return _encoder.encode(event)
+    except OverflowError:
+        return _json.encode(event)
 
 
 def _with_batch_key(batch: UserBatch) -> UserBatch:
