@@ -103,25 +103,26 @@ def test_resets_timeouts_and_5xx_are_retried_until_delivered() -> None:
 
 def test_a_request_that_always_fails_gives_up_after_max_attempts() -> None:
     report, results, server = run(deliver_all([], 1, default=Step(status=503), max_attempts=3))
-    assert results[0].reason == "retries_exhausted"
+    # The same reasons as serve's dead letters (delivery/retry_policy.py).
+    assert results[0].reason == "retries_exhausted:http_503"
     assert results[0].attempts == 3
     assert "http_503" in results[0].detail
     assert len(server.received) == 3
-    assert report.failed == {"retries_exhausted": 1}
+    assert report.failed == {"retries_exhausted:http_503": 1}
 
 
 def test_retries_stop_once_the_retry_age_is_exceeded() -> None:
     options = {"max_attempts": 1000, "max_retry_age_s": 0.2, "backoff_base_s": 0.05, "backoff_cap_s": 0.05}
     _, results, server = run(deliver_all([], 1, default=Step(status=503), **options))
-    assert results[0].reason == "retries_exhausted"
+    assert results[0].reason == "max_age:http_503"
     assert results[0].attempts < 10
     assert len(server.received) == results[0].attempts
 
 
-def test_endless_429s_fail_as_throttled_too_long_after_the_retry_age() -> None:
+def test_endless_429s_fail_as_throttled_past_the_retry_age() -> None:
     always_429 = Step(status=429, headers={"Retry-After": "0"})
     _, results, _ = run(deliver_all([], 1, default=always_429, max_retry_age_s=0.1))
-    assert results[0].reason == "throttled_too_long"
+    assert results[0].reason == "max_age:throttled"
     assert results[0].attempts == 0
 
 

@@ -2,11 +2,13 @@
 
 Per request: lane (gate -> slot -> token) -> send -> classify, then
 * Delivered: done;
-* Throttled (429): close the lane's gate for Retry-After (1 s if absent) and resend; a throttle
-  is not an attempt, but it is bounded by ``max_retry_age_s`` so an endless 429 cannot hang a run;
-* Retryable: sleep a full-jitter backoff and resend, up to ``max_attempts`` and
-  ``max_retry_age_s``, then fail as ``retries_exhausted`` with the last reason;
-* Permanent: fail at once as ``http_<status>`` with Klaviyo's detail and error pointer.
+then the retry policy shared with ``serve`` (``retry_policy.py``) decides:
+* Throttle (429): close the lane's gate for Retry-After (1 s if absent) and resend; a throttle
+  is not an attempt, but it is bounded by ``max_retry_age_s`` so an endless 429 cannot hang a run
+  (``max_age:throttled``);
+* Retry (408/5xx/timeouts/resets): sleep a full-jitter backoff and resend, up to ``max_attempts``
+  and ``max_retry_age_s``, then fail as ``retries_exhausted:<cause>`` or ``max_age:<cause>``;
+* Bury a refusal at once as ``http_<status>`` with Klaviyo's detail and error pointer.
 
 ``on_result`` hears every finished request and may return follow-up requests, which are
 delivered in the same run (e.g. a bulk job re-sent without the entry Klaviyo refused).
@@ -26,7 +28,8 @@ from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.delivery.clock import Clock, MonotonicClock
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.report import DeliveryReport, Result, Tally
-from mparticle_klaviyo.klaviyo.classify import Delivered, Permanent, Retryable, Throttled, trim
+from mparticle_klaviyo.delivery.retry_policy import Ack, Bury, Retry, RetryPolicy, Throttle
+from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Throttled, trim
 from mparticle_klaviyo.klaviyo.limits import DEFAULT_RATE_LIMITS, RateLimit
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 
@@ -64,11 +67,15 @@ class Sender:
         self._client = client
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._backoff = Backoff(backoff_base_s, backoff_cap_s, rng)
+        self.policy = RetryPolicy(
+            max_attempts=max_attempts,
+            max_age_s=max_retry_age_s,
+            default_retry_after_s=default_retry_after_s,
+            max_retry_after_s=max_retry_after_s,
+        )
         self.max_attempts = max_attempts
         self.max_retry_age_s = max_retry_age_s
         self.max_pending = max_pending if max_pending is not None else max(16, 4 * max_concurrency)
-        self.default_retry_after_s = default_retry_after_s
-        self.max_retry_after_s = max_retry_after_s
         self._lanes = {
             endpoint: Lane(
                 limit,
@@ -129,29 +136,20 @@ class Sender:
         attempts = throttles = 0
         while True:
             outcome = await lane.send(self._client, request, tally)
-            age = self._clock.now() - started
-            if isinstance(outcome, Throttled):
+            decision = self.policy.decide(outcome, attempts, self._clock.now() - started, self._backoff)
+            if isinstance(decision, Throttle):
                 throttles += 1
                 tally.throttled += 1
-                lane.gate.close_for(self._gate_seconds(outcome))
-                if age >= self.max_retry_age_s:
-                    return _throttled_too_long(attempts, throttles, age, outcome)
+                lane.gate.close_for(decision.gate_s)
                 continue
-            attempts += 1
-            if isinstance(outcome, Delivered):
-                return _delivered(outcome, attempts, throttles)
-            if isinstance(outcome, Permanent):
-                return _permanent(outcome, attempts, throttles)
-            delay = self._backoff.delay(attempts - 1)
-            if attempts >= self.max_attempts or age + delay > self.max_retry_age_s:
-                return _exhausted(outcome, attempts, throttles, age)
-            tally.retries += 1
-            await self._clock.sleep(delay)
-
-    def _gate_seconds(self, outcome: Throttled) -> float:
-        seconds = self.default_retry_after_s if outcome.retry_after is None else outcome.retry_after
-        # A bogus Retry-After of a day would silently stall a replay; cap it.
-        return min(seconds, self.max_retry_after_s)
+            if isinstance(decision, Retry):
+                attempts += 1
+                tally.retries += 1
+                await self._clock.sleep(decision.delay_s)
+                continue
+            if not isinstance(decision, Bury) or decision.counted:
+                attempts += 1
+            return _result(outcome, decision, attempts, throttles)
 
 
 async def _stream(requests: Requests) -> AsyncGenerator[KlaviyoRequest, None]:
@@ -164,48 +162,24 @@ async def _stream(requests: Requests) -> AsyncGenerator[KlaviyoRequest, None]:
             yield request
 
 
-def _delivered(outcome: Delivered, attempts: int, throttles: int) -> Result:
-    return Result(
-        status="delivered",
-        attempts=attempts,
-        throttles=throttles,
-        http_status=outcome.status,
-        partial_failure=outcome.partial_failure,
-    )
-
-
-def _permanent(outcome: Permanent, attempts: int, throttles: int) -> Result:
-    reason = f"http_{outcome.status}" if outcome.status else outcome.reason
-    detail = outcome.detail if outcome.status == 0 else f"{outcome.reason}: {outcome.detail}"
-    return Result(
-        status="failed",
-        attempts=attempts,
-        throttles=throttles,
-        reason=reason,
-        detail=trim(detail),
-        http_status=outcome.status or None,
-        pointer=outcome.pointer,
-    )
-
-
-def _exhausted(outcome: Retryable, attempts: int, throttles: int, age: float) -> Result:
-    last = f"{outcome.reason} {outcome.detail}".strip()
+def _result(outcome: Outcome, decision: Ack | Bury, attempts: int, throttles: int) -> Result:
+    """The request's result: delivered, or failed with the retry policy's reason."""
+    if isinstance(outcome, Delivered):
+        return Result(
+            status="delivered",
+            attempts=attempts,
+            throttles=throttles,
+            http_status=outcome.status,
+            partial_failure=outcome.partial_failure,
+        )
+    assert isinstance(decision, Bury)
+    status = 429 if isinstance(outcome, Throttled) else outcome.status
     return Result(
         status="failed",
         attempts=attempts,
         throttles=throttles,
-        reason="retries_exhausted",
-        detail=trim(f"gave up after {attempts} attempts in {age:.1f}s; last: {last}"),
-        http_status=outcome.status,
-    )
-
-
-def _throttled_too_long(attempts: int, throttles: int, age: float, outcome: Throttled) -> Result:
-    return Result(
-        status="failed",
-        attempts=attempts,
-        throttles=throttles,
-        reason="throttled_too_long",
-        detail=trim(f"still throttled after {throttles} 429s in {age:.1f}s; {outcome.detail}"),
-        http_status=429,
+        reason=decision.reason,
+        detail=trim(decision.detail),
+        http_status=status or None,
+        pointer=outcome.pointer if isinstance(outcome, Permanent) else None,
     )
