@@ -174,20 +174,26 @@ class World:
         self.ready.add(job)
 
     def claim(self) -> None:
-        """Claim ready jobs in id order, send those the barrier allows (the rest stay queued)."""
-        for job in sorted(self.ready):
-            if self.rng.random() < 0.5:
-                continue  # not due yet (backoff), or beyond this claim's window
-            if not self.barrier.may_send(self.profile_of[job], job):
-                continue
-            self.check_nothing_earlier_is_failing(job)
+        """Claim ready jobs in id order and send what ``Barrier.admit`` allows, as the dispatcher does."""
+        claimed = [job for job in sorted(self.ready) if self.rng.random() < 0.5]  # the rest: not due yet
+        admission = self.barrier.admit((self.profile_of[job], job) for job in claimed)
+        assert sorted(admission.send + list(admission.held)) == claimed
+        sent_now: list[int] = []
+        for job in admission.send:
+            self.check_nothing_earlier_is_failing(job, sent_now)
+            sent_now.append(job)
             self.ready.discard(job)
             self.in_flight.add(job)
             self.sends.append(job)
 
-    def check_nothing_earlier_is_failing(self, job: int) -> None:
+    def check_nothing_earlier_is_failing(self, job: int, sent_before_in_claim: list[int]) -> None:
+        """Every earlier failing job of the profile goes out before it, in the same claim."""
         profile = self.profile_of[job]
-        earlier = [other for other in self.failing if other < job and self.profile_of[other] == profile]
+        earlier = [
+            other
+            for other in self.failing
+            if other < job and self.profile_of[other] == profile and other not in sent_before_in_claim
+        ]
         assert not earlier, f"job {job} sent while earlier job(s) {earlier} of {profile} are failing"
 
     def answer(self, fail_probability: float) -> None:
@@ -244,6 +250,23 @@ def test_simulation_never_sends_a_job_while_an_earlier_job_of_its_profile_is_fai
     assert world.failing == set()
     assert world.barrier.blocked() == {}
     assert len(world.barrier) == 0
+
+
+def test_admit_sends_a_blocked_profiles_consecutive_failed_jobs_with_their_blocker() -> None:
+    barrier = Barrier()
+    for job in (3, 5, 8):
+        barrier.failed(P, job)
+    admission = barrier.admit([(P, 3), (Q, 4), (P, 5), (P, 6), (P, 8)])
+    # 3 is the blocker, 5 its next failure; 6 never failed, so 8 waits behind it (a gap).
+    assert admission.send == [3, 4, 5]
+    assert admission.held == {6: 3, 8: 3}
+
+
+def test_admit_holds_a_failed_job_claimed_without_its_blocker() -> None:
+    barrier = Barrier()
+    barrier.failed(P, 3)
+    barrier.failed(P, 5)
+    assert barrier.admit([(P, 5)]) == ([], {5: 3})
 
 
 def test_simulation_over_many_profiles_completes_every_job() -> None:

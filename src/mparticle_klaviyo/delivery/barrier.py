@@ -16,12 +16,28 @@ Invariants (checked by tests/delivery/test_barrier.py, one test each, and its si
 4. A failure of a job later than the blocker does not move the blocker: the earliest failure
    is what must be resolved first (the later one is remembered, see 3).
 5. Jobs without a profile key (``""``) are never blocked.
+6. ``admit`` (what the dispatcher runs on each claim, in id order) sends a blocked key's later
+   failed jobs with its blocker's retry: each next failed job of the key, in id order, as long as
+   the claim carries it right after the one before (no other job of the key between); all else
+   of a blocked key is held. So a job is sent only after every earlier failing job of its key,
+   in the same claim; one profile's failed jobs drain together instead of one per retry.
 
 The barrier holds only blocked keys and their failed jobs, so it is as small as the set of
 failing profiles; after a restart the dispatcher rebuilds it from the store's failing jobs.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import NamedTuple
+
+
+class Admission(NamedTuple):
+    """A claim split by the barrier: job ids to send now, and held ones with their key's blocker."""
+
+    send: list[int]
+    held: dict[int, int]
 
 
 class Barrier:
@@ -58,6 +74,24 @@ class Barrier:
             del self._blockers[key]
         elif self._blockers[key] == job_id:
             self._blockers[key] = min(failing)
+
+    def admit(self, claimed: Iterable[tuple[str, int]]) -> Admission:
+        """Split a claim's (key, job id) pairs, in id order, into sent and held (invariant 6)."""
+        send: list[int] = []
+        held: dict[int, int] = {}
+        retrying: dict[str, deque[int]] = {}  # key -> its failed jobs after those sent so far
+        for key, job_id in claimed:
+            if self.may_send(key, job_id):
+                send.append(job_id)
+                if self._blockers.get(key) == job_id:
+                    retrying[key] = deque(self.failing(key)[1:])
+            elif (after := retrying.get(key)) and after[0] == job_id:
+                after.popleft()
+                send.append(job_id)
+            else:
+                retrying.pop(key, None)  # a gap: the rest waits for the jobs before it
+                held[job_id] = self._blockers[key]
+        return Admission(send, held)
 
     def blocked(self) -> dict[str, int]:
         """Blocked keys and their blockers (a copy), for metrics and tests."""
