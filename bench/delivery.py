@@ -11,6 +11,11 @@ backlog of ``bench/workload.py`` batches larger than the run can drain is queued
 Baseline: the limit itself. Utilisation = events the emulator recorded per minute / (steady
 requests per minute x events a request can carry: 1 in client mode, 1000 in server mode). After
 a graceful stop every queued event must be recorded by the emulator or still be in the store.
+
+Two more delivery scenarios have scripts of their own: ``bench/trickle.py`` (single-event batches
+arriving faster than the bulk-job limit lets jobs leave: what each job carries) and
+``bench/backfill.py`` (``replay`` of a large export at Klaviyo's XL limits: wall time against
+the minimum the limits allow).
 """
 
 from __future__ import annotations
