@@ -312,3 +312,52 @@ def test_the_installed_console_script_runs_map(tmp_path: Path) -> None:
     )
     assert done.returncode == 0
     assert json.loads(done.stdout.splitlines()[0])["path"] == "/client/events?company_id=***"
+
+
+def test_a_commerce_field_shadowing_an_event_attribute_prints_a_warning_line(tmp_path: Path) -> None:
+    action = {"action": "purchase", "transaction_id": "T-1", "products": [{"id": "S1", "name": "product uno"}]}
+    doc = batch_doc(commerce(product_action=action, custom_attributes={"ProductName": "FROM_EVENT"}))
+    result = run(batch_file(tmp_path, doc), "--config", config(tmp_path))
+    assert (result.code, result.kinds()) == (0, ["request", "request", "warning"])
+    ordered = result.lines[1]["body"]["data"]["attributes"]["properties"]
+    assert ordered["ProductName"] == "product uno"
+    assert result.lines[2] == {
+        "batch": 0,
+        "kind": "warning",
+        "reason": "attribute_shadowed",
+        "event": 0,
+        "detail": "event attribute 'ProductName' is shadowed by the commerce field of that name",
+    }
+
+
+def test_a_near_spelling_of_a_reserved_event_key_prints_a_warning_line(tmp_path: Path) -> None:
+    doc = batch_doc(custom("A", custom_attributes={"$eventid": "e-1", "$Value": 3}))
+    result = run(batch_file(tmp_path, doc), "--config", config(tmp_path))
+    attributes = result.lines[0]["body"]["data"]["attributes"]
+    assert (attributes["value"], attributes["properties"]) == (3, {"$eventid": "e-1"})
+    assert result.lines[1:] == [
+        {
+            "batch": 0,
+            "kind": "warning",
+            "reason": "near_reserved_key",
+            "event": 0,
+            "detail": "event attribute '$eventid' looks like '$event_id' but is not it; sent as a property",
+        }
+    ]
+
+
+def test_a_ccpa_opt_out_is_a_profile_property_and_never_a_subscription(tmp_path: Path) -> None:
+    consent = {"ccpa": {"data_sale_opt_out": {"consented": True}}}
+    doc = batch_doc(custom("A"), identities={"email": EMAIL, "mobile_number": PHONE}, consent=consent)
+    body = 'consent_mapping = { email_marketing = "email" }\nlist_id = "Y6nRLr"\n'
+    result = run(batch_file(tmp_path, doc), "--config", config(tmp_path, body))
+    assert (result.code, [line["path"] for line in result.lines]) == (0, ["/client/events?company_id=***"])
+    profile = result.lines[0]["body"]["data"]["attributes"]["profile"]["data"]["attributes"]
+    assert profile["properties"] == {"data_sale_opt_out": True}
+
+
+def test_a_consent_mapping_of_the_ccpa_opt_out_is_a_config_error(tmp_path: Path) -> None:
+    body = 'consent_mapping = { data_sale_opt_out = "directmail" }\n'
+    result = run(batch_file(tmp_path, batch_doc(custom())), "--config", config(tmp_path, body))
+    assert (result.code, result.stdout) == (2, "")
+    assert "connections.main.consent_mapping: purpose 'data_sale_opt_out' is CCPA's opt-out" in result.stderr

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mparticle_klaviyo.mapping.commerce import commerce_metrics, item_total
-from mparticle_klaviyo.mapping.result import Notice
+from mparticle_klaviyo.mapping.result import MappedBatch, Notice
 from mparticle_klaviyo.mparticle.model import Commerce, Item
 from tests.mapping.builders import T0_ISO, batch_doc, commerce, drops, map_doc, metrics, product
 
@@ -285,11 +285,84 @@ def test_a_product_total_is_its_own_total_else_price_times_quantity(item: Item, 
 
 
 def test_commerce_metrics_returns_none_for_an_unsupported_action() -> None:
-    assert commerce_metrics(Commerce(kind="product", action="teleport"), {}) is None
-    assert commerce_metrics(Commerce(kind="promotion", action="hover"), {}) is None
+    assert commerce_metrics(Commerce(kind="product", action="teleport"), {}, []) is None
+    assert commerce_metrics(Commerce(kind="promotion", action="hover"), {}, []) is None
 
 
-def test_event_attributes_win_over_generated_properties_of_the_same_name() -> None:
-    action = {"action": "purchase", "transaction_id": "T-1"}
-    result = map_doc(batch_doc(commerce(product_action=action, custom_attributes={"OrderId": "mine"})))
-    assert result.events[0].attributes["properties"]["OrderId"] == "mine"
+def shadowed(result: MappedBatch) -> list[tuple[int | str | None, str | None]]:
+    """``(event, detail)`` of every attribute_shadowed warning."""
+    return [(n.event, n.detail) for n in result.notices if n.reason == "attribute_shadowed"]
+
+
+def one_product_purchase(event_attributes: dict[str, Any], **product_extra: Any) -> dict[str, Any]:
+    action = {
+        "action": "purchase",
+        "transaction_id": "T-1",
+        "total_amount": 10.0,
+        "products": [{"id": "S1", "name": "product uno", "price": 10.0, "quantity": 1, **product_extra}],
+    }
+    return batch_doc(commerce(product_action=action, custom_attributes=event_attributes))
+
+
+def test_the_product_name_wins_over_an_event_attribute_of_the_same_name() -> None:
+    result = map_doc(one_product_purchase({"ProductName": "FROM_EVENT"}))
+    assert metrics(result) == ["Placed Order", "Ordered Product"]
+    assert result.events[0].attributes["properties"]["ProductName"] == "FROM_EVENT"  # no such order field
+    assert result.events[1].attributes["properties"]["ProductName"] == "product uno"
+    assert shadowed(result) == [(0, "event attribute 'ProductName' is shadowed by the commerce field of that name")]
+
+
+def test_order_fields_win_over_event_attributes_of_the_same_name() -> None:
+    result = map_doc(one_product_purchase({"OrderId": "mine", "Items": "mine", "channel": "app"}))
+    order, ordered = (e.attributes["properties"] for e in result.events)
+    assert (order["OrderId"], order["Items"][0]["ProductName"], order["channel"]) == ("T-1", "product uno", "app")
+    assert (ordered["OrderId"], ordered["channel"]) == ("T-1", "app")
+    assert [detail for _, detail in shadowed(result)] == [
+        "event attribute 'OrderId' is shadowed by the commerce field of that name",
+        "event attribute 'Items' is shadowed by the commerce field of that name",
+    ]
+
+
+def test_a_shadowed_attribute_value_never_appears_in_the_warning() -> None:
+    result = map_doc(one_product_purchase({"ProductName": "SECRET-VALUE"}))
+    assert all("SECRET-VALUE" not in (n.detail or "") for n in result.notices)
+
+
+def test_product_fields_win_over_product_attributes_of_the_same_name() -> None:
+    result = map_doc(one_product_purchase({}, custom_attributes={"ProductID": "other", "size": "9"}))
+    order, ordered = (e.attributes["properties"] for e in result.events)
+    assert (order["Items"][0]["ProductID"], order["Items"][0]["size"]) == ("S1", "9")
+    assert (ordered["ProductID"], ordered["size"]) == ("S1", "9")
+    assert shadowed(result) == [(0, "product attribute 'ProductID' is shadowed by the commerce field of that name")]
+
+
+def test_in_an_ordered_product_product_attributes_win_over_event_attributes() -> None:
+    result = map_doc(one_product_purchase({"size": "event", "channel": "app"}, custom_attributes={"size": "9"}))
+    order, ordered = (e.attributes["properties"] for e in result.events)
+    assert (ordered["size"], ordered["channel"], order["size"]) == ("9", "app", "event")
+    assert shadowed(result) == [(0, "event attribute 'size' is shadowed by the product attribute of that name")]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"promotion_action": {"action": "view", "promotions": [{"id": "P1"}]}}, "Promotions"),
+        ({"product_impressions": [{"products": [product("S1", 1.0)]}]}, "Impressions"),
+        ({"product_action": {"action": "add_to_cart", "products": [product("S1", 1.0)]}}, "Items"),
+    ],
+)
+def test_every_commerce_list_wins_over_an_event_attribute_of_its_name(data: dict[str, Any], field: str) -> None:
+    result = map_doc(batch_doc(commerce(custom_attributes={field: "mine"}, **data)))
+    assert isinstance(result.events[0].attributes["properties"][field], list)
+    assert shadowed(result) == [(0, f"event attribute {field!r} is shadowed by the commerce field of that name")]
+
+
+def test_a_shadowed_attribute_is_reported_once_per_event() -> None:
+    action = {"action": "purchase", "transaction_id": "T-1", "products": [product("S1", 1.0), product("S2", 2.0)]}
+    result = map_doc(batch_doc(commerce(product_action=action, custom_attributes={"OrderId": "x"})))
+    assert len(result.events) == 3
+    assert shadowed(result) == [(0, "event attribute 'OrderId' is shadowed by the commerce field of that name")]
+
+
+def test_attributes_that_collide_with_nothing_raise_no_warning() -> None:
+    assert map_doc(batch_doc(purchase(custom_attributes={"channel": "app"}))).notices == []

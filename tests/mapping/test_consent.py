@@ -8,7 +8,7 @@ import pytest
 
 from mparticle_klaviyo.mapping.result import Notice, Subscription
 from mparticle_klaviyo.mapping.settings import MappingSettings
-from tests.mapping.builders import EMAIL, PHONE, batch_doc, custom, gdpr, map_doc, metrics
+from tests.mapping.builders import EMAIL, PHONE, T0, batch_doc, custom, gdpr, map_doc, metrics
 
 MAPPING = {
     "email_marketing": "email",
@@ -81,10 +81,80 @@ def test_purposes_match_the_mapping_in_any_case() -> None:
     assert map_doc(doc, settings).subscriptions[0].channels == ("email",)
 
 
-def test_the_ccpa_purpose_can_be_mapped_too() -> None:
-    doc = batch_doc(custom(), identities=BOTH, consent={"ccpa": {"data_sale_opt_out": {"consented": True}}})
-    settings = MappingSettings(consent_mapping={"data_sale_opt_out": "web"})
-    assert map_doc(doc, settings).events[0].profile["properties"] == {"consent": ["web"]}
+def ccpa(opted_out: bool) -> dict[str, Any]:
+    """A batch ``consent_state`` with CCPA's one purpose (``consented: true`` = opted out of sale)."""
+    return {"ccpa": {"data_sale_opt_out": {"consented": opted_out, "timestamp_unixtime_ms": T0}}}
+
+
+def firehose_doc(consent_state: dict[str, Any]) -> dict[str, Any]:
+    """A Firehose request for one user with both identities and the given consent state."""
+    return {
+        "type": "event_processing_request",
+        "id": "req-1",
+        "user_identities": [
+            {"type": "email", "encoding": "raw", "value": EMAIL},
+            {"type": "mobile_number", "encoding": "raw", "value": PHONE},
+        ],
+        "runtime_environment": {"type": "ios"},
+        "consent_state": consent_state,
+        "events": [{"type": "custom_event", "id": "e1", "name": "Signed Up", "timestamp_ms": T0}],
+    }
+
+
+CCPA_SHAPES = {
+    "batch": lambda opted_out: batch_doc(custom("Signed Up"), identities=BOTH, consent=ccpa(opted_out)),
+    "firehose": lambda opted_out: firehose_doc(
+        {"ccpa_consent_state": {"data_sale_opt_out": {"consented": opted_out, "timestamp_unixtime_ms": T0}}}
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(CCPA_SHAPES))
+@pytest.mark.parametrize("channel", ["email", "sms", "mobile", "web", "directmail"])
+def test_a_ccpa_opt_out_is_never_a_granted_consent_even_when_mapped(shape: str, channel: str) -> None:
+    # Only a MappingSettings built in code can hold this entry: parse_consent_mapping refuses it.
+    settings = MappingSettings(consent_mapping={"data_sale_opt_out": channel}, list_id="L")
+    result = map_doc(CCPA_SHAPES[shape](True), settings)
+    assert result.subscriptions == []
+    assert result.events[0].profile["properties"] == {"data_sale_opt_out": True}
+    assert metrics(result) == ["Signed Up"]
+
+
+@pytest.mark.parametrize("shape", sorted(CCPA_SHAPES))
+@pytest.mark.parametrize("opted_out", [True, False])
+def test_the_ccpa_state_is_the_data_sale_opt_out_profile_property(shape: str, opted_out: bool) -> None:
+    result = map_doc(CCPA_SHAPES[shape](opted_out), CLIENT)
+    assert (result.subscriptions, result.notices) == ([], [])
+    assert result.events[0].profile["properties"] == {"data_sale_opt_out": opted_out}
+
+
+def test_a_ccpa_opt_out_does_not_revoke_a_gdpr_grant() -> None:
+    consent = {**gdpr(email_marketing=True), **ccpa(True)}
+    result = map_doc(batch_doc(custom(), identities=BOTH, consent=consent), CLIENT)
+    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE)]
+    assert result.events[0].profile["properties"] == {"data_sale_opt_out": True}
+
+
+def test_gdpr_purposes_in_the_firehose_shape_are_read_like_the_batch_shape() -> None:
+    state = {"gdpr_consent_state": {"Email_Marketing": {"consented": True}, "letters": {"consented": False}}}
+    result = map_doc(firehose_doc(state), CLIENT)
+    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE)]
+    assert result.notices == [
+        Notice(kind="dropped", reason="consent_removal_not_supported", consent="letters", detail="directmail")
+    ]
+
+
+def test_the_ccpa_property_replaces_a_user_attribute_of_that_name_with_a_warning() -> None:
+    doc = batch_doc(custom(), identities=BOTH, attributes={"data_sale_opt_out": "no"}, consent=ccpa(True))
+    result = map_doc(doc, CLIENT)
+    assert result.events[0].profile["properties"] == {"data_sale_opt_out": True}
+    assert result.notices == [
+        Notice(
+            kind="warning",
+            reason="attribute_shadowed",
+            detail="user attribute 'data_sale_opt_out' is shadowed by the CCPA consent state",
+        )
+    ]
 
 
 def test_in_client_mode_without_a_list_id_subscriptions_are_dropped_per_channel() -> None:
@@ -137,4 +207,12 @@ def test_a_profile_without_email_or_phone_forwards_no_consent() -> None:
 
 def test_the_consent_property_replaces_a_custom_attribute_of_that_name() -> None:
     doc = batch_doc(custom(), identities=BOTH, attributes={"consent": "yes", "plan": "pro"}, consent=gdpr(letters=True))
-    assert map_doc(doc, CLIENT).events[0].profile["properties"] == {"consent": ["directmail"], "plan": "pro"}
+    result = map_doc(doc, CLIENT)
+    assert result.events[0].profile["properties"] == {"consent": ["directmail"], "plan": "pro"}
+    assert result.notices == [
+        Notice(
+            kind="warning",
+            reason="attribute_shadowed",
+            detail="user attribute 'consent' is shadowed by the granted consent channels",
+        )
+    ]

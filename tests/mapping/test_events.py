@@ -15,6 +15,7 @@ from tests.mapping.builders import (
     T0,
     T0_ISO,
     batch_doc,
+    commerce,
     custom,
     decode_one,
     drops,
@@ -23,6 +24,7 @@ from tests.mapping.builders import (
     metric,
     metrics,
     only,
+    product,
 )
 
 YEAR_MS = 365 * 24 * 3600 * 1000
@@ -305,3 +307,112 @@ def metric_name(attributes: dict[str, Any]) -> str:
 def test_metric_helper_reads_the_same_name() -> None:
     result = map_doc(batch_doc(custom("A")))
     assert metric(result.events[0]) == metric_name(result.events[0].attributes) == "A"
+
+
+def test_a_screen_name_attribute_is_shadowed_by_the_screen_name_with_a_warning() -> None:
+    result = map_doc(batch_doc(ev("screen_view", screen_name="Home", custom_attributes={"screen_name": "Mine"})))
+    assert only(result).attributes["properties"] == {"screen_name": "Home"}
+    assert result.notices == [
+        Notice(
+            kind="warning",
+            reason="attribute_shadowed",
+            event=0,
+            detail="event attribute 'screen_name' is shadowed by the screen view field of that name",
+        )
+    ]
+
+
+def test_a_session_duration_attribute_is_shadowed_by_the_session_duration_with_a_warning() -> None:
+    result = map_doc(batch_doc(ev("session_end", session_duration_ms=5, custom_attributes={"session_duration_ms": 1})))
+    assert only(result).attributes["properties"] == {"session_duration_ms": 5}
+    assert [n.reason for n in result.notices] == ["attribute_shadowed"]
+
+
+@pytest.mark.parametrize("key", ["$Value", "$VALUE", "$vAlUe"])
+def test_value_is_matched_in_any_case(key: str) -> None:
+    attributes = attributes_of(custom(custom_attributes={key: "2.5", "k": "v"}))
+    assert (attributes["value"], attributes["properties"]) == (2.5, {"k": "v"})
+
+
+@pytest.mark.parametrize("key", ["$Event_Id", "$EVENT_ID", "$Event_ID"])
+def test_event_id_is_matched_in_any_case(key: str) -> None:
+    attributes = attributes_of(custom(custom_attributes={key: "evt-9", "k": "v"}, source_message_id="m1"))
+    assert (attributes["unique_id"], attributes["properties"]) == ("evt-9", {"k": "v"})
+
+
+RESERVED_EVENT_SPELLINGS = [
+    ("$value", "$Value", "value"),
+    ("$value", "$VALUE", "value"),
+    ("$VALUE", "$Value", "value"),
+    ("$event_id", "$Event_Id", "unique_id"),
+    ("$event_id", "$EVENT_ID", "unique_id"),
+    ("$EVENT_ID", "$Event_Id", "unique_id"),
+]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize(("winner", "loser", "field"), RESERVED_EVENT_SPELLINGS)
+def test_the_exact_spelling_of_a_reserved_event_key_wins_whatever_the_order(
+    winner: str, loser: str, field: str, reverse: bool
+) -> None:
+    items = [(winner, "7"), (loser, "8")]
+    result = map_doc(batch_doc(custom(custom_attributes=dict(reversed(items) if reverse else items))))
+    attributes = only(result).attributes
+    assert (attributes[field], attributes["properties"]) == (7 if field == "value" else "7", {})
+    assert result.notices == [
+        Notice(
+            kind="warning",
+            reason="attribute_shadowed",
+            event=0,
+            detail=f"event attribute {loser!r} is shadowed by {winner!r}",
+        )
+    ]
+
+
+def test_a_value_in_another_case_that_is_not_a_number_drops_the_event() -> None:
+    result = map_doc(batch_doc(custom(custom_attributes={"$Value": "ten"})))
+    assert result.notices == [Notice(kind="dropped", reason="invalid_value", event=0, detail="/$Value is not a number")]
+
+
+def test_a_commerce_value_in_another_case_is_the_order_value() -> None:
+    action = {"action": "purchase", "total_amount": 5.0, "products": [product("S1", 5.0)]}
+    result = map_doc(batch_doc(commerce(product_action=action, custom_attributes={"$VALUE": 9, "$Event_Id": "o-1"})))
+    assert [(e.unique_id, e.attributes["value"]) for e in result.events] == [("o-1", 9), ("o-1:0", 5.0)]
+    assert "$VALUE" not in result.events[0].attributes["properties"]
+
+
+@pytest.mark.parametrize(
+    ("key", "reserved"),
+    [
+        ("$eventid", "$event_id"),
+        ("$event-id", "$event_id"),
+        ("$event id", "$event_id"),
+        ("$Event.Id", "$event_id"),
+        ("$$event_id", "$event_id"),
+        ("event_id", "$event_id"),
+        ("eventId", "$event_id"),
+        ("EVENT-ID", "$event_id"),
+        ("$_value", "$value"),
+        ("$$value", "$value"),
+        ("$val_ue", "$value"),
+        ("$Value ", "$value"),
+    ],
+)
+def test_a_near_spelling_of_a_reserved_key_passes_through_with_a_warning(key: str, reserved: str) -> None:
+    result = map_doc(batch_doc(custom(custom_attributes={key: "1"}, source_message_id="m1")))
+    attributes = only(result).attributes
+    assert (attributes["properties"], attributes["unique_id"], "value" in attributes) == ({key: "1"}, "m1", False)
+    assert result.notices == [
+        Notice(
+            kind="warning",
+            reason="near_reserved_key",
+            event=0,
+            detail=f"event attribute {key!r} looks like {reserved!r} but is not it; sent as a property",
+        )
+    ]
+
+
+@pytest.mark.parametrize("key", ["value", "Value", "id", "event", "eventname", "$event", "$values", "event_ids"])
+def test_ordinary_names_close_to_reserved_keys_raise_no_warning(key: str) -> None:
+    result = map_doc(batch_doc(custom(custom_attributes={key: "1"})))
+    assert (only(result).attributes["properties"], result.notices) == ({key: "1"}, [])

@@ -83,3 +83,8 @@ def test_normalisation_gives_e164_or_none_for_any_text(raw: str, region: str | N
 def test_normalisation_gives_e164_or_none_for_any_phone_like_text(raw: str, region: str | None) -> None:
     result = to_e164(raw, region)
     assert result is None or E164.match(result)
+
+
+def test_a_number_longer_than_e164_allows_is_left_out() -> None:
+    # Found by hypothesis: phonenumbers calls this German number possible; it has 16 digits.
+    assert to_e164("+4910000000000000", None) is None

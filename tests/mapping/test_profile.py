@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mparticle_klaviyo.mapping.names import KLAVIYO_RESERVED, FieldPath
 from mparticle_klaviyo.mapping.profile import build_profile
@@ -267,3 +270,90 @@ def test_odd_unicode_attributes_are_kept_as_they_are() -> None:
     attributes = {"$FirstName": "יעל", "note": "🎉\u0000\u202e", "город": "Москва"}
     profile, _ = profile_of(attributes=attributes)
     assert (profile["first_name"], profile["properties"]) == ("יעל", {"note": "🎉\u0000\u202e", "город": "Москва"})
+
+
+# Sources of one profile field, best first: a mapped attribute, Klaviyo's exact spelling, other
+# cases of it, then mParticle's spellings; ties go to the lower attribute name (code points).
+FIRST_NAME_SOURCES = ["nickname", "$first_name", "$FIRST_NAME", "$First_Name", "$FirstName", "$firstname"]
+CITY_SOURCES = ["favorite_town", "$city", "$CITY", "$City"]
+REGION_SOURCES = ["home_state", "$region", "$Region", "$STATE", "$State", "$state"]
+RANKED = [(FIRST_NAME_SOURCES, ("first_name",)), (CITY_SOURCES, ("location", "city"))]
+RANKED.append((REGION_SOURCES, ("location", "region")))
+MAPPED = MappingSettings(
+    property_mapping={
+        "nickname": ("first_name",),
+        "favorite_town": ("location", "city"),
+        "home_state": ("location", "region"),
+    }
+)
+
+
+def ranked_pairs() -> list[tuple[str, str, FieldPath]]:
+    """Every ordered pair of two sources of one field: (first in the JSON, second, field)."""
+    return [(first, second, path) for sources, path in RANKED for first, second in itertools.permutations(sources, 2)]
+
+
+@pytest.mark.parametrize(("first", "second", "path"), ranked_pairs())
+def test_the_better_source_wins_a_profile_field_whatever_the_key_order(
+    first: str, second: str, path: FieldPath
+) -> None:
+    sources = next(s for s, p in RANKED if p == path)
+    winner, loser = sorted((first, second), key=sources.index)
+    profile, notices = profile_of(attributes={first: first, second: second}, settings=MAPPED)
+    assert field(profile, path) == winner
+    assert "properties" not in profile
+    assert notices == [
+        Notice(
+            kind="warning",
+            reason="attribute_shadowed",
+            detail=f"user attribute {loser!r} is shadowed by {winner!r} for {'.'.join(path)}",
+        )
+    ]
+
+
+@given(st.permutations(FIRST_NAME_SOURCES + CITY_SOURCES), st.integers(2, len(FIRST_NAME_SOURCES + CITY_SOURCES)))
+def test_any_mix_of_sources_in_any_order_gives_the_same_profile(order: list[str], count: int) -> None:
+    names = order[:count]
+    forward = profile_of(attributes={n: n for n in names}, settings=MAPPED)
+    backward = profile_of(attributes={n: n for n in reversed(names)}, settings=MAPPED)
+    assert forward[0] == backward[0]
+    assert sorted(map(repr, forward[1])) == sorted(map(repr, backward[1]))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_mapped_attribute_wins_over_a_reserved_one_in_either_order(reverse: bool) -> None:
+    settings = MappingSettings(property_mapping={"favorite_town": ("location", "city")})
+    items = [("favorite_town", "Paris"), ("$city", "Boston")]
+    profile, _ = profile_of(attributes=dict(reversed(items) if reverse else items), settings=settings)
+    assert profile["location"] == {"city": "Paris"}
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_an_invalid_better_source_falls_back_to_the_next_one(reverse: bool) -> None:
+    items = [("$first_name", ""), ("$FirstName", "Jane")]
+    profile, notices = profile_of(attributes=dict(reversed(items) if reverse else items))
+    assert profile["first_name"] == "Jane"
+    assert [n.reason for n in notices] == ["invalid_attribute"]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_an_attribute_named_like_a_trimmed_one_wins_over_it(reverse: bool) -> None:
+    items = [("plan", "kept"), ("$plan", "lost")]
+    profile, notices = profile_of(attributes=dict(reversed(items) if reverse else items))
+    assert profile["properties"] == {"plan": "kept"}
+    assert notices == [
+        Notice(kind="warning", reason="attribute_shadowed", detail="user attribute '$plan' is shadowed by 'plan'")
+    ]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_phone_region_comes_from_the_country_that_wins(reverse: bool) -> None:
+    items = [("$country", "GB"), ("$Country", "US")]
+    profile, _ = profile_of({"mobile_number": "020 7946 0000"}, dict(reversed(items) if reverse else items))
+    assert (profile["phone_number"], profile["location"]) == ("+442079460000", {"country": "GB"})
+
+
+def test_the_phone_region_follows_a_mapped_country_attribute() -> None:
+    settings = MappingSettings(property_mapping={"pays": ("location", "country")})
+    profile, _ = profile_of({"mobile_number": "06 12 34 56 78"}, {"pays": "FR"}, settings)
+    assert profile["phone_number"] == "+33612345678"

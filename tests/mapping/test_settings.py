@@ -141,6 +141,12 @@ def test_consent_mapping_accepts_the_five_legacy_channels(channel: str) -> None:
     assert parse_consent_mapping({"p": channel}) == {"p": channel}
 
 
+@pytest.mark.parametrize("purpose", ["data_sale_opt_out", "Data_Sale_Opt_Out"])
+def test_consent_mapping_refuses_the_ccpa_opt_out_purpose(purpose: str) -> None:
+    with pytest.raises(ValueError, match="opt-out of the sale of data, not a consent"):
+        parse_consent_mapping({"email_marketing": "email", purpose: "directmail"})
+
+
 def test_consent_mapping_rejects_other_channels() -> None:
     with pytest.raises(ValueError, match=r"^purpose 'p': channel must be one of email, sms, mobile, web, directmail$"):
         parse_consent_mapping({"p": "whatsapp"})

@@ -150,6 +150,8 @@ def test_the_python_sdk_batch_builds_the_documented_profile(mparticle_fixtures: 
             "Age": "34",
             "favorite_color": "green",
             "interests": ["running", "jazz"],
+            # The fixture's CCPA data_sale_opt_out state (consented: false): not opted out.
+            "data_sale_opt_out": False,
         },
     }
 

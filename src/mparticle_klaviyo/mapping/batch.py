@@ -6,7 +6,7 @@ import hashlib
 
 import msgspec
 
-from mparticle_klaviyo.mapping.consent import apply_consent, granted_channels
+from mparticle_klaviyo.mapping.consent import apply_ccpa, apply_consent, granted_channels
 from mparticle_klaviyo.mapping.events import EventContext, map_event
 from mparticle_klaviyo.mapping.limits import profile_limit_problem
 from mparticle_klaviyo.mapping.profile import build_profile
@@ -37,6 +37,7 @@ def map_batch(batch: UserBatch, settings: MappingSettings, now_ms: float) -> Map
         for event in batch.events:
             out.drop(NO_EMAIL_OR_PHONE, event.index)
         return out
+    apply_ccpa(batch.consents, profile, out)
     apply_consent(granted_channels(batch.consents, settings, out), profile, settings, out)
     problem, profile_bytes = profile_limit_problem(profile.get("properties") or {})
     if problem:

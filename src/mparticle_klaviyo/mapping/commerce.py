@@ -39,43 +39,80 @@ class CommerceMetric(msgspec.Struct, frozen=True):
     suffix: str = ""
 
 
-def commerce_metrics(commerce: Commerce, attributes: dict[str, Any]) -> list[CommerceMetric] | None:
-    """The Klaviyo events for one commerce event, or None when its action is not supported."""
+def commerce_metrics(
+    commerce: Commerce, attributes: dict[str, Any], shadowed: list[str]
+) -> list[CommerceMetric] | None:
+    """The Klaviyo events for one commerce event, or None when its action is not supported.
+
+    Fields derived from the commerce payload win over custom attributes of the same name, and
+    a product's attributes over the event's; each attribute left out is described in ``shadowed``.
+    """
     if commerce.kind == "promotion":
         metric = PROMOTION_METRICS.get(commerce.action.lower())
         if metric is None:
             return None
-        promotions = [_promotion(p) for p in commerce.promotions]
-        return [CommerceMetric(metric, {"Promotions": promotions, **attributes}, None)]
+        fields = {"Promotions": [_promotion(p) for p in commerce.promotions]}
+        return [CommerceMetric(metric, _merge(fields, attributes, "event", shadowed), None)]
     if commerce.kind == "impression":
-        impressions = [{"ListName": i.list_name, "Items": [_item(p) for p in i.items]} for i in commerce.impressions]
-        return [CommerceMetric(IMPRESSION_METRIC, {"Impressions": _clean_list(impressions), **attributes}, None)]
-    return _product_action(commerce, attributes)
+        impressions = [
+            {"ListName": i.list_name, "Items": [_item(p, shadowed) for p in i.items]} for i in commerce.impressions
+        ]
+        fields = {"Impressions": _clean_list(impressions)}
+        return [CommerceMetric(IMPRESSION_METRIC, _merge(fields, attributes, "event", shadowed), None)]
+    return _product_action(commerce, attributes, shadowed)
 
 
-def _product_action(commerce: Commerce, attributes: dict[str, Any]) -> list[CommerceMetric] | None:
+def _product_action(commerce: Commerce, attributes: dict[str, Any], shadowed: list[str]) -> list[CommerceMetric] | None:
     """A product action; a purchase also yields one ``Ordered Product`` per product."""
     action = commerce.action.lower()
     metric = PRODUCT_ACTION_METRICS.get(action)
     if metric is None:
         return None
-    properties = {**_order_fields(commerce), **attributes}
+    products = [_item_fields(i) for i in commerce.items]  # once each, for Items and Ordered Product
+    items = [_merge(f, i.attributes, "product", shadowed) for f, i in zip(products, commerce.items, strict=True)]
+    properties = _merge(_order_fields(commerce, items), attributes, "event", shadowed)
     events = [CommerceMetric(metric, properties, _order_value(commerce))]
     if action == "purchase":
+        tid = commerce.transaction_id
         events.extend(
             CommerceMetric(
                 ORDERED_PRODUCT_METRIC,
-                _ordered_product(commerce, item, attributes),
-                item_total(item),
+                _ordered_product(tid, fields, item.attributes, attributes, shadowed),
+                fields.get("RowTotal"),
                 f":{n}",
             )
-            for n, item in enumerate(commerce.items)
+            for n, (fields, item) in enumerate(zip(products, commerce.items, strict=True))
         )
     return events
 
 
-def _order_fields(commerce: Commerce) -> dict[str, Any]:
-    """Transaction fields and the product list of an order or cart event."""
+def _merge(
+    fields: dict[str, Any],
+    attributes: dict[str, Any],
+    source: str,
+    shadowed: list[str],
+    derived: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``fields`` plus the custom ``attributes`` whose names they do not already hold.
+
+    ``derived`` (default: all of ``fields``) are the commerce fields, for naming the winner.
+    """
+    if not attributes:
+        return fields  # every caller passes a dict of its own: no copy needed
+    merged = {**fields, **attributes}
+    if len(merged) == len(fields) + len(attributes):
+        return merged  # no name in common: the common case, checked without a loop
+    derived = fields if derived is None else derived
+    for key in attributes:
+        if key in fields:
+            merged[key] = fields[key]  # keeps the field's position too
+            winner = "commerce field" if key in derived else "product attribute"
+            shadowed.append(f"{source} attribute {key!r} is shadowed by the {winner} of that name")
+    return merged
+
+
+def _order_fields(commerce: Commerce, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Transaction fields and the product list (``items``, built by the caller) of an order or cart event."""
     fields = {
         "OrderId": commerce.transaction_id,
         "Affiliation": commerce.affiliation,
@@ -85,7 +122,7 @@ def _order_fields(commerce: Commerce) -> dict[str, Any]:
         "ItemNames": [i.name for i in commerce.items if i.name] or None,
         "Brands": sorted({i.brand for i in commerce.items if i.brand}) or None,
         "Categories": sorted({i.category for i in commerce.items if i.category}) or None,
-        "Items": [_item(i) for i in commerce.items] or None,
+        "Items": items or None,
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -108,8 +145,13 @@ def item_total(item: Item) -> float | None:
     return item.price * (item.quantity if item.quantity is not None else 1)
 
 
-def _item(item: Item) -> dict[str, Any]:
-    """One entry of an ``Items`` list."""
+def _item(item: Item, shadowed: list[str]) -> dict[str, Any]:
+    """One entry of an ``Items`` list: the product's fields, then its custom attributes."""
+    return _merge(_item_fields(item), item.attributes, "product", shadowed)
+
+
+def _item_fields(item: Item) -> dict[str, Any]:
+    """A product's own fields, without its custom attributes."""
     fields = {
         "ProductID": item.id,
         "ProductName": item.name,
@@ -122,13 +164,24 @@ def _item(item: Item) -> dict[str, Any]:
         "RowTotal": item_total(item),
         "CouponCode": item.coupon_code,
     }
-    return {**{k: v for k, v in fields.items() if v is not None}, **item.attributes}
+    return {k: v for k, v in fields.items() if v is not None}
 
 
-def _ordered_product(commerce: Commerce, item: Item, attributes: dict[str, Any]) -> dict[str, Any]:
-    """Properties of one ``Ordered Product`` event."""
-    fields = {"OrderId": commerce.transaction_id, **_item(item)}
-    return {**{k: v for k, v in fields.items() if v is not None}, **attributes}
+def _ordered_product(
+    transaction_id: str | None,
+    fields: dict[str, Any],
+    product_attributes: dict[str, Any],
+    attributes: dict[str, Any],
+    shadowed: list[str],
+) -> dict[str, Any]:
+    """Properties of one ``Ordered Product``: order id and product fields, product attributes, event attributes."""
+    if transaction_id is not None:
+        fields = {"OrderId": transaction_id, **fields}
+    merged = {**fields, **product_attributes, **attributes}  # always a new dict: fields is shared
+    if len(merged) == len(fields) + len(product_attributes) + len(attributes):
+        return merged  # no name in common: the common case
+    product = _merge(fields, product_attributes, "product", shadowed)
+    return _merge(product, attributes, "event", shadowed, derived=fields)
 
 
 def _promotion(promotion: Any) -> dict[str, Any]:

@@ -9,8 +9,10 @@ from typing import Any
 
 from mparticle_klaviyo.klaviyo.limits import EARLIEST_EVENT_YEAR
 from mparticle_klaviyo.mapping.commerce import commerce_metrics
+from mparticle_klaviyo.mapping.event_keys import EVENT_ID, ORDINARY_KEYS, VALUE, other_spellings
 from mparticle_klaviyo.mapping.limits import event_limit_problem
 from mparticle_klaviyo.mapping.result import (
+    ATTRIBUTE_SHADOWED,
     INVALID_CURRENCY,
     INVALID_VALUE,
     LIMIT_EXCEEDED,
@@ -70,27 +72,43 @@ def map_event(event: Event, ctx: EventContext) -> None:
     if event.type not in SUPPORTED_EVENT_TYPES:
         ctx.out.drop(UNSUPPORTED_EVENT_TYPE, event.index, detail=event.type)
         return
-    properties = dict(event.attributes)  # a copy: screen views and session ends add to it
-    event_id = properties.pop("$event_id", None)
-    raw_value = properties.pop("$value", None)
+    properties = dict(event.attributes)  # a copy: reserved keys leave it, screen views add to it
+    event_id = properties.pop(EVENT_ID, None)
+    raw_value = properties.pop(VALUE, None)
+    value_key = VALUE
+    if properties and not ORDINARY_KEYS.issuperset(properties):  # one C-level check; rarely true
+        event_id, raw_value, value_key = other_spellings(
+            event.attributes, properties, event_id, raw_value, event.index, ctx.out
+        )
     value = None if raw_value is None else as_number(raw_value)
     if raw_value is not None and value is None:
-        ctx.out.drop(INVALID_VALUE, event.index, detail="/$value is not a number")
+        ctx.out.drop(INVALID_VALUE, event.index, detail=f"/{value_key} is not a number")
         return
     if not _time_in_range(event, ctx):
         return
     time = _iso_time(event.timestamp_ms)
     unique_id = _unique_id(event, event_id, ctx.batch_key)
-    if event.type != "commerce":
-        metric = _simple_metric(event, properties, ctx)
-        if metric is not None:
-            _emit(event, metric, properties, value, time, unique_id, ctx)
+    if event.type == "commerce":
+        _map_commerce(event, properties, value, time, unique_id, ctx)
         return
-    found = commerce_metrics(event.commerce, properties) if event.commerce else None
+    metric = _simple_metric(event, properties, ctx)
+    if metric is not None:
+        _emit(event, metric, properties, value, time, unique_id, ctx)
+
+
+def _map_commerce(
+    event: Event, properties: dict[str, Any], value: float | None, time: str | None, unique_id: str, ctx: EventContext
+) -> None:
+    """Emit the Klaviyo events of one commerce event, or drop it when its action is not supported."""
+    shadowed: list[str] = []
+    found = commerce_metrics(event.commerce, properties, shadowed) if event.commerce else None
     if found is None:
         action = event.commerce.action if event.commerce else "none"
         ctx.out.drop(UNSUPPORTED_COMMERCE_ACTION, event.index, detail=action)
         return
+    if shadowed:
+        for detail in dict.fromkeys(shadowed):  # once per event, not once per Ordered Product
+            ctx.out.warn(ATTRIBUTE_SHADOWED, event.index, detail=detail)
     for m in found:
         # An explicit $value wins over the order total, not over each Ordered Product's own total.
         amount = value if value is not None and not m.suffix else m.value
@@ -105,18 +123,28 @@ def _simple_metric(event: Event, properties: dict[str, Any], ctx: EventContext) 
         return event.name or None
     if event.type == "screen_view":
         if event.name:
+            if "screen_name" in properties:
+                _shadowed_by_field("screen_name", "screen view", event.index, ctx)
             properties["screen_name"] = event.name
         return SCREEN_VIEW_METRIC
     if event.type == "session_start":
         return SESSION_START_METRIC
     if event.type == "session_end":
         if event.session_duration_ms is not None:
+            if "session_duration_ms" in properties:
+                _shadowed_by_field("session_duration_ms", "session end", event.index, ctx)
             properties["session_duration_ms"] = event.session_duration_ms
         return SESSION_END_METRIC
     metric = TRANSITION_METRICS.get(event.transition or "")
     if metric is None:
         ctx.out.drop(UNSUPPORTED_TRANSITION, event.index, detail=str(event.transition))
     return metric
+
+
+def _shadowed_by_field(key: str, kind: str, index: int, ctx: EventContext) -> None:
+    """Report a custom attribute replaced by a property the event type defines."""
+    detail = f"event attribute {key!r} is shadowed by the {kind} field of that name"
+    ctx.out.warn(ATTRIBUTE_SHADOWED, index, detail=detail)
 
 
 def _emit(

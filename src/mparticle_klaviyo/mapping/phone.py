@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
@@ -13,6 +14,7 @@ from iso3166 import (
 )
 
 # Everyday names that differ from ISO 3166's official and "apolitical" names.
+_E164 = re.compile(r"\+[1-9]\d{1,14}")
 _COUNTRY_ALIASES = {
     "UNITED STATES": "US",
     "UNITED KINGDOM": "GB",
@@ -62,4 +64,7 @@ def to_e164(raw: str, region: str | None) -> str | None:
         return None
     if not phonenumbers.is_possible_number(parsed):
         return None
-    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    e164 = str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    # phonenumbers calls some over-long numbers possible (+49 with 14 national digits): E.164
+    # allows 15 digits in all, and Klaviyo refuses more.
+    return e164 if _E164.fullmatch(e164) else None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mparticle_klaviyo.mapping.names import DEFAULT_ATTRIBUTE_FIELDS, NUMERIC_FIELDS, FieldPath
+from mparticle_klaviyo.mapping.names import DEFAULT_ATTRIBUTE_FIELDS, KLAVIYO_RESERVED, NUMERIC_FIELDS, FieldPath
 from mparticle_klaviyo.mapping.phone import region_for_country, to_e164
 from mparticle_klaviyo.mapping.result import (
+    ATTRIBUTE_SHADOWED,
     INVALID_ATTRIBUTE,
     INVALID_EMAIL,
     INVALID_PHONE,
@@ -26,12 +27,11 @@ def build_profile(batch: UserBatch, settings: MappingSettings, out: MappedBatch)
     email = _email(batch, settings, out)
     if email:
         profile["email"] = email
-    phone = _phone(batch, settings, out)
+    fields, custom = _place_attributes(batch.user_attributes, settings, out)
+    phone = _phone(batch, settings, fields, out)
     if phone:
         profile["phone_number"] = phone
-    custom: dict[str, Any] = {}
-    for name, value in batch.user_attributes.items():
-        _place_attribute(name, value, settings, profile, custom, out)
+    profile.update(fields)
     if custom:
         profile["properties"] = custom
     return profile
@@ -49,49 +49,97 @@ def _email(batch: UserBatch, settings: MappingSettings, out: MappedBatch) -> str
     return None
 
 
-def _phone(batch: UserBatch, settings: MappingSettings, out: MappedBatch) -> str | None:
+def _phone(batch: UserBatch, settings: MappingSettings, fields: dict[str, Any], out: MappedBatch) -> str | None:
     """The phone from the configured identity, in E.164, or None (reported) when unparseable."""
     raw = batch.identities.get(settings.phone_identity)
     if raw is None:
         return None
-    e164 = to_e164(raw, _phone_region(batch, settings))
+    e164 = to_e164(raw, _phone_region(fields, settings))
     if e164 is None:
         out.warn(INVALID_PHONE, detail=f"identity {settings.phone_identity!r} is not a phone number")
     return e164
 
 
-def _phone_region(batch: UserBatch, settings: MappingSettings) -> str | None:
-    """Region for national numbers: the user's ``$country`` attribute, else the default region."""
-    for name, value in batch.user_attributes.items():
-        if name.lower() == "$country" and isinstance(value, str):
-            region = region_for_country(value)
-            if region:
-                return region
-    return settings.default_phone_region
+def _phone_region(fields: dict[str, Any], settings: MappingSettings) -> str | None:
+    """Region for national numbers: the profile's country (whichever attribute won it), else the default."""
+    location = fields.get("location")
+    country = location.get("country") if location else None
+    region = region_for_country(country) if isinstance(country, str) else None
+    return region or settings.default_phone_region
 
 
-def _place_attribute(
-    name: str,
-    value: Any,
-    settings: MappingSettings,
-    profile: dict[str, Any],
-    custom: dict[str, Any],
-    out: MappedBatch,
-) -> None:
-    """Put one attribute where it belongs: property_mapping, reserved names, else custom."""
+def _place_attributes(
+    attributes: dict[str, Any], settings: MappingSettings, out: MappedBatch
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reserved profile fields and custom properties, the same whatever the order of the attributes."""
+    fields: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    contested: list[FieldPath] = []
+    mapping = settings.property_mapping
+    for name, value in attributes.items():
+        key = name.lower()
+        path = mapping.get(key) or DEFAULT_ATTRIBUTE_FIELDS.get(key)
+        if path is None:
+            custom_key = name[1:] if name[:1] == "$" else name
+            if custom_key in custom:
+                _custom_clash(name, custom_key, value, custom, out)
+            else:
+                custom[custom_key] = value
+            continue
+        field_value = _field_value(path, value)
+        if field_value is None:
+            out.warn(INVALID_ATTRIBUTE, detail=f"user attribute {name!r} is not a text value for {'.'.join(path)}")
+            continue
+        if contested and path in contested:
+            continue  # already settled from all the attributes
+        target = fields if len(path) == 1 else fields.setdefault(path[0], {})  # paths have 1 or 2 parts
+        if path[-1] in target:
+            # Rare: a second source of one field. Settle it from all of them, whatever their order.
+            contested.append(path)
+            target[path[-1]] = _settle(path, attributes, settings, out)
+        else:
+            target[path[-1]] = field_value
+    return fields, custom
+
+
+def _settle(path: FieldPath, attributes: dict[str, Any], settings: MappingSettings, out: MappedBatch) -> str | float:
+    """The value of the best valid source of ``path``; every other valid source is reported."""
+    sources: list[tuple[tuple[int, str], str | float]] = []
+    for name, value in attributes.items():
+        key = name.lower()
+        if (settings.property_mapping.get(key) or DEFAULT_ATTRIBUTE_FIELDS.get(key)) == path:
+            field_value = _field_value(path, value)
+            if field_value is not None:  # invalid values are reported where they are met
+                sources.append((_rank(name, settings), field_value))
+    sources.sort(key=lambda source: source[0])
+    (_, winner), best = sources[0]
+    for (_, name), _ in sources[1:]:
+        detail = f"user attribute {name!r} is shadowed by {winner!r} for {'.'.join(path)}"
+        out.warn(ATTRIBUTE_SHADOWED, detail=detail)
+    return best
+
+
+def _rank(name: str, settings: MappingSettings) -> tuple[int, str]:
+    """Precedence of a field's source, lowest first: mapped, Klaviyo's spelling, its other cases, mParticle's.
+
+    The name breaks ties (code-point order), so the result never depends on the order of keys.
+    """
     key = name.lower()
-    path = settings.property_mapping.get(key) or DEFAULT_ATTRIBUTE_FIELDS.get(key)
-    if path is None:
-        custom[name[1:] if name.startswith("$") else name] = value
-        return
-    field_value = _field_value(path, value)
-    if field_value is None:
-        out.warn(
-            INVALID_ATTRIBUTE,
-            detail=f"user attribute {name!r} is not a text value for {'.'.join(path)}",
-        )
-        return
-    _set_path(profile, path, field_value)
+    if key in settings.property_mapping:
+        return (0, name)
+    if name in KLAVIYO_RESERVED:
+        return (1, name)
+    return (2 if key in KLAVIYO_RESERVED else 3, name)
+
+
+def _custom_clash(name: str, key: str, value: Any, custom: dict[str, Any], out: MappedBatch) -> None:
+    """Two names give one custom key only as ``plan`` and ``$plan``: the one without ``$`` wins."""
+    if key == name:
+        custom[key] = value
+        winner, loser = name, "$" + name
+    else:
+        winner, loser = key, name
+    out.warn(ATTRIBUTE_SHADOWED, detail=f"user attribute {loser!r} is shadowed by {winner!r}")
 
 
 def _field_value(path: FieldPath, value: Any) -> str | float | None:
@@ -102,10 +150,3 @@ def _field_value(path: FieldPath, value: Any) -> str | float | None:
         return value if path in NUMERIC_FIELDS else str(value)
     text = str(value)
     return text or None
-
-
-def _set_path(profile: dict[str, Any], path: FieldPath, value: str | float) -> None:
-    target = profile
-    for part in path[:-1]:
-        target = target.setdefault(part, {})
-    target[path[-1]] = value

@@ -22,6 +22,8 @@ INVALID_PHONE = "invalid_phone"
 INVALID_EMAIL = "invalid_email"
 INVALID_CURRENCY = "invalid_currency"
 INVALID_ATTRIBUTE = "invalid_attribute"
+ATTRIBUTE_SHADOWED = "attribute_shadowed"
+NEAR_RESERVED_KEY = "near_reserved_key"
 
 
 class Notice(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

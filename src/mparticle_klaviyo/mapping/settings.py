@@ -17,6 +17,8 @@ PHONE_IDENTIFIERS = {
     "phonenumber3": "phone_number_3",
 }
 CONSENT_CHANNELS = ("email", "sms", "mobile", "web", "directmail")
+# CCPA's only purpose; ``consented: true`` means the user opted OUT of the sale of their data.
+CCPA_PURPOSE = "data_sale_opt_out"
 
 
 class MappingSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +89,12 @@ def parse_consent_mapping(value: Any) -> dict[str, str]:
     """mParticle purpose (lower-cased) -> Klaviyo consent channel."""
     mapping = parse_custom_field(value)
     for purpose, channel in mapping.items():
+        if purpose.lower() == CCPA_PURPOSE:
+            # Mapping it would turn an opt-out into a grant; it is forwarded as a profile property instead.
+            raise ValueError(
+                f"purpose {purpose!r} is CCPA's opt-out of the sale of data, not a consent: it cannot be"
+                f" mapped to a channel (it is sent as the profile property {CCPA_PURPOSE})"
+            )
         if channel.lower() not in CONSENT_CHANNELS:
             raise ValueError(f"purpose {purpose!r}: channel must be one of {', '.join(CONSENT_CHANNELS)}")
     return {purpose.lower(): channel.lower() for purpose, channel in mapping.items()}
