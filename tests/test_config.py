@@ -356,3 +356,68 @@ klaviyo_url = "http://127.0.0.1:8788"
 """
     )
     assert sorted(load(tmp_path, text).connections) == ["app", "other", "shop"]
+
+
+EXTERNAL_ID = "connections.a.external_id_identity_type"
+EXTERNAL_ID_CHOICES = "must be one of Customer ID, Other, Other2 ... Other10, MPID"
+
+
+def external_id_table(value: str) -> str:
+    return f'[connections.a]\npublic_api_key = "k"\nexternal_id_identity_type = "{value}"\n'
+
+
+def test_no_identity_is_the_external_id_by_default(tmp_path: Path) -> None:
+    connection = load(tmp_path, '[connections.a]\npublic_api_key = "k"\n').connection("a")
+    assert connection.mapping.external_id_identity is None
+    assert load(tmp_path, external_id_table("")).connection("a").mapping.external_id_identity is None
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("Customer ID", "customer_id"),
+        ("customer_id", "customer_id"),
+        ("customerid", "customer_id"),
+        ("customer", "customer_id"),
+        ("Other", "other"),
+        ("other_id_3", "other3"),
+        ("Other10", "other10"),
+        ("MPID", "mpid"),
+        ("mpid", "mpid"),
+    ],
+)
+def test_the_external_id_identity_accepts_labels_and_wire_names(tmp_path: Path, value: str, key: str) -> None:
+    assert load(tmp_path, external_id_table(value)).connection("a").mapping.external_id_identity == key
+
+
+def test_the_external_id_identity_may_come_from_the_environment(tmp_path: Path) -> None:
+    environ = {f"{ENV}A__EXTERNAL_ID_IDENTITY_TYPE": "other_id_5"}
+    connection = load(tmp_path, '[connections.a]\npublic_api_key = "k"\n', environ).connection("a")
+    assert connection.mapping.external_id_identity == "other5"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("Custmer Id", f"{EXTERNAL_ID_CHOICES} (did you mean Customer ID?)"),
+        ("Others3", f"{EXTERNAL_ID_CHOICES} (did you mean Other3?)"),
+        ("mpd", f"{EXTERNAL_ID_CHOICES} (did you mean MPID?)"),
+        ("Email", EXTERNAL_ID_CHOICES),
+        ("Other11", f"{EXTERNAL_ID_CHOICES} (did you mean Other10?)"),
+    ],
+)
+def test_a_bad_external_id_identity_is_one_problem_with_the_closest_name(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    assert problems(tmp_path, external_id_table(value)) == [f"{EXTERNAL_ID}: {message}"]
+
+
+def test_an_external_id_identity_that_is_not_text_is_one_problem(tmp_path: Path) -> None:
+    text = '[connections.a]\npublic_api_key = "k"\nexternal_id_identity_type = 5\n'
+    assert problems(tmp_path, text) == [f"{EXTERNAL_ID}: must be a string"]
+
+
+def test_a_key_in_the_external_id_identity_is_never_shown(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, external_id_table(PUBLIC))
+    assert problem.startswith(f"{EXTERNAL_ID}: {EXTERNAL_ID_CHOICES}")
+    assert PUBLIC not in problem

@@ -362,8 +362,15 @@ SERVE = service(host='"127.0.0.1"', port="0", store='"jobs.sqlite3"')
                 'connections.a.rate_limits."POST /client/eventsx": per_second must not exceed per_minute',
             ],
         ),
+        (
+            SERVE + connection(public_api_key='"k"', external_id_identity_type='"Custmer ID"'),
+            [
+                "connections.a.external_id_identity_type: must be one of Customer ID, Other, Other2 ... Other10,"
+                " MPID (did you mean Customer ID?)"
+            ],
+        ),
     ],
-    ids=["bogus-log-level", "impossible-rate-limits"],
+    ids=["bogus-log-level", "impossible-rate-limits", "misspelt-external-id-identity"],
 )
 def test_serve_with_a_bad_config_prints_config_error_lines_and_exits_2(
     tmp_path: Path, text: str, expected: list[str]

@@ -25,6 +25,7 @@ def connection(**table: Any) -> Connection:
         ("publicApiKey", "public_api_key"),
         ("privateApiKey", "private_api_key"),
         ("externalEmailIdentityType", "external_email_identity_type"),
+        ("externalIdIdentityType", "external_id_identity_type"),
         ("phoneIdentifier", "phone_identifier"),
         ("consentMapping", "consent_mapping"),
         ("propertyMapping", "property_mapping"),
@@ -55,6 +56,26 @@ def test_identity_settings_override_the_configured_ones() -> None:
         connection(), {"externalEmailIdentityType": "Other10", "phoneIdentifier": "Phone Number 2"}
     )
     assert (effective.mapping.email_identity, effective.mapping.phone_identity) == ("other10", "phone_number_2")
+
+
+@pytest.mark.parametrize(("value", "key"), [("Customer ID", "customer_id"), ("other_id_3", "other3"), ("MPID", "mpid")])
+def test_the_external_id_identity_setting_overrides_the_configured_one(value: str, key: str) -> None:
+    effective = connection_for_request(connection(external_id_identity_type="Other"), {"externalIdIdentityType": value})
+    assert effective.mapping.external_id_identity == key
+
+
+def test_an_empty_external_id_identity_setting_keeps_the_configured_one() -> None:
+    effective = connection_for_request(connection(external_id_identity_type="Other"), {"externalIdIdentityType": ""})
+    assert effective.mapping.external_id_identity == "other"
+
+
+def test_a_bad_external_id_identity_setting_points_at_its_id_with_the_closest_name() -> None:
+    with pytest.raises(InputError) as caught:
+        connection_for_request(connection(), {"externalIdIdentityType": "CustomerIDs"})
+    assert caught.value.pointer == "/account/account_settings/externalIdIdentityType"
+    assert caught.value.message == (
+        "must be one of Customer ID, Other, Other2 ... Other10, MPID (did you mean Customer ID?)"
+    )
 
 
 def test_mapping_settings_in_mparticle_custom_field_json_override_the_configured_ones() -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from mparticle_klaviyo.mparticle.registration import registration_response
+from mparticle_klaviyo.overrides import OVERRIDABLE, setting_name
 
 
 def test_registration_declares_the_six_supported_types_as_firehose_event_types() -> None:
@@ -35,6 +36,7 @@ def test_registration_declares_the_seed_identities_and_platforms() -> None:
         "mobile_number",
         "phone_number_2",
         "phone_number_3",
+        "customer",
     ]
     assert all(i["encoding"] == "raw" for i in response["permissions"]["user_identities"])
     environments = response["event_processing_registration"]["supported_runtime_environments"]
@@ -46,6 +48,19 @@ def test_registration_settings_are_text_settings_and_the_key_is_confidential() -
     assert {s["type"] for s in settings} == {"text"}
     key = next(s for s in settings if s["id"] == "publicApiKey")
     assert key["required"] and key["confidential"]
+
+
+def test_registration_declares_the_external_id_setting_as_optional_without_a_default() -> None:
+    settings = registration_response()["event_processing_registration"]["account_settings"]
+    setting = next(s for s in settings if s["id"] == "externalIdIdentityType")
+    assert (setting["type"], setting["required"], setting["confidential"]) == ("text", False, False)
+    assert "default_value" not in setting
+    assert "Customer ID" in setting["description"] and "MPID" in setting["description"]
+
+
+def test_every_registered_setting_is_one_a_request_may_override() -> None:
+    settings = registration_response()["event_processing_registration"]["account_settings"]
+    assert {setting_name(s["id"]) for s in settings} <= OVERRIDABLE
 
 
 def test_registration_echoes_the_request_id() -> None:

@@ -20,6 +20,7 @@ from mparticle_klaviyo.config_checks import (
     CREDENTIALS,
     Endpoint,
     RatePair,
+    check_external_id_identity,
     check_klaviyo_url,
     check_log_level,
     check_not_blank,
@@ -57,6 +58,7 @@ class ConnectionSettings(BaseModel):
     private_api_key: SecretStr | None = None
     external_email_identity_type: str = "email"
     phone_identifier: str = "mobile_number"
+    external_id_identity_type: str | None = None
     consent_mapping: dict[str, str] = Field(default_factory=dict)
     property_mapping: dict[str, FieldPath] = Field(default_factory=dict)
     list_id: str | None = None
@@ -87,6 +89,11 @@ class ConnectionSettings(BaseModel):
     @classmethod
     def _phone_identifier(cls, value: Any) -> str:
         return parse_phone_identifier(_need_str(value))
+
+    @field_validator("external_id_identity_type", mode="before")
+    @classmethod
+    def _external_id_identity(cls, value: Any) -> str | None:
+        return None if value is None else check_external_id_identity(_need_str(value))
 
     @field_validator("consent_mapping", mode="before")
     @classmethod
@@ -196,6 +203,7 @@ class Connection:
         self.mapping = MappingSettings(
             email_identity=settings.external_email_identity_type,
             phone_identity=settings.phone_identifier,
+            external_id_identity=settings.external_id_identity_type,
             consent_mapping=settings.consent_mapping,
             property_mapping=settings.property_mapping,
             metric_names=settings.metric_names,

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BeforeValidator, ValidationError
 
 from mparticle_klaviyo.errors import validation_message
 from mparticle_klaviyo.klaviyo.limits import DEFAULT_RATE_LIMITS
+from mparticle_klaviyo.mapping.settings import EXTERNAL_ID_IDENTITY_NAMES, parse_external_id_identity, squash
 
 ENV_PREFIX = "MPARTICLE_KLAVIYO_CONNECTIONS__"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -156,6 +157,21 @@ def check_endpoint(value: str) -> str:
         hint = f"did you mean {_quoted(match)}?" if match else "one of " + ", ".join(map(_quoted, DEFAULT_RATE_LIMITS))
         raise ValueError(f"is not a Klaviyo endpoint we send to ({hint})")
     return value
+
+
+def check_external_id_identity(value: str) -> str | None:
+    """The identity sent as Klaviyo's ``external_id`` as its key; blank leaves it unset.
+
+    A misspelling gets the closest identity name suggested (only known names are ever quoted).
+    """
+    if not value.strip():
+        return None
+    try:
+        return parse_external_id_identity(value)
+    except ValueError as exc:
+        by_key = {squash(name): name for name in EXTERNAL_ID_IDENTITY_NAMES}
+        match = closest(squash(value), by_key)
+        raise ValueError(f"{exc} (did you mean {by_key[match]}?)" if match else str(exc)) from None
 
 
 def check_rate_pair(value: Any) -> tuple[int, int]:

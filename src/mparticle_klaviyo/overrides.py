@@ -26,6 +26,7 @@ OVERRIDABLE = frozenset(
         "public_api_key",
         "external_email_identity_type",
         "phone_identifier",
+        "external_id_identity_type",
         "consent_mapping",
         "property_mapping",
         "list_id",

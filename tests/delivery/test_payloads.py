@@ -381,3 +381,16 @@ def test_a_pointer_naming_no_entry_splits_nothing() -> None:
     assert refusal(client_event_request(event("a1")), "/data/attributes/profile/data/attributes/email") is None
     last = refusal(bulk([event("a1")])[0], "/data/attributes/events-bulk-create/data/0")
     assert last is not None and (last.refused, last.rest) == (1, None)
+
+
+def test_a_client_subscription_carries_the_external_id() -> None:
+    subscription = Subscription(channels=("email",), email="jane@example.com", external_id="cust-42")
+    client = subscription_request(subscription, "L", False).body["data"]["attributes"]["profile"]["data"]
+    assert client["attributes"]["external_id"] == "cust-42"
+
+
+def test_a_bulk_subscription_job_leaves_the_external_id_out() -> None:
+    # Klaviyo's bulk subscription job schema has no external_id on its profiles.
+    subscription = Subscription(channels=("email",), email="jane@example.com", external_id="cust-42")
+    server = subscription_request(subscription, "L", True).body["data"]["attributes"]["profiles"]["data"][0]
+    assert "external_id" not in server["attributes"]

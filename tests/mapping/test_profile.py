@@ -357,3 +357,73 @@ def test_the_phone_region_follows_a_mapped_country_attribute() -> None:
     settings = MappingSettings(property_mapping={"pays": ("location", "country")})
     profile, _ = profile_of({"mobile_number": "06 12 34 56 78"}, {"pays": "FR"}, settings)
     assert profile["phone_number"] == "+33612345678"
+
+
+def test_no_external_id_is_sent_unless_an_identity_is_configured_for_it() -> None:
+    profile, _ = profile_of({**EMAIL, "customer_id": "cust-42", "other": "o-1"})
+    assert "external_id" not in profile
+
+
+@pytest.mark.parametrize(
+    ("identity", "identities"),
+    [
+        ("customer_id", {"customer_id": "cust-42", "other": "no"}),
+        ("other", {"other": "cust-42", "customer_id": "no"}),
+        ("other3", {"other3": "cust-42", "other": "no"}),
+        ("other10", {"other10": "cust-42"}),
+    ],
+)
+def test_the_configured_identity_is_sent_as_the_external_id_beside_the_email(
+    identity: str, identities: dict[str, str]
+) -> None:
+    settings = MappingSettings(external_id_identity=identity)
+    assert profile_of({**EMAIL, **identities}, settings=settings) == (
+        {"email": "jane@example.com", "external_id": "cust-42"},
+        [],
+    )
+
+
+def test_the_mpid_can_be_the_external_id() -> None:
+    batch = UserBatch(source="batch", identities={"mobile_number": "+15555550100"}, mpid="1234567890123456789")
+    profile = build_profile(batch, MappingSettings(external_id_identity="mpid"), MappedBatch())
+    assert profile == {"phone_number": "+15555550100", "external_id": "1234567890123456789"}
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_blank_external_id_identity_is_left_out(value: str) -> None:
+    profile, notices = profile_of(
+        {**EMAIL, "customer_id": value}, settings=MappingSettings(external_id_identity="customer_id")
+    )
+    assert (profile, notices) == ({"email": "jane@example.com"}, [])
+
+
+def test_the_external_id_is_trimmed() -> None:
+    profile, _ = profile_of(
+        {**EMAIL, "customer_id": " cust-42\n"}, settings=MappingSettings(external_id_identity="customer_id")
+    )
+    assert profile["external_id"] == "cust-42"
+
+
+def test_the_configured_identity_wins_over_an_external_id_attribute() -> None:
+    settings = MappingSettings(external_id_identity="customer_id")
+    profile, notices = profile_of({**EMAIL, "customer_id": "cust-42"}, {"$External_ID": "old-7"}, settings)
+    assert profile == {"email": "jane@example.com", "external_id": "cust-42"}
+    assert notices == [
+        Notice(
+            kind="warning",
+            reason="attribute_shadowed",
+            detail="user attribute '$External_ID' is shadowed by identity 'customer_id' for external_id",
+        )
+    ]
+
+
+def test_an_external_id_attribute_with_the_same_value_is_not_reported() -> None:
+    settings = MappingSettings(external_id_identity="customer_id")
+    profile, notices = profile_of({**EMAIL, "customer_id": "42"}, {"$external_id": 42}, settings)
+    assert (profile, notices) == ({"email": "jane@example.com", "external_id": "42"}, [])
+
+
+def test_the_external_id_attribute_stays_when_the_configured_identity_is_absent() -> None:
+    settings = MappingSettings(external_id_identity="customer_id")
+    profile, notices = profile_of(EMAIL, {"$external_id": "old-7"}, settings)
+    assert (profile, notices) == ({"email": "jane@example.com", "external_id": "old-7"}, [])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from mparticle_klaviyo.config import Connection, ConnectionSettings
@@ -272,3 +273,54 @@ def test_the_synthesized_firehose_request_maps_with_its_own_settings(mparticle_f
         "11111111-1111-4111-8111-111111111101",
         "11111111-1111-4111-8111-111111111102",
     ]
+
+
+def configured(**table: Any) -> Connection:
+    """A connection configured from a table, as ``load_config`` builds it."""
+    table = {"public_api_key": "CONFIGURED_KEY_4d2", "list_id": "Y6nRLr", **table}
+    return Connection("main", ConnectionSettings.model_validate(table), table)
+
+
+PYTHON_SDK_BATCH = "events-api-python-sdk/batch_all_supported_types.json"
+
+
+@pytest.mark.parametrize("setting", ["Customer ID", "customer_id", "customerid"])
+def test_the_python_sdk_customerid_is_sent_as_the_external_id(mparticle_fixtures: Path, setting: str) -> None:
+    # The SDK writes the identity as "customerid" (no underscore); peers map it to the user id.
+    [batch] = load(mparticle_fixtures, PYTHON_SDK_BATCH)
+    connection = configured(external_id_identity_type=setting, consent_mapping={"email_marketing": "email"})
+    result = map_item(InputItem("fixture", 0, batch=batch), connection, NOW_MS).result
+    assert metrics(result) == [*ALL_SIX[:4], "Added to Cart", *ALL_SIX[4:]]
+    for event in result.events:
+        profile = event.profile
+        assert (profile["email"], profile["phone_number"], profile["external_id"]) == (
+            "jane.doe@example.com",
+            "+15555550100",
+            "cust-42",
+        )
+    assert [s.external_id for s in result.subscriptions] == ["cust-42"]
+
+
+def test_the_python_sdk_mpid_can_be_the_external_id(mparticle_fixtures: Path) -> None:
+    [batch] = load(mparticle_fixtures, PYTHON_SDK_BATCH)
+    result = map_item(InputItem("fixture", 0, batch=batch), configured(external_id_identity_type="MPID"), NOW_MS)
+    assert {e.profile["external_id"] for e in result.result.events} == {"1234567890123456789"}
+
+
+def test_an_external_id_alone_does_not_make_a_batch_sendable(mparticle_fixtures: Path) -> None:
+    [batch] = load(mparticle_fixtures, "events-api-python-sdk/batch_no_email_no_phone.json")
+    connection = configured(external_id_identity_type="Customer ID")
+    result = map_item(InputItem("fixture", 0, batch=batch), connection, NOW_MS).result
+    assert (result.events, drops(result)) == ([], [("no_email_or_phone", 0)])
+
+
+def test_a_firehose_request_setting_sends_its_customer_identity_as_the_external_id(mparticle_fixtures: Path) -> None:
+    [batch] = load(mparticle_fixtures, "firehose-synthesized/synthesized_event_processing_request_klaviyo.json")
+    assert batch.settings is not None
+    request = msgspec.structs.replace(batch, settings={**batch.settings, "externalIdIdentityType": "Customer ID"})
+    assert (
+        "external_id"
+        not in map_item(InputItem("fixture", 0, batch=batch), configured(), NOW_MS).result.events[0].profile
+    )
+    result = map_item(InputItem("fixture", 0, batch=request), configured(), NOW_MS).result
+    assert {e.profile["external_id"] for e in result.events} == {"cust-42"}

@@ -47,6 +47,9 @@ def subscription_request(subscription: Subscription, list_id: str | None, server
     if server_mode:
         return bulk_subscription_request([subscription], list_id)
     profile = _subscription_profile(subscription)
+    if subscription.external_id and not server_mode:
+        # /client/subscriptions takes it; Klaviyo's bulk subscription jobs do not.
+        profile["attributes"]["external_id"] = subscription.external_id
     attributes = {"custom_source": CUSTOM_SOURCE, "profile": {"data": profile}}
     data = {"type": "subscription", "attributes": attributes, **_list_relationship(list_id)}
     return KlaviyoRequest(path=CLIENT_SUBSCRIPTIONS, auth="public", kind="subscription", body={"data": data})

@@ -74,6 +74,7 @@ def apply_consent(channels: list[str], profile: dict[str, Any], settings: Mappin
                 channels=tuple(SUBSCRIPTION_CHANNELS[c] for c in subscribable),
                 email=profile.get("email"),
                 phone_number=profile.get("phone_number"),
+                external_id=profile.get("external_id"),
             )
         )
 

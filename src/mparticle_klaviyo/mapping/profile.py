@@ -31,6 +31,10 @@ def build_profile(batch: UserBatch, settings: MappingSettings, out: MappedBatch)
     phone = _phone(batch, settings, fields, out)
     if phone:
         profile["phone_number"] = phone
+    external_id = _external_id(batch, settings)
+    if external_id:
+        _shadow_external_id_attribute(batch, settings, fields, external_id, out)
+        profile["external_id"] = external_id
     profile.update(fields)
     if custom:
         profile["properties"] = custom
@@ -58,6 +62,39 @@ def _phone(batch: UserBatch, settings: MappingSettings, fields: dict[str, Any], 
     if e164 is None:
         out.warn(INVALID_PHONE, detail=f"identity {settings.phone_identity!r} is not a phone number")
     return e164
+
+
+def _external_id(batch: UserBatch, settings: MappingSettings) -> str | None:
+    """The configured identity (or the MPID) as Klaviyo's ``external_id``: the user id peers map."""
+    identity = settings.external_id_identity
+    if identity is None:
+        return None
+    value = batch.mpid if identity == "mpid" else batch.identities.get(identity)
+    value = value.strip() if value else None
+    return value or None
+
+
+def _shadow_external_id_attribute(
+    batch: UserBatch, settings: MappingSettings, fields: dict[str, Any], external_id: str, out: MappedBatch
+) -> None:
+    """The configured identity wins over a ``$external_id`` attribute: it is the setting that says so."""
+    value = fields.pop("external_id", None)
+    if value is None or str(value) == external_id:
+        return
+    path: FieldPath = ("external_id",)
+    sources = [
+        name
+        for name, raw in batch.user_attributes.items()
+        if _attribute_field(name, settings) == path and _field_value(path, raw) is not None
+    ]
+    name = min(sources, key=lambda source: _rank(source, settings))  # the one that won the field
+    detail = f"user attribute {name!r} is shadowed by identity {settings.external_id_identity!r} for external_id"
+    out.warn(ATTRIBUTE_SHADOWED, detail=detail)
+
+
+def _attribute_field(name: str, settings: MappingSettings) -> FieldPath | None:
+    key = name.lower()
+    return settings.property_mapping.get(key) or DEFAULT_ATTRIBUTE_FIELDS.get(key)
 
 
 def _phone_region(fields: dict[str, Any], settings: MappingSettings) -> str | None:
@@ -106,8 +143,7 @@ def _settle(path: FieldPath, attributes: dict[str, Any], settings: MappingSettin
     """The value of the best valid source of ``path``; every other valid source is reported."""
     sources: list[tuple[tuple[int, str], str | float]] = []
     for name, value in attributes.items():
-        key = name.lower()
-        if (settings.property_mapping.get(key) or DEFAULT_ATTRIBUTE_FIELDS.get(key)) == path:
+        if _attribute_field(name, settings) == path:
             field_value = _field_value(path, value)
             if field_value is not None:  # invalid values are reported where they are met
                 sources.append((_rank(name, settings), field_value))

@@ -54,6 +54,8 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     channels: tuple[str, ...]
     email: str | None = None
     phone_number: str | None = None
+    # Klaviyo takes it on /client/subscriptions profiles only (not in bulk subscription jobs).
+    external_id: str | None = None
 
 
 class MappedBatch(msgspec.Struct, kw_only=True):

@@ -16,6 +16,12 @@ PHONE_IDENTIFIERS = {
     "phonenumber2": "phone_number_2",
     "phonenumber3": "phone_number_3",
 }
+# Identities whose value can be Klaviyo's ``external_id`` (the user id peers map), by squashed name.
+EXTERNAL_ID_IDENTITY_TYPES = {"customerid": "customer_id", "customer": "customer_id", "mpid": "mpid"} | {
+    key: key for key in ("other", *(f"other{n}" for n in range(2, 11)))
+}
+# The names mParticle's UI shows for them, for messages and suggestions.
+EXTERNAL_ID_IDENTITY_NAMES = ("Customer ID", "Other", *(f"Other{n}" for n in range(2, 11)), "MPID")
 CONSENT_CHANNELS = ("email", "sms", "mobile", "web", "directmail")
 # CCPA's only purpose; ``consented: true`` means the user opted OUT of the sale of their data.
 CCPA_PURPOSE = "data_sale_opt_out"
@@ -26,6 +32,7 @@ class MappingSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     email_identity: str = "email"
     phone_identity: str = "mobile_number"
+    external_id_identity: str | None = None  # an identity key, or "mpid"
     consent_mapping: dict[str, str] = {}
     property_mapping: dict[str, FieldPath] = {}
     metric_names: dict[str, str] = {}
@@ -35,13 +42,14 @@ class MappingSettings(msgspec.Struct, frozen=True, kw_only=True):
     server_mode: bool = False
 
 
-def _squash(text: str) -> str:
+def squash(text: str) -> str:
+    """A setting value compared without case, spaces or punctuation: ``Other ID 3`` -> ``otherid3``."""
     return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
 def parse_email_identity(value: str) -> str:
     """``Email``/``Other``/``Other2``..``Other10`` (or ``other_id_2`` ...) -> identity key."""
-    key = _squash(value).replace("otherid", "other")
+    key = squash(value).replace("otherid", "other")
     if key in EMAIL_IDENTITY_TYPES:
         return EMAIL_IDENTITY_TYPES[key]
     raise ValueError("must be one of Email, Other, Other2 ... Other10")
@@ -49,10 +57,18 @@ def parse_email_identity(value: str) -> str:
 
 def parse_phone_identifier(value: str) -> str:
     """``Mobile Number``/``Phone Number 2``/``Phone Number 3`` (or wire names) -> identity key."""
-    key = _squash(value)
+    key = squash(value)
     if key in PHONE_IDENTIFIERS:
         return PHONE_IDENTIFIERS[key]
     raise ValueError("must be one of Mobile Number, Phone Number 2, Phone Number 3")
+
+
+def parse_external_id_identity(value: str) -> str:
+    """``Customer ID``/``Other``..``Other10``/``MPID`` (or ``customer_id``, ``other_id_3`` ...) -> identity key."""
+    key = squash(value).replace("otherid", "other")
+    if key in EXTERNAL_ID_IDENTITY_TYPES:
+        return EXTERNAL_ID_IDENTITY_TYPES[key]
+    raise ValueError("must be one of Customer ID, Other, Other2 ... Other10, MPID")
 
 
 def parse_custom_field(value: Any) -> dict[str, str]:

@@ -26,6 +26,7 @@ USER_IDENTITIES = (
     "mobile_number",
     "phone_number_2",
     "phone_number_3",
+    "customer",  # for the External ID Identity Type setting (Firehose sends only what is declared)
 )
 # Firehose runtime environments; "unknown" is how Custom Feeds data arrives.
 RUNTIME_ENVIRONMENTS = ("ios", "android", "mobileweb", "tvos", "roku", "unknown", "alexa", "smarttv", "firetv", "xbox")
@@ -47,6 +48,14 @@ _SETTINGS: tuple[tuple[str, str, str, bool, bool, str], ...] = (
         False,
         False,
         "Mobile Number",
+    ),
+    (
+        "externalIdIdentityType",
+        "External ID Identity Type",
+        "Which identity is sent as the Klaviyo external_id: Customer ID, Other, Other2 ... Other10, MPID. Empty: none.",
+        False,
+        False,
+        "",
     ),
     (
         "consentMapping",
