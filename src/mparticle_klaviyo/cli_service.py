@@ -179,16 +179,18 @@ def _paused(url: str) -> list[str]:
         families = _scrape(url)
     except OSError:
         return []
-    now = time.time()
-    return [
-        f"{labels.get('connection', '')}: delivery paused: Klaviyo answered {labels.get('status', '')} "
-        f"{labels.get('code', '')} on {labels.get('endpoint', '')} since "
-        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(sample.value))} ({now - sample.value:,.0f}s)"
-        for family in families
-        if family.name == "mpk_credentials_refused_since_seconds"
-        for sample in family.samples
-        if (labels := sample.labels)
-    ]
+    now, lines = time.time(), []
+    for family in families:
+        if family.name != "mpk_credentials_refused_since_seconds":
+            continue
+        for sample in family.samples:
+            said = " ".join(sample.labels.get(label, "") for label in ("status", "code"))
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sample.value))
+            lines.append(
+                f"{sample.labels.get('connection', '')}: delivery paused: Klaviyo answered {said} on "
+                f"{sample.labels.get('endpoint', '')} since {since} ({now - sample.value:,.0f}s)"
+            )
+    return lines
 
 
 def _read_counters(url: str) -> dict[tuple[str, str], float]:
@@ -404,7 +406,11 @@ def resume_command(
     if before.get("mpk_credentials_ok", 1.0) == 1.0:
         typer.echo(f"{name}: delivery is not paused")
         return
-    ResumeRequests(loaded.service.store).ask(name)
+    try:
+        ResumeRequests(loaded.service.store).ask(name)
+    except OSError as error:
+        typer.echo(f"error: cannot leave the request for serve beside its store: {error}", err=True)
+        raise typer.Exit(code=1) from None
     after = _await_probe(url, name, before.get("probes", 0.0), wait)
     if after.get("mpk_credentials_ok") == 1.0:
         typer.echo(f"{name}: delivery resumed: Klaviyo accepted the credentials")

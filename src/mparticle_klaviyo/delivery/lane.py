@@ -28,6 +28,8 @@ from mparticle_klaviyo.klaviyo.limits import RateLimit
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 
 T = TypeVar("T")
+# Not sent: the connection's delivery is paused (refused credentials); not an attempt.
+HELD = Paused(retry_in_s=0.0, reason="held")
 
 
 class Packed(NamedTuple, Generic[T]):
@@ -73,17 +75,28 @@ class Lane:
             return await slot.send(client, request)
 
     async def try_send(
-        self, client: Transport, request: KlaviyoRequest, tally: Tally, source: Hashable
+        self,
+        client: Transport,
+        request: KlaviyoRequest,
+        tally: Tally,
+        source: Hashable,
+        hold: Callable[[], bool] | None = None,
     ) -> Outcome | Paused:
         """Send ``request`` (of the job ``source``) unless Klaviyo is unreachable: then pause it.
 
         ``Paused`` means: not sent, or failed while the circuit was open or by opening it; the
         job goes back to the queue without an attempt counted. A failure that leaves the circuit
-        closed (an isolated one) is returned as it is, and counts.
+        closed (an isolated one) is returned as it is, and counts. ``hold`` (the connection's
+        credentials pause) is asked before queueing and again once a slot is granted: requests
+        queued behind the one that got a 401 do not follow it.
         """
         if self.circuit.peek() is Admission.REFUSE:
             return self.circuit.paused()
+        if hold is not None and hold():
+            return HELD
         async with self._paced(tally) as slot:
+            if hold is not None and hold():
+                return HELD
             admission = self.circuit.admit()
             if admission is Admission.REFUSE:
                 return self.circuit.paused()

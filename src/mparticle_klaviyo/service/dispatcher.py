@@ -13,6 +13,8 @@ AIMD). Answers settle jobs:
   ``retries_exhausted:<cause>`` or ``max_age:<cause>`` (e.g. ``retries_exhausted:http_503``);
 * an outage (such failures across requests) opens the account's circuit (delivery/circuit.py):
   jobs go back uncounted, due at its next probe, and only a probe job is claimed until it closes;
+* 401/403 (the key refused): the connection's delivery pauses (service/credentials.py): jobs go
+  back uncounted, nothing is claimed until a probe passes or an operator runs ``resume``;
 * other 4xx: dead-lettered with Klaviyo's answer. In a bulk job, Klaviyo's JSON pointer names
   the bad entry: only its jobs are dead-lettered, the others go straight back to the queue.
 """
@@ -25,7 +27,6 @@ import logging
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Mapping
 
 import msgspec
@@ -35,10 +36,12 @@ from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.delivery.barrier import Barrier
 from mparticle_klaviyo.delivery.circuit import Circuit, CircuitOptions, Paused
 from mparticle_klaviyo.delivery.clock import MonotonicClock
+from mparticle_klaviyo.delivery.credentials import CredentialOptions
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable, Throttled
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.service.credentials import CredentialGuard
 from mparticle_klaviyo.service.dead_letters import (
     MAX_AGE,
     RETRIES_EXHAUSTED,
@@ -85,6 +88,8 @@ class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
     sole_owner: bool = False
     # When the account's circuit opens (Klaviyo unreachable) and how often it probes.
     circuit: CircuitOptions = msgspec.field(default_factory=CircuitOptions)
+    # How often a connection paused by a 401/403 probes Klaviyo.
+    credentials: CredentialOptions = msgspec.field(default_factory=CredentialOptions)
 
 
 def account_lanes(connection: Connection, options: DispatchOptions) -> dict[str, Lane]:
@@ -122,6 +127,10 @@ class Dispatcher:
         self._lanes = dict(lanes) if lanes is not None else account_lanes(connection, self.options)
         self.circuit = next((lane.circuit for lane in self._lanes.values()), None) or Circuit(MonotonicClock())
         watch_outages(self.circuit, connection.name, metrics)
+        # The connection's own (keys differ between connections of one account): a 401/403 pauses it.
+        self.credentials = CredentialGuard(
+            connection.name, lambda: self.client, self._lanes, metrics, self.options.credentials, wake=self.wake.set
+        )
         self._backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s, rng)
         self._blocker_due: dict[int, float] = {}
         self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
@@ -148,6 +157,7 @@ class Dispatcher:
                     await self.store.release_expired(time.time())
                     last_release = time.monotonic()
                 await self._retry_orphans()
+                self.credentials.tick()
                 claimed = await self._claim_and_start()
             except Exception:
                 log.exception("delivery paused by an error", extra={"connection": self.connection.name})
@@ -169,6 +179,7 @@ class Dispatcher:
 
         Jobs waiting to be packed into a bulk request are released at once: nothing was sent.
         """
+        await self.credentials.close()
         tasks = [*self._tasks, *self._bulk.tasks]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout_s)
@@ -204,7 +215,7 @@ class Dispatcher:
         if limit <= 0 or (limit < self.options.claim_batch and self._in_flight):
             return 0  # wait for room for a whole claim: small claims make small bulk jobs
         # While Klaviyo is unreachable: nothing, or the one job whose request will probe it.
-        if (limit := self.circuit.allowance(limit)) == 0:
+        if (limit := self.credentials.allowance(self.circuit.allowance(limit))) == 0:
             return 0
         jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, time.time())
         if not jobs:
@@ -264,24 +275,14 @@ class Dispatcher:
         the next one in id order (in one bulk request in server mode); holding each until the one
         before succeeded would drain a busy profile at one job per hold.
         """
-        sendable: list[Job] = []
+        admission = self.barrier.admit((job.profile_key, job.id) for job in jobs)
         held: dict[float, list[int]] = {}
-        retrying: dict[str, deque[int]] = {}  # profile -> its failed jobs after those retried now
         now = time.time()
-        for job in jobs:  # in id order
-            key = job.profile_key
-            if self.barrier.may_send(key, job.id):
-                sendable.append(job)
-                if self.barrier.blocker(key) == job.id:
-                    retrying[key] = deque(self.barrier.failing(key)[1:])
-            elif (after := retrying.get(key)) and after[0] == job.id:
-                after.popleft()
-                sendable.append(job)
-            else:
-                retrying.pop(key, None)  # a gap: the rest waits for the jobs before it
-                blocker = self.barrier.blocker(key)
-                due = max(now + 0.5, self._blocker_due.get(blocker or job.id, now) + 0.1)
-                held.setdefault(due, []).append(job.id)
+        for job_id, blocker in admission.held.items():
+            due = max(now + 0.5, self._blocker_due.get(blocker, now) + 0.1)
+            held.setdefault(due, []).append(job_id)
+        sent = set(admission.send)
+        sendable = [job for job in jobs if job.id in sent]
         for due, ids in held.items():  # one write per blocker, not one per held job
             await self.store.retry(ids, due, "held: an earlier job of this profile is being retried", False)
         return sendable
@@ -315,7 +316,12 @@ class Dispatcher:
             if index == 0 and first is not None:
                 sent = first
             else:
-                sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id)
+                hold = self.credentials.paused  # a unit claimed before a 401/403 is not sent after it
+                sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id, hold)
+            if self.credentials.stops(request.endpoint, sent):
+                # Not an attempt. Due at once, yet not claimed while paused: a resume sends it at once.
+                await self._postpone(unit.jobs, 0.0, self.credentials.cause())
+                return
             if isinstance(sent, Paused):
                 await self._postpone(unit.jobs, sent.retry_in_s, f"klaviyo_unreachable: {sent.reason}")
                 return

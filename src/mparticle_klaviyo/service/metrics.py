@@ -82,6 +82,24 @@ class Metrics:
         self.store_ok = Gauge(
             "mpk_store_ok", "1 while the job store takes jobs, 0 while a store problem stops ingest", registry=r
         )
+        self.credentials_ok = Gauge(
+            "mpk_credentials_ok",
+            "1 while Klaviyo accepts the connection's credentials, 0 while a 401/403 pauses its delivery",
+            ["connection"],
+            registry=r,
+        )
+        self.credentials_refused_since = Gauge(
+            "mpk_credentials_refused_since_seconds",
+            "Unix time since which a 401/403 pauses delivery, with Klaviyo's answer; present only while paused",
+            ["connection", "endpoint", "status", "code"],
+            registry=r,
+        )
+        self.credential_probes = Counter(
+            "mpk_credential_probes",
+            "Probes of refused credentials, by verdict (accepted, refused, inconclusive)",
+            ["connection", "verdict"],
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         """The text exposition format."""

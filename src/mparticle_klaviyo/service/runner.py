@@ -16,15 +16,20 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
 
 from mparticle_klaviyo.config import Config, Connection
-from mparticle_klaviyo.delivery.lane import Lane
+from mparticle_klaviyo.delivery.lane import Lane, Transport
+from mparticle_klaviyo.klaviyo.classify import Outcome
+from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.pipeline import client_for
 from mparticle_klaviyo.secret import Secret
 from mparticle_klaviyo.service.app import INGEST, Ingest, create_app
+from mparticle_klaviyo.service.check import log_checks
+from mparticle_klaviyo.service.credentials import ResumeRequests, answer_resume_requests
 from mparticle_klaviyo.service.dispatcher import Dispatcher, DispatchOptions, account_lanes
 from mparticle_klaviyo.service.http_server import ingest_runner
 from mparticle_klaviyo.service.metrics import Metrics
@@ -102,6 +107,10 @@ class Service:
             raise
         tasks = [asyncio.create_task(d.run(self.stop)) for d in self.dispatchers.values()]
         tasks.append(asyncio.create_task(self._housekeeping()))
+        tasks.append(asyncio.create_task(self._check_credentials()))
+        guards = {name: d.credentials for name, d in self.dispatchers.items()}
+        requests = ResumeRequests(self.config.service.store)  # from `mparticle-klaviyo resume`
+        tasks.append(asyncio.create_task(answer_resume_requests(requests, guards, self.stop)))
         self.ingest.ready = True
         log.info("serving", extra={"url": _url(runner), "connections": sorted(self.config.connections)})
         if ready is not None:
@@ -124,6 +133,22 @@ class Service:
         await self.store.close()
         self.owner.release()
         log.info("stopped")
+
+    async def _check_credentials(self) -> None:
+        """Log whether Klaviyo accepts the keys; never holds up serving (ingest is durable) or a stop."""
+        # Through the accounts' limiters: a check is a request Klaviyo counts against the limit.
+        paced = {
+            name: _Paced(self.clients[name], self.dispatchers[name].lanes())
+            for name, c in self.config.connections.items()
+        }
+        check = asyncio.ensure_future(log_checks(self.config.connections, paced))
+        stopping = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait({check, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for future in (check, stopping):
+            future.cancel()
+        for result in await asyncio.gather(check, stopping, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("credentials check failed", exc_info=result)
 
     async def _housekeeping(self) -> None:
         """Refresh backlog gauges, forget old dedup keys."""
@@ -157,6 +182,21 @@ class Service:
         self.metrics.limiter_wait.labels(name).inc(limiter - last_limiter)
         self.metrics.gate_wait.labels(name).inc(gate - last_gate)
         self._exported_waits[name] = (limiter, gate)
+
+
+class _Paced:
+    """A client whose requests first take a token from their endpoint's rate limiter."""
+
+    def __init__(self, client: Transport, lanes: Mapping[str, Lane]) -> None:
+        self._client = client
+        self._lanes = lanes
+
+    async def send(self, request: KlaviyoRequest) -> Outcome:
+        """Wait for the limiter (so the check never costs a 429), then send."""
+        lane = self._lanes.get(request.endpoint)
+        if lane is not None:
+            await lane.limiter.acquire()
+        return await self._client.send(request)
 
 
 def _url(runner: web.AppRunner) -> str:

@@ -29,6 +29,8 @@ Inspection and control (not Klaviyo's; never counted, limited or faulted):
   ``{"reset": true, "probability": 0.1}``, ``{"delay_ms": 200, "count": 10}``, optionally
   with ``"path": "/client/events"``; ``GET`` lists rules; ``DELETE`` clears them.
 * ``POST /_emulator/limits`` overrides rate limits: ``{"POST /client/events": [1, 5]}``.
+* ``GET|POST /_emulator/keys``, ``DELETE /_emulator/keys/{key}``: list, add (or change the
+  scopes of) and revoke private keys; a revoked key gets 401, a key missing a scope 403.
 
 It never imports the mapping or payload builders: a judge that shares our code would agree
 with our bugs.
