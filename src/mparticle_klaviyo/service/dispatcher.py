@@ -39,12 +39,12 @@ from mparticle_klaviyo.delivery.clock import MonotonicClock
 from mparticle_klaviyo.delivery.credentials import CredentialOptions
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.report import Tally
+from mparticle_klaviyo.delivery.retry_policy import Bury, Retry, RetryPolicy
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable, Throttled
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.service.credentials import CredentialGuard
 from mparticle_klaviyo.service.dead_letters import (
     MAX_AGE,
-    RETRIES_EXHAUSTED,
     THROTTLED,
     dead_reason,
     iso_time,
@@ -132,6 +132,13 @@ class Dispatcher:
             connection.name, lambda: self.client, self._lanes, metrics, self.options.credentials, wake=self.wake.set
         )
         self._backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s, rng)
+        # The same decisions as replay's Sender (delivery/retry_policy.py).
+        self.policy = RetryPolicy(
+            max_attempts=self.options.max_attempts,
+            max_age_s=self.options.max_age_s,
+            default_retry_after_s=self.options.default_retry_after_s,
+            max_retry_after_s=self.options.max_retry_after_s,
+        )
         self._blocker_due: dict[int, float] = {}
         self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
         self._orphans: list[tuple[tuple[Job, ...], str]] = []
@@ -368,15 +375,15 @@ class Dispatcher:
         self._log_jobs(logging.INFO, message, jobs, **fields, next_due=iso_time(due))
 
     async def _retry(self, jobs: list[Job], outcome: Retryable) -> None:
-        """A transient failure: try again later, or give up past the attempt and age limits."""
+        """A transient failure: try again later, or give up as the retry policy says."""
         now = time.time()
         error = f"{outcome.reason} {outcome.detail}".strip()
-        again = await self._give_up(jobs, outcome, error, now)
+        again, delay = await self._give_up(jobs, outcome, error, now)
         if not again:
             return
         # A unit's jobs failed together and are retried together: one delay, one write (a 503 on
         # a 1000-job bulk request is not 1000 transactions, and its jobs stay in one request).
-        due = now + self._backoff.delay(max(j.attempts for j in again))
+        due = now + delay
         await self.store.retry([j.id for j in again], due, error, True)
         for job in again:
             self._blocked(job, due)
@@ -386,21 +393,29 @@ class Dispatcher:
         fields = {"reason": outcome.reason, "status": outcome.status, "attempts": attempts}
         self._log_jobs(logging.INFO, "retrying", again, **fields, next_due=iso_time(due))
 
-    async def _give_up(self, jobs: list[Job], outcome: Retryable, error: str, now: float) -> list[Job]:
-        """Dead-letter the jobs this failure leaves past ``max_attempts`` or ``max_age_s``; the others."""
-        too_many = {j.id for j in jobs if j.attempts + 1 >= self.options.max_attempts}
-        too_old = {j.id for j in jobs if j.id not in too_many and now - j.created_at > self.options.max_age_s}
-        for limit, gone in ((RETRIES_EXHAUSTED, too_many), (MAX_AGE, too_old)):
-            if gone:
-                buried = [j for j in jobs if j.id in gone]
-                reason = dead_reason(limit, outcome.reason)
-                await self._bury(buried, reason, error, status=outcome.status, failed=True)
-        return [j for j in jobs if j.id not in too_many and j.id not in too_old]
+    async def _give_up(self, jobs: list[Job], outcome: Retryable, error: str, now: float) -> tuple[list[Job], float]:
+        """Bury the jobs the retry policy gives up on; the others, and the delay of the most tried."""
+        decisions = [
+            (job, self.policy.decide(outcome, job.attempts, now - job.created_at, self._backoff)) for job in jobs
+        ]
+        buried: dict[str, list[Job]] = {}
+        for job, decision in decisions:
+            if isinstance(decision, Bury):
+                buried.setdefault(decision.reason, []).append(job)
+        for reason, gone in buried.items():
+            await self._bury(gone, reason, error, status=outcome.status, failed=True)
+        again = [(job, d) for job, d in decisions if isinstance(d, Retry)]
+        if not again:
+            return [], 0.0
+        _, most_tried = max(again, key=lambda pair: pair[0].attempts)
+        assert isinstance(most_tried, Retry)
+        return [job for job, _ in again], most_tried.delay_s
 
     async def _permanent(self, unit: Unit, outcome: Permanent) -> None:
         """Dead-letter the jobs Klaviyo refused; in a bulk job only the entry its pointer names."""
         refused = culprits(unit, outcome.pointer)
-        reason = f"http_{outcome.status}" if outcome.status else outcome.reason
+        decision = self.policy.decide(outcome, 0, 0.0, self._backoff)
+        reason = decision.reason if isinstance(decision, Bury) else f"http_{outcome.status}"
         # error_summary already names the pointer in the detail; add it only when it does not.
         where = f" (at {outcome.pointer})" if outcome.pointer and outcome.pointer not in outcome.detail else ""
         detail = f"{outcome.reason}: {outcome.detail}{where}"
@@ -441,8 +456,7 @@ class Dispatcher:
         self._blocker_due.pop(job.id, None)
 
     def _gate_seconds(self, outcome: Throttled) -> float:
-        seconds = self.options.default_retry_after_s if outcome.retry_after is None else outcome.retry_after
-        return min(seconds, self.options.max_retry_after_s)
+        return self.policy.gate_seconds(outcome)
 
     def busy(self) -> bool:
         """Whether anything claimed is still waiting or being sent (tests wait for idleness)."""
