@@ -12,6 +12,8 @@ import pytest
 
 from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
+from mparticle_klaviyo.service.dispatcher import Dispatcher
+from mparticle_klaviyo.service.metrics import Metrics
 from tests.service.e2e_helpers import (
     FAST,
     FAST_LIMITS,
@@ -27,6 +29,10 @@ from tests.service.e2e_helpers import (
     run_async,
     start_recording_emulator,
     user_batch,
+    wait_until,
+)
+from tests.service.e2e_helpers import (
+    client_for as e2e_client_for,
 )
 
 EVENTS = "/client/events"
@@ -291,3 +297,31 @@ async def _wait_for_arrivals(emulator: RecordingEmulator, count: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"fewer than {count} requests reached the emulator")
+
+
+def test_the_wall_clock_is_injected_so_a_job_can_be_aged_past_max_age(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        emulator.add_fault({"status": 503, "count": 1})
+        store = open_store(tmp_path / "jobs.sqlite3")
+        conn = connection(emulator.url)
+        await enqueue(store, conn, [user_batch("aged", [custom_event("m-aged")])])
+        eight_days_on = time.time() + 8 * 86400  # past the 7-day default max_age_s
+        client = e2e_client_for(conn)
+        dispatcher = Dispatcher(conn, store, client, Metrics(), FAST, wall_clock=lambda: eight_days_on)
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run(stop))
+
+        async def buried() -> bool:
+            return len(await dead_jobs(store)) == 1
+
+        await wait_until(buried, 10, "the aged job's dead letter")
+        stop.set()
+        await task
+        await dispatcher.drain(1)
+        await client.close()
+        assert [job.dead_reason for job in await dead_jobs(store)] == ["max_age:http_503"]
+        await store.close()
+        await emulator.close()
+
+    run_async(scenario())

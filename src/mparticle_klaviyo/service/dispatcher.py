@@ -27,7 +27,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -114,8 +114,11 @@ class Dispatcher:
         options: DispatchOptions | None = None,
         rng: random.Random | None = None,
         lanes: Mapping[str, Lane] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.connection = connection
+        # Unix time for the store (due times, leases, job ages); injectable so tests can age jobs.
+        self._now = wall_clock
         self.store = store
         self.client: Transport = _TimedTransport(client, metrics)  # each request's latency, per endpoint
         self.metrics = metrics
@@ -161,7 +164,7 @@ class Dispatcher:
                     await self._start()
                     started, last_release = True, time.monotonic()
                 elif not self.options.sole_owner and time.monotonic() - last_release > self.options.release_every_s:
-                    await self.store.release_expired(time.time())
+                    await self.store.release_expired(self._now())
                     last_release = time.monotonic()
                 await self._retry_orphans()
                 self.credentials.tick()
@@ -178,7 +181,7 @@ class Dispatcher:
         # Leases a crashed process left behind first: a failed job still leased by it would be
         # missing from the rebuilt barrier, and its profile's later jobs would overtake it. As
         # the sole owner every lease is such a leftover, expired or not.
-        await self.store.release_expired(math.inf if self.options.sole_owner else time.time())
+        await self.store.release_expired(math.inf if self.options.sole_owner else self._now())
         await self._rebuild_barrier()
 
     async def drain(self, timeout_s: float) -> None:
@@ -224,7 +227,7 @@ class Dispatcher:
         # While Klaviyo is unreachable: nothing, or the one job whose request will probe it.
         if (limit := self.credentials.allowance(self.circuit.allowance(limit))) == 0:
             return 0
-        jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, time.time())
+        jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, self._now())
         if not jobs:
             return 0
         sendable = await self._hold_back_blocked(jobs)
@@ -284,7 +287,7 @@ class Dispatcher:
         """
         admission = self.barrier.admit((job.profile_key, job.id) for job in jobs)
         held: dict[float, list[int]] = {}
-        now = time.time()
+        now = self._now()
         for job_id, blocker in admission.held.items():
             due = max(now + 0.5, self._blocker_due.get(blocker, now) + 0.1)
             held.setdefault(due, []).append(job_id)
@@ -357,7 +360,7 @@ class Dispatcher:
     async def _postpone(self, unit_jobs: tuple[Job, ...], wait_s: float, error: str) -> None:
         """A 429 or an outage: back in the queue, due in ``wait_s``; not an attempt, but neither
         stops the clock: a job still throttled or paused past ``max_age_s`` is dead-lettered."""
-        now = time.time()
+        now = self._now()
         due = now + wait_s
         cause = postpone_cause(error)  # "throttled" or "klaviyo_unreachable"
         status = 429 if cause == THROTTLED else None
@@ -376,7 +379,7 @@ class Dispatcher:
 
     async def _retry(self, jobs: list[Job], outcome: Retryable) -> None:
         """A transient failure: try again later, or give up as the retry policy says."""
-        now = time.time()
+        now = self._now()
         error = f"{outcome.reason} {outcome.detail}".strip()
         again, delay = await self._give_up(jobs, outcome, error, now)
         if not again:
@@ -425,7 +428,7 @@ class Dispatcher:
         innocent = [job for job in unit.jobs if job.id not in buried]
         if innocent:
             # Sent with a bad neighbour; not their fault, so no attempt is counted.
-            now = time.time()
+            now = self._now()
             await self.store.retry([job.id for job in innocent], now, "resend without a rejected neighbour", False)
             fields = {"reason": "rejected_neighbour", "status": None, "next_due": iso_time(now)}
             self._log_jobs(logging.INFO, "resending", innocent, **fields)
@@ -434,7 +437,7 @@ class Dispatcher:
         self, jobs: list[Job], reason: str, detail: str, *, status: int | None = None, failed: bool = False
     ) -> None:
         """Dead-letter ``jobs``; ``failed``: the failure that buries them counts as an attempt."""
-        await self.store.bury([job.id for job in jobs], reason, detail, time.time(), failed=failed)
+        await self.store.bury([job.id for job in jobs], reason, detail, self._now(), failed=failed)
         # Ids, reason and status only: the detail quotes Klaviyo's answer, which may echo data.
         attempts = max((job.attempts for job in jobs), default=0) + int(failed)
         self._log_jobs(logging.WARNING, "dead-lettered", jobs, reason=reason, status=status, attempts=attempts)
