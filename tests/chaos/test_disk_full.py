@@ -11,41 +11,17 @@ once.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.rig import Sender, ServeRig, assert_delivered_once, assert_served_within, bounded, until
+from tests.tmpfs import tmpfs
 
 DISK_MIB = 8
 LEFT_FREE = 1024 * 1024  # what the filler leaves: the store's WAL grows past it within a second or two
-
-
-@contextmanager
-def tmpfs(mountpoint: Path, size_mib: int) -> Iterator[Path]:
-    """A tmpfs of ``size_mib`` mounted at ``mountpoint`` for the block; skip the test when that is impossible."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("disk full needs a small tmpfs: run as root on Linux with mount(8) to include it")
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"disk full needs a small tmpfs, and mount failed: {mounted.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        if subprocess.run(["umount", str(mountpoint)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 def fill(disk: Path, leave: int) -> Path:

@@ -12,7 +12,6 @@ import errno
 import logging
 import os
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from mparticle_klaviyo.store.watch import (
 )
 from tests.service.e2e_helpers import run_async
 from tests.store.helpers import A, hold_store_thread, new_job, new_jobs
+from tests.tmpfs import tmpfs
 
 MIB = 1024 * 1024
 
@@ -387,25 +387,6 @@ def test_without_a_watch_the_store_behaves_as_before(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- a real full disk (root only)
 
 
-@contextlib.contextmanager
-def tmpfs(directory: Path, size: str) -> Iterator[Path]:
-    """A tiny tmpfs mounted at ``directory`` for the block; skips the test where mounting is not allowed."""
-    directory.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
-
-
 def test_a_really_full_disk_fails_the_enqueue_and_recovers_when_space_is_freed(tmp_path: Path) -> None:
     async def scenario(disk: Path) -> None:
         clock = Clock()
@@ -435,5 +416,5 @@ def test_a_really_full_disk_fails_the_enqueue_and_recovers_when_space_is_freed(t
         assert await store.backlog() == len(acknowledged) + 1  # everything acknowledged is there
         await store.close()
 
-    with tmpfs(tmp_path / "disk", "1m") as disk:
+    with tmpfs(tmp_path / "disk", 1) as disk:
         run_async(scenario(disk))
