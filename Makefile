@@ -1,15 +1,15 @@
 # Two commands do all set-up: `make demo` and `make test` (see README.md).
-# Both install the exact, hash-checked versions of requirements/*.txt; `make lock` refreshes them.
+# Both install the exact, hash-checked versions of requirements/*.lock; `make lock` refreshes them.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-RUNTIME_LOCK := requirements/runtime.txt
-DEV_LOCK := requirements/dev.txt
+RUNTIME_LOCK := requirements/runtime.lock
+DEV_LOCK := requirements/dev.lock
 BUILD_IN := requirements/build.in
 TOOLS_IN := requirements/tools.in
-TOOLS_LOCK := requirements/tools.txt
+TOOLS_LOCK := requirements/tools.lock
 TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 LATEST := .venv-latest
@@ -66,7 +66,7 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python bench/map_throughput.py
 
-# uv, at the version of requirements/tools.txt, in a venv of its own.
+# uv, at the version of requirements/tools.lock, in a venv of its own.
 $(TOOLS)/.installed: $(TOOLS_LOCK)
 	rm -rf $(TOOLS)
 	$(PYTHON) -m venv $(TOOLS)

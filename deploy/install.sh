@@ -10,5 +10,5 @@ set -eu
 python="${1:?usage: deploy/install.sh PYTHON}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
-"$python" -m pip install --quiet --require-hashes -r "$root/requirements/runtime.txt"
+"$python" -m pip install --quiet --require-hashes -r "$root/requirements/runtime.lock"
 "$python" -m pip install --quiet --no-deps --no-build-isolation "$root"
