@@ -1,4 +1,4 @@
-"""Claimed jobs -> send units: mapping at dispatch, client units, bulk packing in server mode."""
+"""Claimed jobs -> send units: mapping at dispatch, client units, server-mode jobs too big to share."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.mparticle.decode import decode_document
-from mparticle_klaviyo.service.jobs import EVENT, SUBSCRIPTION, plan_jobs
+from mparticle_klaviyo.service.jobs import SUBSCRIPTION, plan_jobs
 from mparticle_klaviyo.service.units import Mapped, Unit, Unmappable, build_units, map_job
 from mparticle_klaviyo.store.base import Job, JobState
 from tests.service.e2e_helpers import connection, custom_event, purchase_event, user_batch
@@ -58,24 +58,6 @@ def test_client_mode_makes_one_unit_per_job_with_its_requests_in_order() -> None
     assert {request.path for unit in units for request in unit.requests} == {"/client/events"}
 
 
-def test_server_mode_packs_jobs_into_bulk_requests_of_at_most_1000_events() -> None:
-    conn = connection(URL, server=True)
-    jobs = jobs_of([user_batch(f"u{n}", [custom_event(f"m{n}-{k}") for k in range(5)]) for n in range(500)], conn)
-    units = build_units(mapped(jobs, conn), server_mode=True)
-    assert [bulk_event_count(unit) for unit in units] == [1000, 1000, 500]
-    assert [len(unit.jobs) for unit in units] == [1000, 1000, 500]
-    assert all(request.path == "/api/event-bulk-create-jobs" for unit in units for request in unit.requests)
-
-
-def test_server_mode_never_splits_a_job_across_bulk_requests() -> None:
-    conn = connection(URL, server=True)
-    # Purchases of 2 products are 3 Klaviyo events each: 333 fit in 999 events, the 334th starts a new request.
-    jobs = jobs_of([user_batch(f"u{n}", [purchase_event(f"p{n}")]) for n in range(400)], conn)
-    units = build_units(mapped(jobs, conn), server_mode=True)
-    assert [bulk_event_count(unit) for unit in units] == [999, 201]
-    assert [len(unit.jobs) for unit in units] == [333, 67]
-
-
 def test_a_job_too_big_for_one_bulk_request_gets_a_unit_of_its_own() -> None:
     conn = connection(URL, server=True)
     jobs = jobs_of([user_batch("ada", [custom_event("m1"), purchase_event("big", products=1200)])], conn)
@@ -83,15 +65,6 @@ def test_a_job_too_big_for_one_bulk_request_gets_a_unit_of_its_own() -> None:
     big = next(unit for unit in units if unit.jobs == (jobs[1],))
     assert len(big.requests) == 2, "1201 events need two bulk requests, sent one after the other"
     assert any(unit.jobs == (jobs[0],) for unit in units)
-
-
-def test_server_mode_sends_subscriptions_as_their_own_units() -> None:
-    conn = connection(URL, server=True)
-    jobs = jobs_of([user_batch("ada", [custom_event("m1")], consent=True)], conn)
-    assert [job.kind for job in jobs] == [EVENT, SUBSCRIPTION]
-    units = build_units(mapped(jobs, conn), server_mode=True)
-    subscription = next(unit for unit in units if unit.jobs == (jobs[1],))
-    assert [request.path for request in subscription.requests] == ["/api/profile-subscription-bulk-create-jobs"]
 
 
 def test_a_payload_that_no_longer_decodes_is_unmappable() -> None:
@@ -130,24 +103,3 @@ def test_a_job_is_mapped_with_todays_settings() -> None:
 
 def _fields(job: Job) -> dict[str, Any]:
     return {name: getattr(job, name) for name in job.__struct_fields__}
-
-
-def test_server_mode_packs_many_profiles_consents_into_one_bulk_subscription_job() -> None:
-    conn = connection(URL, server=True)
-    jobs = [job for job in jobs_of([user_batch(f"u{n}", [], consent=True) for n in range(5)], conn)]
-    assert {job.kind for job in jobs} == {SUBSCRIPTION}
-    [unit] = build_units(mapped(jobs, conn), server_mode=True)
-    profiles = unit.requests[0].body["data"]["attributes"]["profiles"]["data"]
-    assert unit.requests[0].path == "/api/profile-subscription-bulk-create-jobs"
-    assert [p["attributes"]["email"] for p in profiles] == [f"u{n}@example.com" for n in range(5)]
-    assert unit.jobs == tuple(jobs)
-
-
-def test_a_rejected_profile_of_a_packed_subscription_job_names_only_its_own_job() -> None:
-    from mparticle_klaviyo.service.units import culprits
-
-    conn = connection(URL, server=True)
-    jobs = jobs_of([user_batch(f"u{n}", [], consent=True) for n in range(3)], conn)
-    [unit] = build_units(mapped(jobs, conn), server_mode=True)
-    assert culprits(unit, "/data/attributes/profiles/data/1/attributes/email") == [jobs[1]]
-    assert culprits(unit, "/data/attributes/custom_source") == jobs

@@ -1,8 +1,8 @@
 """Claimed jobs -> send units: the requests to make and the jobs each request settles.
 
 Client mode: one unit per job, holding that job's requests in order (a purchase makes an order
-plus one request per product). Server mode: events of many jobs packed into bulk jobs; a job's
-events always travel in one request, so one answer settles the job.
+plus one request per product). Server mode packs many jobs into one bulk request when a send is
+admitted (``pending.py``); only a job too large to share one travels as a unit of its own here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import msgspec
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery.payloads import BulkEventBuilder, client_event_request, subscription_request
 from mparticle_klaviyo.errors import InputError
-from mparticle_klaviyo.klaviyo.limits import MAX_BULK_PROFILES
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.batch import map_batch
 from mparticle_klaviyo.mapping.result import MappedEvent, Notice
@@ -74,68 +73,11 @@ def _dropped(job: Job, notices: list[Notice]) -> Unmappable:
 
 
 def build_units(mapped: list[Mapped], server_mode: bool) -> list[Unit]:
-    """Group mapped jobs into units (see the module docstring)."""
+    """Units sent as soon as they are claimed: client-mode jobs, and server-mode jobs too large
+    to share a bulk request (the others wait in ``pending.py`` to be packed at send time)."""
     if not server_mode:
         return [Unit(tuple(m.requests), (m.job,)) for m in mapped if m.requests]
-    subscriptions = [m for m in mapped if m.requests]
-    return _subscription_units(subscriptions) + _bulk_units([m for m in mapped if m.events and not m.requests])
-
-
-def _subscription_units(mapped: list[Mapped]) -> list[Unit]:
-    """Server mode: many jobs' profiles in one bulk subscription job (up to 1000 profiles).
-
-    One request per consent would let a backlog of consents fill the in-flight window while
-    they wait for their (slower) endpoint, starving the events behind them.
-    """
-    units: list[Unit] = []
-    for chunk in _chunks(mapped, MAX_BULK_PROFILES):
-        first = chunk[0].requests[0]
-        profiles = [p for m in chunk for r in m.requests for p in r.body["data"]["attributes"]["profiles"]["data"]]
-        data = {
-            **first.body["data"],
-            "attributes": {**first.body["data"]["attributes"], "profiles": {"data": profiles}},
-        }
-        request = KlaviyoRequest(path=first.path, auth=first.auth, kind=first.kind, body={"data": data})
-        units.append(Unit((request,), tuple(m.job for m in chunk)))
-    return units
-
-
-def _chunks(items: list[Mapped], size: int) -> list[list[Mapped]]:
-    """``items`` in runs of at most ``size`` profiles, a job's profiles never split."""
-    chunks: list[list[Mapped]] = []
-    current: list[Mapped] = []
-    count = 0
-    for item in items:
-        profiles = sum(len(r.body["data"]["attributes"]["profiles"]["data"]) for r in item.requests)
-        if current and count + profiles > size:
-            chunks.append(current)
-            current, count = [], 0
-        current.append(item)
-        count += profiles
-    return chunks + ([current] if current else [])
-
-
-def _bulk_units(mapped: list[Mapped]) -> list[Unit]:
-    """Pack jobs into bulk requests of at most 1000 events and 5 MB, never splitting a job.
-
-    A job too big for one request on its own gets a unit of its own with several requests.
-    """
-    units: list[Unit] = []
-    builder = BulkEventBuilder()
-    jobs: list[Job] = []
-    for item in mapped:
-        if not builder.fits(item.events) and not builder.empty:
-            units.extend(Unit((request,), tuple(jobs)) for request in builder.flush())
-            jobs = []
-        if not builder.fits(item.events):
-            units.append(Unit(tuple(_alone(item.events)), (item.job,)))
-            continue
-        for event in item.events:
-            for _ in builder.add(event):
-                raise AssertionError("fits() promised no flush")
-        jobs.append(item.job)
-    units.extend(Unit((request,), tuple(jobs)) for request in builder.flush())
-    return units
+    return [Unit(tuple(_alone(m.events)), (m.job,)) for m in mapped if m.events]
 
 
 def _alone(events: list[MappedEvent]) -> list[KlaviyoRequest]:
