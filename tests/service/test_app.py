@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mparticle_klaviyo.service.jobs import unique_id_of
@@ -282,3 +284,16 @@ def test_a_batch_whose_jobs_fit_the_budget_is_accepted_with_its_hold_grown(tmp_p
             release.set()
             assert pending.result(10).status == 202
         assert len(app.jobs()) == 100
+
+
+def test_every_refused_request_is_one_log_line_with_its_code_and_pointer_and_never_the_body(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mparticle_klaviyo.ingest")
+    with LiveApp(tmp_path) as app:
+        answer = app.post("/v2/events", {"events": [{"event_type": 3, "secret": "do-not-log"}]}, basic())
+    assert answer.status == 400
+    [line] = [r for r in caplog.records if r.getMessage() == "ingest request refused"]
+    fields = tuple(getattr(line, name) for name in ("status", "code", "pointer", "input"))
+    assert fields == (400, "BAD_REQUEST", "/events/0/event_type", "v2")
+    assert "do-not-log" not in caplog.text

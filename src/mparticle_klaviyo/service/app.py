@@ -31,6 +31,7 @@ from mparticle_klaviyo.service.errors import (
     AdmissionTimeoutError,
     BodyTimeoutError,
     ClientGoneError,
+    ErrorResponse,
     PayloadTooLargeError,
     StoreUnavailableError,
     UnsupportedEncodingError,
@@ -327,7 +328,7 @@ def _retry_later(response: web.Response) -> web.Response:
 
 def _log_refusal(response: web.StreamResponse, source: str, request: web.Request) -> None:
     """One line per refused request: status, code, pointer and sender; never the body."""
-    error = _first_error(response)
+    error = response.error if isinstance(response, ErrorResponse) else {}
     log.info(
         "ingest request refused",
         extra={
@@ -338,15 +339,6 @@ def _log_refusal(response: web.StreamResponse, source: str, request: web.Request
             "remote": request.remote,
         },
     )
-
-
-def _first_error(response: web.StreamResponse) -> dict[str, str]:
-    body = response.body if isinstance(response, web.Response) else None
-    try:
-        errors = msgspec.json.decode(body if isinstance(body, bytes) else b"{}")["errors"]
-        return dict(errors[0])
-    except (msgspec.DecodeError, KeyError, IndexError, TypeError):
-        return {}
 
 
 def create_app(config: Config, store: AsyncStore, metrics: Metrics, wake: Callable[[str], None]) -> web.Application:

@@ -13,6 +13,9 @@ from mparticle_klaviyo.store.watch import StoreUnavailableError as StoreUnavaila
 STORE_RETRY_AFTER_S = 5
 
 
+_json = msgspec.json.Encoder()
+
+
 class PayloadTooLargeError(Exception):
     """A body, batch or bulk array over the configured limits (HTTP 413)."""
 
@@ -38,12 +41,22 @@ class AdmissionTimeoutError(Exception):
     """The ingest memory budget stayed full too long for this request (HTTP 503 + Retry-After)."""
 
 
+class ErrorResponse(web.Response):
+    """A JSON error answer that also keeps its error object (for the refusal's log line)."""
+
+    error: dict[str, str]
+
+
 def error_response(status: int, code: str, message: str, pointer: str | None = None) -> web.Response:
     """``{"errors": [{"code", "message", "pointer"}]}`` with ``status``."""
     error: dict[str, str] = {"code": code, "message": message}
     if pointer is not None:
         error["pointer"] = pointer
-    return web.json_response({"errors": [error]}, status=status)
+    response = ErrorResponse(
+        body=_json.encode({"errors": [error]}), status=status, content_type="application/json", charset="utf-8"
+    )
+    response.error = error  # so the log line need not parse the body back
+    return response
 
 
 def store_unavailable_response(error: StoreUnavailableError) -> web.Response:
