@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from mparticle_klaviyo.service.jobs import unique_id_of
+from mparticle_klaviyo.jobs.plan import unique_id_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

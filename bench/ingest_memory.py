@@ -14,13 +14,13 @@ against ``bench/servers.py null`` (reads each body, answers 202): the HTTP layer
 
 Then the processing factor: ``--factor-runs`` times, one post to a fresh ``serve``; (VmHWM
 after its answer - VmRSS before) / body size. ``PROCESSING_FACTOR`` in
-``service/admission.py`` should approximate it. ``--shape user`` puts the padding in the user
+``server/admission.py`` should approximate it. ``--shape user`` puts the padding in the user
 attributes instead, ``--shape fanout`` also gives each batch 100 small events: every event job
 stores the batch's user part again, so these cost far more per body byte (burst them with care:
 a fanout post of 12 MB costs about 1 GB).
 
 ``--src DIR`` runs ``serve`` from another source tree (``PYTHONPATH=DIR/src`` for that child
-only), e.g. a worktree of an older commit. A tree without ``service/admission.py`` has no
+only), e.g. a worktree of an older commit. A tree without ``admission.py`` (``server/``, earlier ``service/``) has no
 ``ingest_memory_budget_mb``: the key is not written and ``--budget-mb`` is refused.
 Everything runs on 127.0.0.1; every phase has a hard timeout.
 """
@@ -221,7 +221,8 @@ async def measure(child: Child, bodies: list[bytes], args: argparse.Namespace) -
 
 def has_budget(src: Path) -> bool:
     """Whether the tree at ``src`` admits ingest by a memory budget (``ingest_memory_budget_mb``)."""
-    return (src / "src" / "mparticle_klaviyo" / "service" / "admission.py").exists()
+    package = src / "src" / "mparticle_klaviyo"
+    return any((package / part / "admission.py").exists() for part in ("server", "service"))
 
 
 async def fresh_serve(stack: contextlib.ExitStack, workdir: Path, emulator_url: str, args: argparse.Namespace) -> Child:

@@ -103,12 +103,20 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     ("layer", "forbidden"),
     [
         # Mapping is pure: batches and settings in, requests' contents out; no I/O, no state.
-        ("mapping", {"store", "delivery", "service", "cli", "cli_service", "replay", "pipeline", "config"}),
-        # The store knows jobs, not who delivers or serves them.
-        ("store", {"delivery", "service", "mapping", "klaviyo", "cli", "cli_service", "replay", "pipeline"}),
-        # Delivery's pacing and packing know nothing of HTTP ingest or the command line.
-        ("delivery", {"service", "cli", "cli_service", "store", "replay"}),
-        ("mparticle", {"config", "mapping", "delivery", "service", "store", "klaviyo"}),
+        (
+            "mapping",
+            {"store", "jobs", "delivery", "server", "service", "observe", "cli", "cli_service", "replay", "config"},
+        ),
+        # The store knows jobs, not who plans, delivers or serves them.
+        ("store", {"jobs", "delivery", "server", "service", "mapping", "klaviyo", "cli", "cli_service", "replay"}),
+        # Planning turns input into jobs; it knows nothing of how they are sent or received.
+        ("jobs", {"delivery", "server", "service", "cli", "cli_service", "replay", "klaviyo"}),
+        # Delivery (dispatcher, packer, lanes, barrier, retry policy) knows no HTTP ingest or CLI.
+        ("delivery", {"server", "service", "cli", "cli_service", "replay"}),
+        # Ingest over HTTP plans and stores jobs; it never sends to Klaviyo.
+        ("server", {"delivery", "service", "cli", "cli_service", "replay"}),
+        ("observe", {"mapping", "jobs", "delivery", "server", "service", "store", "cli", "cli_service", "replay"}),
+        ("mparticle", {"config", "mapping", "jobs", "delivery", "server", "service", "store", "klaviyo"}),
     ],
 )
 def test_a_layer_imports_nothing_above_it(layer: str, forbidden: set[str]) -> None:

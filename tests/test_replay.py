@@ -8,8 +8,8 @@ from typing import Any
 
 from mparticle_klaviyo.config import Connection, ConnectionSettings
 from mparticle_klaviyo.delivery import Result
+from mparticle_klaviyo.jobs.inputs import read_inputs
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
-from mparticle_klaviyo.pipeline import read_inputs
 from mparticle_klaviyo.replay import ACCOUNT_MISMATCH, DUPLICATE_IN_INPUT, ReplayStats, RequestPlanner
 
 NOW_MS = 1_764_000_000_000.0

@@ -14,10 +14,11 @@ import typer
 from mparticle_klaviyo import __version__
 from mparticle_klaviyo.cli_options import ConfigOption, ConnectionOption, fail_config, load_connection
 from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Connection, load_config
+from mparticle_klaviyo.delivery.batch_requests import batch_requests
 from mparticle_klaviyo.errors import ConfigError, InputError
+from mparticle_klaviyo.jobs.inputs import InputItem, map_item, read_inputs
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mparticle.registration import registration_response
-from mparticle_klaviyo.pipeline import InputItem, batch_requests, map_item, read_inputs
 
 app = typer.Typer(
     help="Forward mParticle event data to Klaviyo (self-hosted Klaviyo Event integration).",

@@ -16,11 +16,11 @@ from rich.table import Table
 
 from mparticle_klaviyo.cli_options import ConfigOption, fail_config
 from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Config, Connection, load_config
+from mparticle_klaviyo.delivery.dead_letters import preview, redrive_logged
 from mparticle_klaviyo.delivery.lane import Transport
+from mparticle_klaviyo.delivery.units import now_ms
 from mparticle_klaviyo.errors import ConfigError
-from mparticle_klaviyo.service.dead_letters import preview, redrive_logged
-from mparticle_klaviyo.service.jobs import decode_payload
-from mparticle_klaviyo.service.units import now_ms
+from mparticle_klaviyo.jobs.plan import decode_payload
 from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, StateCount
 from mparticle_klaviyo.store.errors import StoreError
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
@@ -65,7 +65,7 @@ def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
 
     One serve per store file: a second one on the same store exits with code 2.
     """
-    from mparticle_klaviyo.service.logs import configure_logging
+    from mparticle_klaviyo.observe.logs import configure_logging
     from mparticle_klaviyo.service.runner import serve
 
     loaded = _config(config)
@@ -296,7 +296,7 @@ def dlq_redrive(
         if dry_run:
             _preview_redrive(store, where, loaded)
             return
-        from mparticle_klaviyo.service.logs import configure_logging
+        from mparticle_klaviyo.observe.logs import configure_logging
 
         configure_logging(loaded.service.log_level)  # the redrive's log line, as JSON on stderr
         count = redrive_logged(store, where, time.time())
@@ -369,7 +369,7 @@ async def _with_clients(
     check: Callable[[Mapping[str, Connection], Mapping[str, Transport]], Awaitable[T]],
 ) -> T:
     """``check(connections, clients)`` with a Klaviyo client per connection, closed afterwards."""
-    from mparticle_klaviyo.pipeline import client_for
+    from mparticle_klaviyo.delivery.clients import client_for
 
     clients = {name: client_for(c, pool_size=4, timeout_s=timeout_s) for name, c in connections.items()}
     try:
@@ -390,7 +390,7 @@ def resume_command(
     Delivery resumes only if Klaviyo accepts the probe. The request reaches serve as a file in
     `<store>.resume/`. Exit 0 resumed or not paused, 1 still paused or serve not answering, 2 config error.
     """
-    from mparticle_klaviyo.service.credentials import ResumeRequests
+    from mparticle_klaviyo.delivery.key_pause import ResumeRequests
 
     loaded = _config(config)
     try:

@@ -19,6 +19,7 @@ import msgspec
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery import DeliveryReport, Result, Sender
+from mparticle_klaviyo.delivery.clients import client_for
 from mparticle_klaviyo.delivery.payloads import (
     BulkEventBuilder,
     BulkSubscriptionBuilder,
@@ -28,10 +29,10 @@ from mparticle_klaviyo.delivery.payloads import (
     subscription_request,
 )
 from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.jobs.inputs import InputItem, Mapped, map_item, read_inputs
+from mparticle_klaviyo.jobs.plan import Planned, plan_jobs
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.result import MappedEvent, Subscription
-from mparticle_klaviyo.pipeline import InputItem, Mapped, client_for, map_item, read_inputs
-from mparticle_klaviyo.service.jobs import Planned, plan_jobs
 from mparticle_klaviyo.store.base import JobStore
 
 ACCOUNT_MISMATCH = "account_mismatch"

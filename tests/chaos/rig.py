@@ -25,9 +25,9 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from mparticle_klaviyo.jobs.plan import EVENT, unique_id_of
 from mparticle_klaviyo.klaviyo.emulator import RunningEmulator, start_emulator
 from mparticle_klaviyo.klaviyo.emulator.faults import parse_rule
-from mparticle_klaviyo.service.jobs import EVENT, unique_id_of
 from mparticle_klaviyo.store.base import JobState
 from tests.service.served import Served, write_config
 

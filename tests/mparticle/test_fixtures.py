@@ -11,13 +11,13 @@ import pytest
 
 from mparticle_klaviyo.config import Connection, ConnectionSettings
 from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.jobs.inputs import InputItem, map_item
 from mparticle_klaviyo.mapping.batch import map_batch
 from mparticle_klaviyo.mapping.result import MappedBatch, Subscription
 from mparticle_klaviyo.mapping.settings import MappingSettings
 from mparticle_klaviyo.mparticle.decode import decode_document
 from mparticle_klaviyo.mparticle.files import read_records
 from mparticle_klaviyo.mparticle.model import UserBatch
-from mparticle_klaviyo.pipeline import InputItem, map_item
 from tests.mapping.builders import NOW_MS, drops, metrics
 
 # Files that decode, with their number of batches.

@@ -25,12 +25,12 @@ import msgspec
 from aiohttp import web
 
 from mparticle_klaviyo.config import Connection, ConnectionSettings
+from mparticle_klaviyo.delivery.dispatcher import Dispatcher, DispatchOptions
+from mparticle_klaviyo.jobs.plan import plan_jobs
 from mparticle_klaviyo.klaviyo.client import KlaviyoClient
 from mparticle_klaviyo.klaviyo.emulator import Emulator, EmulatorConfig, RunningEmulator
 from mparticle_klaviyo.mparticle.decode import decode_document
-from mparticle_klaviyo.service.dispatcher import Dispatcher, DispatchOptions
-from mparticle_klaviyo.service.jobs import plan_jobs
-from mparticle_klaviyo.service.metrics import Metrics
+from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import DeadFilter, EnqueueResult, Job
 from mparticle_klaviyo.store.sqlite import SqliteJobStore

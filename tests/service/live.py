@@ -24,9 +24,9 @@ from typing import Any
 from aiohttp import web
 
 from mparticle_klaviyo.config import Config, Connection, ConnectionSettings, ServiceSettings
-from mparticle_klaviyo.service.app import INGEST, Ingest, create_app
-from mparticle_klaviyo.service.http_server import ingest_runner
-from mparticle_klaviyo.service.metrics import Metrics
+from mparticle_klaviyo.observe.metrics import Metrics
+from mparticle_klaviyo.server.app import INGEST, Ingest, create_app
+from mparticle_klaviyo.server.http_server import ingest_runner
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.store.helpers import hold_store_thread

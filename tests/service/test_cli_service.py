@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mparticle_klaviyo.jobs.plan import plan_jobs, unique_id_of
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
 from mparticle_klaviyo.mparticle.decode import decode_document
-from mparticle_klaviyo.service.jobs import plan_jobs, unique_id_of
 from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, NewJob
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import (

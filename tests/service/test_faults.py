@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from mparticle_klaviyo.config import Connection
+from mparticle_klaviyo.delivery.dispatcher import DispatchOptions
+from mparticle_klaviyo.jobs.plan import unique_id_of
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
-from mparticle_klaviyo.service.dispatcher import DispatchOptions
-from mparticle_klaviyo.service.jobs import unique_id_of
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import DeadFilter
 from mparticle_klaviyo.store.sqlite import SqliteJobStore

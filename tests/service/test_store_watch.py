@@ -5,7 +5,7 @@ under it, and checks that no request is acknowledged from then on, that what was
 before is still delivered, and that after a restart nothing acknowledged is missing. The others
 run ``Service`` in this test's loop, where the disk's free space can be steered.
 
-Tests marked ``NEEDS APP WIRING`` check what ``service/app.py`` answers once it maps
+Tests marked ``NEEDS APP WIRING`` check what ``server/app.py`` answers once it maps
 ``StoreUnavailableError`` to ``store_unavailable_response`` and ``/readyz`` consults
 ``store.problem()``; until then the service still refuses with a generic 503.
 """

@@ -22,17 +22,17 @@ from pathlib import Path
 from aiohttp import web
 
 from mparticle_klaviyo.config import Config, Connection
+from mparticle_klaviyo.delivery.clients import client_for
+from mparticle_klaviyo.delivery.dispatcher import Dispatcher, DispatchOptions, account_lanes
+from mparticle_klaviyo.delivery.key_pause import ResumeRequests, answer_resume_requests
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.klaviyo.classify import Outcome
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
-from mparticle_klaviyo.pipeline import client_for
+from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.secret import Secret
-from mparticle_klaviyo.service.app import INGEST, Ingest, create_app
+from mparticle_klaviyo.server.app import INGEST, Ingest, create_app
+from mparticle_klaviyo.server.http_server import ingest_runner
 from mparticle_klaviyo.service.check import log_checks
-from mparticle_klaviyo.service.credentials import ResumeRequests, answer_resume_requests
-from mparticle_klaviyo.service.dispatcher import Dispatcher, DispatchOptions, account_lanes
-from mparticle_klaviyo.service.http_server import ingest_runner
-from mparticle_klaviyo.service.metrics import Metrics
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import JobState
 from mparticle_klaviyo.store.owner import OwnerLock

@@ -1,0 +1,491 @@
+"""Delivery of one connection's jobs from the store to Klaviyo.
+
+The loop claims due jobs (leased, so a crash returns them), holds back jobs of profiles whose
+earlier job is failing (``Barrier``), maps the rest with today's code, packs them into send
+units, and sends each unit through its endpoint's lane (Retry-After gate, two-window limiter,
+AIMD). Answers settle jobs:
+
+* 2xx: ack (the row is deleted);
+* 429: the lane's gate closes for Retry-After and the job returns to the queue due when the
+  gate reopens, without counting an attempt (but past ``max_age_s`` it is dead-lettered);
+* 408/5xx/timeouts/resets in isolation: retry with exponential backoff and full jitter,
+  counted; past ``max_attempts`` or ``max_age_s`` the job is dead-lettered as
+  ``retries_exhausted:<cause>`` or ``max_age:<cause>`` (e.g. ``retries_exhausted:http_503``);
+* an outage (such failures across requests) opens the account's circuit (delivery/circuit.py):
+  jobs go back uncounted, due at its next probe, and only a probe job is claimed until it closes;
+* 401/403 (the key refused): the connection's delivery pauses (delivery/key_pause.py): jobs go
+  back uncounted, nothing is claimed until a probe passes or an operator runs ``resume``;
+* other 4xx: dead-lettered with Klaviyo's answer. In a bulk job, Klaviyo's JSON pointer names
+  the bad entry: only its jobs are dead-lettered, the others go straight back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+
+import msgspec
+
+from mparticle_klaviyo.config import Connection
+from mparticle_klaviyo.delivery.backoff import Backoff
+from mparticle_klaviyo.delivery.barrier import Barrier
+from mparticle_klaviyo.delivery.circuit import Circuit, CircuitOptions, Paused
+from mparticle_klaviyo.delivery.clock import MonotonicClock
+from mparticle_klaviyo.delivery.credentials import CredentialOptions
+from mparticle_klaviyo.delivery.dead_letters import (
+    MAX_AGE,
+    THROTTLED,
+    dead_reason,
+    iso_time,
+    job_fields,
+    postpone_cause,
+)
+from mparticle_klaviyo.delivery.key_pause import CredentialGuard
+from mparticle_klaviyo.delivery.lane import Lane, Transport
+from mparticle_klaviyo.delivery.outages import watch_outages
+from mparticle_klaviyo.delivery.report import Tally
+from mparticle_klaviyo.delivery.retry_policy import Bury, Retry, RetryPolicy
+from mparticle_klaviyo.delivery.senders import BulkSenders
+from mparticle_klaviyo.delivery.units import MappedJob, Unit, Unmappable, build_units, culprits, map_job, now_ms
+from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable, Throttled
+from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.observe.metrics import Metrics
+from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.base import Job
+
+log = logging.getLogger("mparticle_klaviyo.delivery")
+_ERROR_PAUSE_S = 1.0
+
+
+# Jobs mapped between two yields to the event loop (~5 ms of CPU).
+_MAP_SLICE = 50
+
+
+class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Knobs of delivery."""
+
+    claim_batch: int = 1000
+    max_in_flight_jobs: int = 4000
+    lease_s: float = 120.0
+    poll_s: float = 0.25
+    max_attempts: int = 8
+    max_age_s: float = 7 * 86400
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 600.0
+    default_retry_after_s: float = 1.0
+    max_retry_after_s: float = 600.0
+    release_every_s: float = 10.0
+    max_concurrency: int = 64
+    # True when this process is known to be the store's only deliverer (``serve`` holds the
+    # store's OwnerLock): every lease found at start is a dead process's and is released at
+    # once, and leases never expire while it runs (a unit waiting long in the limiter's queue
+    # is not claimed and sent a second time). Otherwise expired leases are released every
+    # ``release_every_s``.
+    sole_owner: bool = False
+    # When the account's circuit opens (Klaviyo unreachable) and how often it probes.
+    circuit: CircuitOptions = msgspec.field(default_factory=CircuitOptions)
+    # How often a connection paused by a 401/403 probes Klaviyo.
+    credentials: CredentialOptions = msgspec.field(default_factory=CredentialOptions)
+
+
+def account_lanes(connection: Connection, options: DispatchOptions) -> dict[str, Lane]:
+    """One lane (Retry-After gate, two-window limiter, AIMD) per rate-limited endpoint of an account."""
+    clock = MonotonicClock()
+    circuit = Circuit(clock, options.circuit)  # one per account: an outage is the account's, not an endpoint's
+    return {
+        endpoint: Lane(limit, clock, max_concurrency=options.max_concurrency, circuit=circuit)
+        for endpoint, limit in connection.rate_limits.items()
+    }
+
+
+class Dispatcher:
+    """Delivers one connection's queued jobs until told to stop."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        store: AsyncStore,
+        client: Transport,
+        metrics: Metrics,
+        options: DispatchOptions | None = None,
+        rng: random.Random | None = None,
+        lanes: Mapping[str, Lane] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.connection = connection
+        # Unix time for the store (due times, leases, job ages); injectable so tests can age jobs.
+        self._now = wall_clock
+        self.store = store
+        self.client: Transport = _TimedTransport(client, metrics)  # each request's latency, per endpoint
+        self.metrics = metrics
+        self.options = options or DispatchOptions()
+        self.barrier = Barrier()
+        self.wake = asyncio.Event()
+        # Lanes are the account's, not the connection's: connections sending to one Klaviyo
+        # account must share them (``lanes``), or together they would exceed its limits.
+        self._lanes = dict(lanes) if lanes is not None else account_lanes(connection, self.options)
+        self.circuit = next((lane.circuit for lane in self._lanes.values()), None) or Circuit(MonotonicClock())
+        watch_outages(self.circuit, connection.name, metrics)
+        # The connection's own (keys differ between connections of one account): a 401/403 pauses it.
+        self.credentials = CredentialGuard(
+            connection.name, lambda: self.client, self._lanes, metrics, self.options.credentials, wake=self.wake.set
+        )
+        self._backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s, rng)
+        # The same decisions as replay's Sender (delivery/retry_policy.py).
+        self.policy = RetryPolicy(
+            max_attempts=self.options.max_attempts,
+            max_age_s=self.options.max_age_s,
+            default_retry_after_s=self.options.default_retry_after_s,
+            max_retry_after_s=self.options.max_retry_after_s,
+        )
+        self._blocker_due: dict[int, float] = {}
+        self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
+        self._orphans: list[tuple[tuple[Job, ...], str]] = []
+        self._in_flight = 0
+        self._tally = Tally()
+        self._bulk = BulkSenders(self._lanes, lambda: self.client, self._tally, self._handle_packed)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set, then finish what is in flight (see ``drain``).
+
+        A store error (a write lock held past the busy timeout, a full disk) pauses the loop
+        instead of ending it: a dead loop would leave the connection undelivered until a restart
+        while ingest kept accepting.
+        """
+        started = False
+        last_release = time.monotonic()
+        while not stop.is_set():
+            try:
+                if not started:
+                    await self._start()
+                    started, last_release = True, time.monotonic()
+                elif not self.options.sole_owner and time.monotonic() - last_release > self.options.release_every_s:
+                    await self.store.release_expired(self._now())
+                    last_release = time.monotonic()
+                await self._retry_orphans()
+                self.credentials.tick()
+                claimed = await self._claim_and_start()
+            except Exception:
+                log.exception("delivery paused by an error", extra={"connection": self.connection.name})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _ERROR_PAUSE_S)
+                continue
+            if not claimed:
+                await self._idle(stop)
+
+    async def _start(self) -> None:
+        # Leases a crashed process left behind first: a failed job still leased by it would be
+        # missing from the rebuilt barrier, and its profile's later jobs would overtake it. As
+        # the sole owner every lease is such a leftover, expired or not.
+        await self.store.release_expired(math.inf if self.options.sole_owner else self._now())
+        await self._rebuild_barrier()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for in-flight units; release the jobs of those still running after ``timeout_s``.
+
+        Jobs waiting to be packed into a bulk request are released at once: nothing was sent.
+        """
+        await self.credentials.close()
+        tasks = [*self._tasks, *self._bulk.tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        # Taken with no await before the cancels below, so no unit settles in between.
+        leftover = [job.id for task, jobs in self._tasks.items() if not task.done() for job in jobs]
+        leftover += [job.id for job in self._bulk.unsettled()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if leftover:
+            await self.store.release(leftover)
+
+    async def _rebuild_barrier(self) -> None:
+        """After a restart, profiles with failing jobs are blocked again, as before the crash."""
+        for job in await self.store.failing_jobs(self.connection.name):
+            self.barrier.failed(job.profile_key, job.id)
+            self._blocker_due[job.id] = job.run_at
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Sleep until woken (new jobs), a unit finishes, or the poll interval passes."""
+        self.wake.clear()
+        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self.wake.wait())}
+        waiters.add(asyncio.ensure_future(stop.wait()))
+        waiters.update(self._tasks)  # type: ignore[arg-type]
+        _, pending = await asyncio.wait(waiters, timeout=self.options.poll_s, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            if waiter not in self._tasks:
+                waiter.cancel()
+
+    async def _claim_and_start(self) -> int:
+        """Claim what fits in the in-flight window and start sending it; how many were claimed."""
+        limit = min(self.options.max_in_flight_jobs - self._in_flight, self.options.claim_batch)
+        if limit <= 0 or (limit < self.options.claim_batch and self._in_flight):
+            return 0  # wait for room for a whole claim: small claims make small bulk jobs
+        # While Klaviyo is unreachable: nothing, or the one job whose request will probe it.
+        if (limit := self.credentials.allowance(self.circuit.allowance(limit))) == 0:
+            return 0
+        jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, self._now())
+        if not jobs:
+            return 0
+        sendable = await self._hold_back_blocked(jobs)
+        mapped = await self._map(sendable)
+        if self.connection.server_mode:
+            # Bulk requests are packed when their lane lets one go, from what waits then.
+            alone = [m for m in mapped if not self._bulk.add(m)]
+            self._in_flight += len(mapped) - len(alone)
+            mapped = alone
+            self._bulk.start()
+        for unit in build_units(mapped, self.connection.server_mode):
+            self._in_flight += len(unit.jobs)
+            task = asyncio.create_task(self._send_unit(unit))
+            self._tasks[task] = unit.jobs
+            task.add_done_callback(self._finished)
+        return len(jobs)
+
+    async def _handle_packed(self, unit: Unit, first: Outcome | Paused) -> None:
+        """Settle a bulk request a sender packed and sent; an error of ours retries its jobs."""
+        try:
+            await self._send_unit(unit, first)
+        except Exception as error:
+            log.error("a send unit failed", exc_info=error, extra={"connection": self.connection.name})
+            self._orphans.append((unit.jobs, type(error).__name__))
+        finally:
+            self._in_flight -= len(unit.jobs)
+            self.wake.set()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        jobs = self._tasks.pop(task, ())
+        self._in_flight -= len(jobs)
+        self.wake.set()
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Not Klaviyo's answer (that is settled inside the unit) but an error of ours, e.g. the
+            # ack's write failing: the jobs are retried as after a failure (see _retry_orphans).
+            log.error("a send unit failed", exc_info=error, extra={"connection": self.connection.name})
+            self._orphans.append((jobs, type(error).__name__))
+
+    async def _retry_orphans(self) -> None:
+        """Retry the jobs of units that ended in an error, counting an attempt, with backoff.
+
+        As the sole owner nothing else would ever return them: their leases are never expired
+        while this process lives. Counted as attempts so that a lasting bug ends in the dead
+        letters instead of a loop. Dropped from the list only once the write succeeded.
+        """
+        while self._orphans:
+            jobs, error = self._orphans[0]
+            await self._retry(list(jobs), Retryable(reason="internal_error", detail=error))
+            self._orphans.pop(0)
+
+    async def _hold_back_blocked(self, jobs: list[Job]) -> list[Job]:
+        """Jobs behind a failing job of their profile go back, due after that job's retry.
+
+        When a profile's blocker is retried, its next failed jobs go with it as long as each is
+        the next one in id order (in one bulk request in server mode); holding each until the one
+        before succeeded would drain a busy profile at one job per hold.
+        """
+        admission = self.barrier.admit((job.profile_key, job.id) for job in jobs)
+        held: dict[float, list[int]] = {}
+        now = self._now()
+        for job_id, blocker in admission.held.items():
+            due = max(now + 0.5, self._blocker_due.get(blocker, now) + 0.1)
+            held.setdefault(due, []).append(job_id)
+        sent = set(admission.send)
+        sendable = [job for job in jobs if job.id in sent]
+        for due, ids in held.items():  # one write per blocker, not one per held job
+            await self.store.retry(ids, due, "held: an earlier job of this profile is being retried", False)
+        return sendable
+
+    async def _map(self, jobs: list[Job]) -> list[MappedJob]:
+        """Map claimed jobs; what no longer maps goes to the dead letters at once."""
+        mapped: list[MappedJob] = []
+        stamp = now_ms()
+        for n, job in enumerate(jobs, start=1):
+            if n % _MAP_SLICE == 0:
+                # Mapping a 1000-job claim takes ~100 ms of CPU: let ingest requests in between.
+                await asyncio.sleep(0)
+            result = map_job(job, self.connection, stamp)
+            if isinstance(result, Unmappable):
+                await self._bury([job], result.reason, result.detail)
+            else:
+                mapped.append(result)
+        return mapped
+
+    async def _send_unit(self, unit: Unit, first: Outcome | Paused | None = None) -> None:
+        """Send a unit's requests in order; the first answer that is not a success settles it.
+
+        ``first``: the answer to its first request, when a bulk sender already sent it.
+        """
+        outcome: Outcome = Delivered(status=202)
+        for index, request in enumerate(unit.requests):
+            lane = self._lanes.get(request.endpoint)
+            if lane is None:
+                await self._bury(list(unit.jobs), "unknown_endpoint", request.endpoint)
+                return
+            if index == 0 and first is not None:
+                sent = first
+            else:
+                hold = self.credentials.paused  # a unit claimed before a 401/403 is not sent after it
+                sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id, hold)
+            if self.credentials.stops(request.endpoint, sent):
+                # Not an attempt. Due at once, yet not claimed while paused: a resume sends it at once.
+                await self._postpone(unit.jobs, 0.0, self.credentials.cause())
+                return
+            if isinstance(sent, Paused):
+                await self._postpone(unit.jobs, sent.retry_in_s, f"klaviyo_unreachable: {sent.reason}")
+                return
+            outcome = sent
+            if isinstance(outcome, Throttled):
+                self.metrics.throttled.labels(self.connection.name, request.endpoint).inc()
+                lane.gate.close_for(self._gate_seconds(outcome))
+                await self._postpone(unit.jobs, lane.gate.remaining(), "throttled (429)")
+                return
+            if not isinstance(outcome, Delivered):
+                break
+        await self._settle(unit, outcome)
+
+    async def _settle(self, unit: Unit, outcome: Outcome) -> None:
+        jobs = list(unit.jobs)
+        if isinstance(outcome, Delivered):
+            await self.store.ack([job.id for job in jobs])
+            for job in jobs:
+                self._done(job)
+                self.metrics.delivered.labels(self.connection.name, job.kind).inc()
+        elif isinstance(outcome, Permanent):
+            await self._permanent(unit, outcome)
+        elif isinstance(outcome, Retryable):
+            await self._retry(jobs, outcome)
+
+    async def _postpone(self, unit_jobs: tuple[Job, ...], wait_s: float, error: str) -> None:
+        """A 429 or an outage: back in the queue, due in ``wait_s``; not an attempt, but neither
+        stops the clock: a job still throttled or paused past ``max_age_s`` is dead-lettered."""
+        now = self._now()
+        due = now + wait_s
+        cause = postpone_cause(error)  # "throttled" or "klaviyo_unreachable"
+        status = 429 if cause == THROTTLED else None
+        expired = [job for job in unit_jobs if now - job.created_at > self.options.max_age_s]
+        if expired:
+            await self._bury(expired, dead_reason(MAX_AGE, cause), f"{error} past max_age_s", status=status)
+        jobs = [job for job in unit_jobs if job not in expired]
+        if not jobs:
+            return
+        await self.store.retry([job.id for job in jobs], due, error, False)
+        for job in jobs:
+            self._blocked(job, due)
+        fields = {"reason": cause, "status": status, "attempts": max(job.attempts for job in jobs)}
+        message = THROTTLED if status == 429 else "postponed"
+        self._log_jobs(logging.INFO, message, jobs, **fields, next_due=iso_time(due))
+
+    async def _retry(self, jobs: list[Job], outcome: Retryable) -> None:
+        """A transient failure: try again later, or give up as the retry policy says."""
+        now = self._now()
+        error = f"{outcome.reason} {outcome.detail}".strip()
+        again, delay = await self._give_up(jobs, outcome, error, now)
+        if not again:
+            return
+        # A unit's jobs failed together and are retried together: one delay, one write (a 503 on
+        # a 1000-job bulk request is not 1000 transactions, and its jobs stay in one request).
+        due = now + delay
+        await self.store.retry([j.id for j in again], due, error, True)
+        for job in again:
+            self._blocked(job, due)
+        self.metrics.retried.labels(self.connection.name, outcome.reason).inc(len(again))
+        # The count after this failure; jobs of one unit may differ, so the highest of them.
+        attempts = max(j.attempts for j in again) + 1
+        fields = {"reason": outcome.reason, "status": outcome.status, "attempts": attempts}
+        self._log_jobs(logging.INFO, "retrying", again, **fields, next_due=iso_time(due))
+
+    async def _give_up(self, jobs: list[Job], outcome: Retryable, error: str, now: float) -> tuple[list[Job], float]:
+        """Bury the jobs the retry policy gives up on; the others, and the delay of the most tried."""
+        decisions = [
+            (job, self.policy.decide(outcome, job.attempts, now - job.created_at, self._backoff)) for job in jobs
+        ]
+        buried: dict[str, list[Job]] = {}
+        for job, decision in decisions:
+            if isinstance(decision, Bury):
+                buried.setdefault(decision.reason, []).append(job)
+        for reason, gone in buried.items():
+            await self._bury(gone, reason, error, status=outcome.status, failed=True)
+        again = [(job, d) for job, d in decisions if isinstance(d, Retry)]
+        if not again:
+            return [], 0.0
+        _, most_tried = max(again, key=lambda pair: pair[0].attempts)
+        assert isinstance(most_tried, Retry)
+        return [job for job, _ in again], most_tried.delay_s
+
+    async def _permanent(self, unit: Unit, outcome: Permanent) -> None:
+        """Dead-letter the jobs Klaviyo refused; in a bulk job only the entry its pointer names."""
+        refused = culprits(unit, outcome.pointer)
+        decision = self.policy.decide(outcome, 0, 0.0, self._backoff)
+        reason = decision.reason if isinstance(decision, Bury) else f"http_{outcome.status}"
+        # error_summary already names the pointer in the detail; add it only when it does not.
+        where = f" (at {outcome.pointer})" if outcome.pointer and outcome.pointer not in outcome.detail else ""
+        detail = f"{outcome.reason}: {outcome.detail}{where}"
+        # Klaviyo's refusal is the job's failure: counted, so a refused job shows 1 attempt.
+        await self._bury(refused, reason, detail, status=outcome.status or None, failed=True)
+        buried = {job.id for job in refused}
+        innocent = [job for job in unit.jobs if job.id not in buried]
+        if innocent:
+            # Sent with a bad neighbour; not their fault, so no attempt is counted.
+            now = self._now()
+            await self.store.retry([job.id for job in innocent], now, "resend without a rejected neighbour", False)
+            fields = {"reason": "rejected_neighbour", "status": None, "next_due": iso_time(now)}
+            self._log_jobs(logging.INFO, "resending", innocent, **fields)
+
+    async def _bury(
+        self, jobs: list[Job], reason: str, detail: str, *, status: int | None = None, failed: bool = False
+    ) -> None:
+        """Dead-letter ``jobs``; ``failed``: the failure that buries them counts as an attempt."""
+        await self.store.bury([job.id for job in jobs], reason, detail, self._now(), failed=failed)
+        # Ids, reason and status only: the detail quotes Klaviyo's answer, which may echo data.
+        attempts = max((job.attempts for job in jobs), default=0) + int(failed)
+        self._log_jobs(logging.WARNING, "dead-lettered", jobs, reason=reason, status=status, attempts=attempts)
+        for job in jobs:
+            self._done(job)
+            self.metrics.dead.labels(self.connection.name, reason.split(":")[0]).inc()
+
+    def _log_jobs(self, level: int, message: str, jobs: list[Job], **fields: object) -> None:
+        """One log line about ``jobs`` of this connection: ids (at most 20, and the count), ``fields``."""
+        ids = [job.id for job in jobs]
+        log.log(level, message, extra={"connection": self.connection.name, **job_fields(ids), **fields})
+
+    def _blocked(self, job: Job, due: float) -> None:
+        self.barrier.failed(job.profile_key, job.id)
+        self._blocker_due[job.id] = due
+
+    def _done(self, job: Job) -> None:
+        self.barrier.done(job.profile_key, job.id)
+        self._blocker_due.pop(job.id, None)
+
+    def _gate_seconds(self, outcome: Throttled) -> float:
+        return self.policy.gate_seconds(outcome)
+
+    def busy(self) -> bool:
+        """Whether anything claimed is still waiting or being sent (tests wait for idleness)."""
+        return bool(self._tasks or self._bulk.tasks or self._bulk.waiting())
+
+    def pacing_waits(self) -> tuple[float, float]:
+        """Seconds spent so far waiting for the rate limiter and for closed Retry-After gates."""
+        return self._tally.limiter_wait_s, self._tally.gate_wait_s
+
+    def lanes(self) -> Mapping[str, Lane]:
+        """The lanes by endpoint (for metrics and tests)."""
+        return self._lanes
+
+
+class _TimedTransport:
+    """The client, with each request's latency observed per endpoint."""
+
+    def __init__(self, client: Transport, metrics: Metrics) -> None:
+        self._client = client
+        self._latency = metrics.klaviyo_latency
+
+    async def send(self, request: KlaviyoRequest) -> Outcome:
+        """Send ``request`` and time it."""
+        started = time.monotonic()
+        try:
+            return await self._client.send(request)
+        finally:
+            self._latency.labels(request.endpoint).observe(time.monotonic() - started)

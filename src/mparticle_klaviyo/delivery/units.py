@@ -1,0 +1,131 @@
+"""Claimed jobs -> send units: the requests to make and the jobs each request settles.
+
+Client mode: one unit per job, holding that job's requests in order (a purchase makes an order
+plus one request per product). Server mode packs many jobs into one bulk request when a send is
+admitted (``pending.py``); only a job too large to share one travels as a unit of its own here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import msgspec
+
+from mparticle_klaviyo.config import Connection
+from mparticle_klaviyo.delivery.payloads import BulkEventBuilder, client_event_request, subscription_request
+from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, decode_payload, unique_id_of
+from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.mapping.batch import map_batch
+from mparticle_klaviyo.mapping.result import MappedEvent, Notice
+from mparticle_klaviyo.overrides import connection_for_request
+from mparticle_klaviyo.store.base import Job
+
+
+class Unit(msgspec.Struct, frozen=True):
+    """Requests sent one after another; their joint answer settles ``jobs``."""
+
+    requests: tuple[KlaviyoRequest, ...]
+    jobs: tuple[Job, ...]
+
+
+class Unmappable(msgspec.Struct, frozen=True):
+    """A job that maps to nothing today (dropped, or unreadable): it goes to the dead letters."""
+
+    job: Job
+    reason: str
+    detail: str
+
+
+class MappedJob(msgspec.Struct, frozen=True):
+    """A job's Klaviyo events and other requests, mapped with today's code."""
+
+    job: Job
+    events: list[MappedEvent]
+    requests: list[KlaviyoRequest]
+
+
+def map_job(job: Job, connection: Connection, now_ms: float) -> MappedJob | Unmappable:
+    """Map one stored job; anything that stops it from being sent is an ``Unmappable``."""
+    try:
+        batch = decode_payload(job.payload)
+        effective = connection_for_request(connection, batch.settings)
+    except (msgspec.DecodeError, InputError) as exc:
+        return Unmappable(job, "unmappable", str(exc))
+    result = map_batch(batch, effective.mapping, now_ms)
+    mapping = effective.mapping
+    if job.kind == SUBSCRIPTION:
+        requests = [subscription_request(s, mapping.list_id, mapping.server_mode) for s in result.subscriptions]
+        if not requests:
+            return _dropped(job, result.notices)
+        return MappedJob(job, [], requests)
+    if not result.events:
+        return _dropped(job, result.notices)
+    if mapping.server_mode:
+        return MappedJob(job, result.events, [])
+    return MappedJob(job, result.events, [client_event_request(e) for e in result.events])
+
+
+def _dropped(job: Job, notices: list[Notice]) -> Unmappable:
+    reasons = sorted({n.reason for n in notices if n.kind == "dropped"})
+    return Unmappable(job, "dropped:" + (reasons[0] if reasons else "nothing_to_send"), ", ".join(reasons))
+
+
+def build_units(mapped: list[MappedJob], server_mode: bool) -> list[Unit]:
+    """Units sent as soon as they are claimed: client-mode jobs, and server-mode jobs too large
+    to share a bulk request (the others wait in ``pending.py`` to be packed at send time)."""
+    if not server_mode:
+        return [Unit(tuple(m.requests), (m.job,)) for m in mapped if m.requests]
+    return [Unit(tuple(_alone(m.events)), (m.job,)) for m in mapped if m.events]
+
+
+def _alone(events: list[MappedEvent]) -> list[KlaviyoRequest]:
+    own = BulkEventBuilder()
+    requests = [request for event in events for request in own.add(event)]
+    return requests + list(own.flush())
+
+
+def now_ms() -> float:
+    """Wall-clock milliseconds, for mapping's time window."""
+    return time.time() * 1000
+
+
+_PROFILES_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)")
+_BULK_POINTER = re.compile(r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?")
+
+
+def culprits(unit: Unit, pointer: str | None) -> list[Job]:
+    """The jobs a bulk error pointer names; all of the unit's jobs when it names none."""
+    if len(unit.jobs) == 1:
+        return list(unit.jobs)
+    profile = _PROFILES_POINTER.match(pointer or "")
+    if profile is not None:
+        return _profile_culprits(unit, int(profile.group(1)))
+    match = _BULK_POINTER.match(pointer or "")
+    if match is None:
+        return list(unit.jobs)
+    entries = unit.requests[0].body["data"]["attributes"]["events-bulk-create"]["data"]
+    entry_index = int(match.group(1))
+    if entry_index >= len(entries):
+        return list(unit.jobs)
+    events = entries[entry_index]["attributes"]["events"]["data"]
+    if match.group(2) is not None and int(match.group(2)) < len(events):
+        events = [events[int(match.group(2))]]
+    bad_ids = {e["attributes"]["unique_id"] for e in events}
+    # A job's key is its base unique id; commerce events add ":<n>" to it.
+    named = [job for job in unit.jobs if _names_job(unique_id_of(job.key), bad_ids)]
+    return named or list(unit.jobs)
+
+
+def _names_job(unique_id: str, bad_ids: set[str]) -> bool:
+    """Whether a rejected event is this job's own (or one of its ``<id>:<n>`` commerce events)."""
+    return unique_id in bad_ids or any(i.startswith(unique_id + ":") for i in bad_ids)
+
+
+def _profile_culprits(unit: Unit, index: int) -> list[Job]:
+    """The job whose profile sits at ``index`` of a packed bulk subscription job."""
+    profiles = unit.requests[0].body["data"]["attributes"]["profiles"]["data"]
+    if index >= len(profiles) or len(profiles) != len(unit.jobs):
+        return list(unit.jobs)
+    return [unit.jobs[index]]

@@ -1,0 +1,1 @@
+"""Planning: input files and accepted batches turned into jobs with their keys."""

@@ -1,0 +1,107 @@
+"""Prometheus metrics of the service, in their own registry (served at ``/metrics``).
+
+Labels are connection names, endpoints and reason codes only: never keys, emails or phones.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Every metric the service exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter("mpk_events_received", "mParticle events received", ["connection", "input"], registry=r)
+        self.accepted = Counter("mpk_events_accepted", "Events durably queued", ["connection"], registry=r)
+        self.duplicates = Counter("mpk_events_duplicate", "Events already queued before", ["connection"], registry=r)
+        self.dropped = Counter("mpk_events_dropped", "Events not forwarded", ["connection", "reason"], registry=r)
+        self.rejected = Counter("mpk_requests_rejected", "Ingest requests refused", ["input", "status"], registry=r)
+        self.delivered = Counter("mpk_jobs_delivered", "Jobs Klaviyo accepted", ["connection", "kind"], registry=r)
+        self.retried = Counter(
+            "mpk_jobs_retried", "Jobs scheduled for another try", ["connection", "reason"], registry=r
+        )
+        self.dead = Counter(
+            "mpk_jobs_dead_lettered", "Jobs moved to the dead letters", ["connection", "reason"], registry=r
+        )
+        self.throttled = Counter("mpk_klaviyo_429", "429 answers from Klaviyo", ["connection", "endpoint"], registry=r)
+        self.backlog = Gauge("mpk_backlog_jobs", "Jobs per state", ["connection", "state"], registry=r)
+        self.oldest = Gauge("mpk_oldest_job_age_seconds", "Age of the oldest ready job", ["connection"], registry=r)
+        self.blocked_profiles = Gauge(
+            "mpk_blocked_profiles", "Profiles held by the barrier", ["connection"], registry=r
+        )
+        self.limiter_wait = Counter(
+            "mpk_limiter_wait_seconds", "Time spent waiting for the rate limiter", ["connection"], registry=r
+        )
+        self.gate_wait = Counter(
+            "mpk_retry_after_wait_seconds",
+            "Time spent waiting for closed Retry-After gates",
+            ["connection"],
+            registry=r,
+        )
+        self.ingest_in_flight = Gauge(
+            "mpk_ingest_requests_in_flight", "Ingest requests being read or processed", registry=r
+        )
+        self.ingest_waiting = Gauge(
+            "mpk_ingest_requests_waiting", "Ingest requests waiting for memory budget, body unread", registry=r
+        )
+        self.ingest_budget_in_use = Gauge(
+            "mpk_ingest_budget_bytes_in_use", "Ingest memory budget reserved by requests in flight", registry=r
+        )
+        self.client_disconnects = Counter(
+            "mpk_ingest_client_disconnects", "Ingest requests whose client left before its body was read", registry=r
+        )
+        self.ingest_latency = Histogram(
+            "mpk_ingest_seconds", "Ingest request latency", ["input"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.klaviyo_latency = Histogram(
+            "mpk_klaviyo_request_seconds", "Klaviyo request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.unreachable_since = Gauge(
+            "mpk_klaviyo_unreachable_since_seconds",
+            "Unix time since which Klaviyo is unreachable (the account's circuit is open); 0 when reachable",
+            ["connection"],
+            registry=r,
+        )
+        self.circuit_openings = Counter(
+            "mpk_klaviyo_circuit_openings",
+            "Times Klaviyo became unreachable (circuit opened)",
+            ["connection"],
+            registry=r,
+        )
+        self.store_ok = Gauge(
+            "mpk_store_ok", "1 while the job store takes jobs, 0 while a store problem stops ingest", registry=r
+        )
+        self.credentials_ok = Gauge(
+            "mpk_credentials_ok",
+            "1 while Klaviyo accepts the connection's credentials, 0 while a 401/403 pauses its delivery",
+            ["connection"],
+            registry=r,
+        )
+        self.credentials_refused_since = Gauge(
+            "mpk_credentials_refused_since_seconds",
+            "Unix time since which a 401/403 pauses delivery, with Klaviyo's answer; present only while paused",
+            ["connection", "endpoint", "status", "code"],
+            registry=r,
+        )
+        self.credential_probes = Counter(
+            "mpk_credential_probes",
+            "Probes of refused credentials, by verdict (accepted, refused, inconclusive)",
+            ["connection", "verdict"],
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        """The text exposition format."""
+        return bytes(generate_latest(self.registry))
+
+
+def iso_time(unix: float) -> str:
+    """``2026-01-31T12:00:00Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))

@@ -1,0 +1,1 @@
+"""Ingest over HTTP: authenticate, read within budget and deadlines, plan jobs, store them durably."""
