@@ -103,3 +103,13 @@ def test_a_job_is_mapped_with_todays_settings() -> None:
 
 def _fields(job: Job) -> dict[str, Any]:
     return {name: getattr(job, name) for name in job.__struct_fields__}
+
+
+def test_a_job_over_klaviyos_limits_is_unmappable_as_dropped_limit_exceeded() -> None:
+    conn = connection(URL)
+    big = custom_event("m1")
+    big["data"]["custom_attributes"] = {"text": "x" * 200_000}
+    [job] = jobs_of([user_batch("ada", [big])], conn)
+    result = map_job(job, conn, NOW_MS)
+    assert isinstance(result, Unmappable)
+    assert result.reason == "dropped:limit_exceeded"

@@ -172,3 +172,11 @@ def test_job_keys_sort_by_event_time_so_the_dedup_index_grows_at_its_end() -> No
 def test_the_same_event_sent_again_gets_the_same_key() -> None:
     document = batch(events=[event("E", "m1", timestamp_unixtime_ms=1_700_000_000_000)])
     assert [j.key for j in plan(document).jobs] == [j.key for j in plan(document).jobs]
+
+
+def test_an_event_over_klaviyos_limits_gets_a_job_and_is_dropped_when_delivery_maps_it() -> None:
+    # Ingest plans without building events (it would map every batch twice); the size limits
+    # need the built event, so delivery decides them: the job becomes a dead letter there.
+    planned = plan(batch(events=[event(custom_attributes={"text": "x" * 200_000})]))
+    assert [unique_id_of(job.key) for job in planned.jobs] == ["msg-1"]
+    assert dict(planned.dropped) == {}

@@ -1,8 +1,8 @@
 """Accepted batches -> store jobs, and store jobs -> batches again (map at dispatch).
 
 A job holds one mParticle event as normalised input: the user's batch with only that event,
-so delivery maps it with the code of the day. Ingest maps each batch once anyway, to reject
-what can never be sent and to learn each event's key and profile.
+so delivery maps it, once, with the code of the day. Ingest only plans each batch
+(``plan_batch``): the events to send with their keys and profile, and what to drop and why.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import msgspec
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.errors import InputError, join_pointer
-from mparticle_klaviyo.mapping.batch import map_batch
+from mparticle_klaviyo.mapping.batch import plan_batch
 from mparticle_klaviyo.mapping.result import MappedBatch, Subscription
 from mparticle_klaviyo.mparticle.model import Event, UserBatch
 from mparticle_klaviyo.overrides import SETTINGS_POINTER, connection_for_request
@@ -58,7 +58,7 @@ def plan_jobs(
                 "configure a connection for that account",
             )
         keyed = _with_batch_key(batch)
-        mapped = map_batch(keyed, effective.mapping, now_ms)
+        mapped = plan_batch(keyed, effective.mapping, now_ms)
         planned.events += len(batch.events)
         _count_notices(mapped, planned)
         planned.jobs.extend(_event_jobs(keyed, mapped, connection.name))
@@ -114,27 +114,18 @@ def _count_notices(mapped: MappedBatch, planned: Planned) -> None:
 
 
 def _event_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> list[NewJob]:
-    """One job per mParticle event that mapped to at least one Klaviyo event."""
-    first_by_index: dict[int, str] = {}
-    timestamps = {event.index: event.timestamp_ms for event in batch.events}
-    profile_key = ""
-    for event in mapped.events:
-        profile_key = profile_key or _profile_key(event.profile.get("email"), event.profile.get("phone_number"))
-        if event.index not in first_by_index:
-            metric = event.attributes["metric"]["data"]["attributes"]["name"]
-            stamp = timestamps.get(event.index)
-            first_by_index[event.index] = event_job_key(stamp, event.unique_id, profile_key, metric)
+    """One job per mParticle event that will be sent (``plan_batch``'s ``planned``)."""
+    if not mapped.planned or mapped.profile is None:
+        return []
+    profile_key = _profile_key(mapped.profile.get("email"), mapped.profile.get("phone_number"))
     events = {event.index: event for event in batch.events}
-    return [
-        NewJob(
-            connection=connection,
-            key=key,
-            profile_key=profile_key,
-            kind=EVENT,
-            payload=_encode_payload(msgspec.structs.replace(batch, events=(events[index],))),
-        )
-        for index, key in first_by_index.items()
-    ]
+    jobs = []
+    for planned in mapped.planned:
+        event = events[planned.index]
+        key = event_job_key(event.timestamp_ms, planned.unique_id, profile_key, planned.metric)
+        payload = _encode_payload(msgspec.structs.replace(batch, events=(event,)))
+        jobs.append(NewJob(connection=connection, key=key, profile_key=profile_key, kind=EVENT, payload=payload))
+    return jobs
 
 
 def event_job_key(timestamp_ms: float | None, unique_id: str, profile_key: str, metric: str) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 
 from mparticle_klaviyo.mapping.consent import apply_ccpa, apply_consent, granted_channels
-from mparticle_klaviyo.mapping.events import EventContext, map_event
+from mparticle_klaviyo.mapping.events import EventContext, map_event, plan_event
 from mparticle_klaviyo.mapping.limits import profile_limit_problem
 from mparticle_klaviyo.mapping.profile import build_profile
 from mparticle_klaviyo.mapping.result import (
@@ -28,17 +29,9 @@ def map_batch(batch: UserBatch, settings: MappingSettings, now_ms: float) -> Map
     Pure: the result depends only on the arguments (``now_ms`` bounds event times).
     """
     out = MappedBatch()
-    if batch.platform not in settings.supported_platforms:
-        for event in batch.events:
-            out.drop(UNSUPPORTED_PLATFORM, event.index, detail=batch.platform)
+    profile = _profile(batch, settings, out)
+    if profile is None:
         return out
-    profile = build_profile(batch, settings, out)
-    if "email" not in profile and "phone_number" not in profile:
-        for event in batch.events:
-            out.drop(NO_EMAIL_OR_PHONE, event.index)
-        return out
-    apply_ccpa(batch.consents, profile, out)
-    apply_consent(granted_channels(batch.consents, settings, out), profile, settings, out)
     problem, profile_bytes = profile_limit_problem(profile.get("properties") or {})
     if problem:
         # Every request would carry this profile, so every event would be rejected.
@@ -49,6 +42,41 @@ def map_batch(batch: UserBatch, settings: MappingSettings, now_ms: float) -> Map
     for event in batch.events:
         map_event(event, ctx)
     return out
+
+
+def plan_batch(batch: UserBatch, settings: MappingSettings, now_ms: float) -> MappedBatch:
+    """What ingest must know of a batch: the events to send (``planned``), subscriptions, notices.
+
+    ``map_batch`` without building the events: it decides every drop as ``map_batch`` does
+    except Klaviyo's size limits (``limit_exceeded``), which the full mapping at send time checks.
+    """
+    out = MappedBatch()
+    profile = _profile(batch, settings, out)
+    if profile is None:
+        return out
+    out.profile = profile
+    ctx = EventContext(settings, profile, 0, now_ms, _batch_key(batch), out)
+    for event in batch.events:
+        planned = plan_event(event, ctx)
+        if planned is not None:
+            out.planned.append(planned)
+    return out
+
+
+def _profile(batch: UserBatch, settings: MappingSettings, out: MappedBatch) -> dict[str, Any] | None:
+    """The batch's profile with its consents applied; None (every event dropped) without one."""
+    if batch.platform not in settings.supported_platforms:
+        for event in batch.events:
+            out.drop(UNSUPPORTED_PLATFORM, event.index, detail=batch.platform)
+        return None
+    profile = build_profile(batch, settings, out)
+    if "email" not in profile and "phone_number" not in profile:
+        for event in batch.events:
+            out.drop(NO_EMAIL_OR_PHONE, event.index)
+        return None
+    apply_ccpa(batch.consents, profile, out)
+    apply_consent(granted_channels(batch.consents, settings, out), profile, settings, out)
+    return profile
 
 
 def _batch_key(batch: UserBatch) -> str:

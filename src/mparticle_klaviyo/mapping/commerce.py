@@ -47,10 +47,10 @@ def commerce_metrics(
     Fields derived from the commerce payload win over custom attributes of the same name, and
     a product's attributes over the event's; each attribute left out is described in ``shadowed``.
     """
+    metric = commerce_metric(commerce)
+    if metric is None:
+        return None
     if commerce.kind == "promotion":
-        metric = PROMOTION_METRICS.get(commerce.action.lower())
-        if metric is None:
-            return None
         fields = {"Promotions": [_promotion(p) for p in commerce.promotions]}
         return [CommerceMetric(metric, _merge(fields, attributes, "event", shadowed), None)]
     if commerce.kind == "impression":
@@ -59,15 +59,24 @@ def commerce_metrics(
         ]
         fields = {"Impressions": _clean_list(impressions)}
         return [CommerceMetric(IMPRESSION_METRIC, _merge(fields, attributes, "event", shadowed), None)]
-    return _product_action(commerce, attributes, shadowed)
+    return _product_action(commerce, metric, attributes, shadowed)
 
 
-def _product_action(commerce: Commerce, attributes: dict[str, Any], shadowed: list[str]) -> list[CommerceMetric] | None:
+def commerce_metric(commerce: Commerce) -> str | None:
+    """The metric of a commerce event's first Klaviyo event, or None when its action is not supported."""
+    action = commerce.action.lower()
+    if commerce.kind == "promotion":
+        return PROMOTION_METRICS.get(action)
+    if commerce.kind == "impression":
+        return IMPRESSION_METRIC
+    return PRODUCT_ACTION_METRICS.get(action)
+
+
+def _product_action(
+    commerce: Commerce, metric: str, attributes: dict[str, Any], shadowed: list[str]
+) -> list[CommerceMetric]:
     """A product action; a purchase also yields one ``Ordered Product`` per product."""
     action = commerce.action.lower()
-    metric = PRODUCT_ACTION_METRICS.get(action)
-    if metric is None:
-        return None
     products = [_item_fields(i) for i in commerce.items]  # once each, for Items and Ordered Product
     items = [_merge(f, i.attributes, "product", shadowed) for f, i in zip(products, commerce.items, strict=True)]
     properties = _merge(_order_fields(commerce, items), attributes, "event", shadowed)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mparticle_klaviyo.klaviyo.limits import EARLIEST_EVENT_YEAR
-from mparticle_klaviyo.mapping.commerce import commerce_metrics
+from mparticle_klaviyo.mapping.commerce import commerce_metric, commerce_metrics
 from mparticle_klaviyo.mapping.event_keys import EVENT_ID, ORDINARY_KEYS, VALUE, other_spellings
 from mparticle_klaviyo.mapping.limits import event_limit_problem
 from mparticle_klaviyo.mapping.result import (
@@ -22,6 +22,7 @@ from mparticle_klaviyo.mapping.result import (
     UNSUPPORTED_TRANSITION,
     MappedBatch,
     MappedEvent,
+    PlannedEvent,
 )
 from mparticle_klaviyo.mapping.settings import MappingSettings
 from mparticle_klaviyo.mparticle.model import SUPPORTED_EVENT_TYPES, Event
@@ -69,9 +70,48 @@ class EventContext:
 
 def map_event(event: Event, ctx: EventContext) -> None:
     """Append the Klaviyo events for one mParticle event to ``ctx.out``, or a drop notice."""
+    checked = _checked_fields(event, ctx)
+    if checked is None:
+        return
+    properties, event_id, value = checked
+    time = _iso_time(event.timestamp_ms)
+    unique_id = _unique_id(event, event_id, ctx.batch_key)
+    if event.type == "commerce":
+        _map_commerce(event, properties, value, time, unique_id, ctx)
+        return
+    metric = _simple_metric(event, properties, ctx)
+    if metric is not None:
+        _emit(event, metric, properties, value, time, unique_id, ctx)
+
+
+def plan_event(event: Event, ctx: EventContext) -> PlannedEvent | None:
+    """What ``map_event`` decides without building the event: its first metric and unique id, or a drop.
+
+    Every drop but one is decided as ``map_event`` decides it (the same checks, in the same
+    order); Klaviyo's size limits are left to the full mapping at send time, which needs the
+    built properties to check them.
+    """
+    checked = _checked_fields(event, ctx)
+    if checked is None:
+        return None
+    properties, event_id, _ = checked
+    unique_id = _unique_id(event, event_id, ctx.batch_key)
+    if event.type == "commerce":
+        metric = commerce_metric(event.commerce) if event.commerce else None
+        if metric is None:
+            _unsupported_commerce(event, ctx)
+    else:
+        metric = _simple_metric(event, properties, ctx)
+    if metric is None:
+        return None
+    return PlannedEvent(index=event.index, unique_id=unique_id, metric=ctx.settings.metric_names.get(metric, metric))
+
+
+def _checked_fields(event: Event, ctx: EventContext) -> tuple[dict[str, Any], Any, float | None] | None:
+    """The event's properties without reserved keys, its ``$event_id`` and ``$value``; None if dropped."""
     if event.type not in SUPPORTED_EVENT_TYPES:
         ctx.out.drop(UNSUPPORTED_EVENT_TYPE, event.index, detail=event.type)
-        return
+        return None
     properties = dict(event.attributes)  # a copy: reserved keys leave it, screen views add to it
     event_id = properties.pop(EVENT_ID, None)
     raw_value = properties.pop(VALUE, None)
@@ -83,17 +123,15 @@ def map_event(event: Event, ctx: EventContext) -> None:
     value = None if raw_value is None else as_number(raw_value)
     if raw_value is not None and value is None:
         ctx.out.drop(INVALID_VALUE, event.index, detail=f"/{value_key} is not a number")
-        return
+        return None
     if not _time_in_range(event, ctx):
-        return
-    time = _iso_time(event.timestamp_ms)
-    unique_id = _unique_id(event, event_id, ctx.batch_key)
-    if event.type == "commerce":
-        _map_commerce(event, properties, value, time, unique_id, ctx)
-        return
-    metric = _simple_metric(event, properties, ctx)
-    if metric is not None:
-        _emit(event, metric, properties, value, time, unique_id, ctx)
+        return None
+    return properties, event_id, value
+
+
+def _unsupported_commerce(event: Event, ctx: EventContext) -> None:
+    action = event.commerce.action if event.commerce else "none"
+    ctx.out.drop(UNSUPPORTED_COMMERCE_ACTION, event.index, detail=action)
 
 
 def _map_commerce(
@@ -103,8 +141,7 @@ def _map_commerce(
     shadowed: list[str] = []
     found = commerce_metrics(event.commerce, properties, shadowed) if event.commerce else None
     if found is None:
-        action = event.commerce.action if event.commerce else "none"
-        ctx.out.drop(UNSUPPORTED_COMMERCE_ACTION, event.index, detail=action)
+        _unsupported_commerce(event, ctx)
         return
     if shadowed:
         for detail in dict.fromkeys(shadowed):  # once per event, not once per Ordered Product

@@ -48,6 +48,14 @@ class MappedEvent(msgspec.Struct, frozen=True, kw_only=True):
     index: int
 
 
+class PlannedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An mParticle event that will be sent, known before it is built: its first Klaviyo metric and id."""
+
+    index: int
+    unique_id: str
+    metric: str
+
+
 class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     """Granted consent for one profile: Klaviyo channels to subscribe (``email``/``sms``/``push``)."""
 
@@ -62,6 +70,10 @@ class MappedBatch(msgspec.Struct, kw_only=True):
     """The mapping of one user batch."""
 
     events: list[MappedEvent] = msgspec.field(default_factory=list)
+    # What plan_batch fills instead of ``events``: the events to send, not yet built.
+    planned: list[PlannedEvent] = msgspec.field(default_factory=list)
+    # The batch's profile attributes (plan_batch only: mapped events carry their own).
+    profile: dict[str, Any] | None = None
     subscriptions: list[Subscription] = msgspec.field(default_factory=list)
     notices: list[Notice] = msgspec.field(default_factory=list)
 
