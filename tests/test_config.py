@@ -421,3 +421,17 @@ def test_a_key_in_the_external_id_identity_is_never_shown(tmp_path: Path) -> Non
     [problem] = problems(tmp_path, external_id_table(PUBLIC))
     assert problem.startswith(f"{EXTERNAL_ID}: {EXTERNAL_ID_CHOICES}")
     assert PUBLIC not in problem
+
+
+def test_consent_removal_is_off_by_default(tmp_path: Path) -> None:
+    config = load(tmp_path, '[connections.acme]\npublic_api_key = "PK1234"\n')
+    assert config.connections["acme"].mapping.consent_removal is False
+
+
+def test_consent_removal_needs_the_private_key(tmp_path: Path) -> None:
+    found = problems(tmp_path, '[connections.acme]\npublic_api_key = "PK1234"\nconsent_removal = true\n')
+    assert len(found) == 1 and "consent_removal needs private_api_key" in found[0]
+    config = load(
+        tmp_path, '[connections.acme]\npublic_api_key = "PK1234"\nprivate_api_key = "pk_abc"\nconsent_removal = true\n'
+    )
+    assert config.connections["acme"].mapping.consent_removal is True

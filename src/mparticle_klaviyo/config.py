@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from mparticle_klaviyo.config_checks import (
     CREDENTIALS,
@@ -60,6 +60,7 @@ class ConnectionSettings(BaseModel):
     phone_identifier: str = "mobile_number"
     external_id_identity_type: str | None = None
     consent_mapping: dict[str, str] = Field(default_factory=dict)
+    consent_removal: bool = False
     property_mapping: dict[str, FieldPath] = Field(default_factory=dict)
     list_id: str | None = None
     revision: str = DEFAULT_REVISION
@@ -99,6 +100,13 @@ class ConnectionSettings(BaseModel):
     @classmethod
     def _consent_mapping(cls, value: Any) -> dict[str, str]:
         return parse_consent_mapping(value)
+
+    @model_validator(mode="after")
+    def _removal_needs_private_key(self) -> ConnectionSettings:
+        if self.consent_removal and self.private_api_key is None:
+            # Only the private API can unsubscribe; the public key would silently not.
+            raise ValueError("consent_removal needs private_api_key (Klaviyo's unsubscribe is private-key only)")
+        return self
 
     @field_validator("property_mapping", mode="before")
     @classmethod
@@ -211,6 +219,7 @@ class Connection:
             default_phone_region=settings.default_phone_region,
             list_id=settings.list_id,
             server_mode=self.private_key is not None,
+            consent_removal=settings.consent_removal,
         )
         self.settings = settings
         self.rate_limits = {

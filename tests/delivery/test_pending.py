@@ -5,7 +5,8 @@ from __future__ import annotations
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery.pending import PendingEvents, PendingSubscriptions
 from mparticle_klaviyo.delivery.units import Unit, culprits
-from mparticle_klaviyo.jobs.plan import SUBSCRIPTION
+from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, UNSUBSCRIPTION
+from mparticle_klaviyo.klaviyo.limits import MAX_BULK_UNSUBSCRIBE_PROFILES
 from mparticle_klaviyo.store.base import Job
 from tests.delivery.test_units import URL, bulk_event_count, jobs_of, mapped
 from tests.service.e2e_helpers import connection, custom_event, purchase_event, user_batch
@@ -73,3 +74,23 @@ def test_a_rejected_profile_of_a_packed_subscription_job_names_only_its_own_job(
     [unit] = packed_subscriptions(jobs, conn)
     assert culprits(unit, "/data/attributes/profiles/data/1/attributes/email") == [jobs[1]]
     assert culprits(unit, "/data/attributes/custom_source") == jobs
+
+
+def test_unsubscriptions_are_packed_at_most_100_profiles_a_job() -> None:
+    conn = connection(URL, server=True, consent_removal=True)
+    batches = []
+    for n in range(150):
+        batch = user_batch(f"u{n}", [])
+        batch["consent_state"] = {"gdpr": {"email_marketing": {"consented": False, "timestamp_unixtime_ms": 1}}}
+        batches.append(batch)
+    jobs = jobs_of(batches, conn)
+    assert {job.kind for job in jobs} == {UNSUBSCRIPTION}
+    pending = PendingSubscriptions(MAX_BULK_UNSUBSCRIBE_PROFILES)
+    for item in mapped(jobs, conn):
+        pending.add(item)
+    assert pending.requests_wanted() == 2
+    units = drain(pending)
+    assert [len(u.jobs) for u in units] == [100, 50]
+    assert {u.requests[0].path for u in units} == {"/api/profile-subscription-bulk-delete-jobs"}
+    first = units[0].requests[0].body["data"]["attributes"]["profiles"]["data"][0]["attributes"]
+    assert first["subscriptions"] == {"email": {"marketing": {"consent": "UNSUBSCRIBED"}}}

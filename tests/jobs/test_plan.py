@@ -10,7 +10,15 @@ import msgspec
 import pytest
 
 from mparticle_klaviyo.errors import InputError
-from mparticle_klaviyo.jobs.plan import EVENT, SUBSCRIPTION, decode_payload, event_job_key, plan_jobs, unique_id_of
+from mparticle_klaviyo.jobs.plan import (
+    EVENT,
+    SUBSCRIPTION,
+    UNSUBSCRIPTION,
+    decode_payload,
+    event_job_key,
+    plan_jobs,
+    unique_id_of,
+)
 from mparticle_klaviyo.mparticle.decode import decode_document
 from mparticle_klaviyo.mparticle.model import UserBatch
 from tests.service.live import CONNECTIONS, make_config
@@ -105,6 +113,46 @@ def test_a_granted_consent_becomes_a_subscription_job() -> None:
         (SUBSCRIPTION, "consent:email:ada@example.com:email", "email:ada@example.com")
     ]
     assert decode_payload(planned.jobs[0].payload).events == ()
+
+
+def test_a_consents_time_is_part_of_its_key_so_each_change_is_a_job_and_a_repeat_is_not() -> None:
+    table = {**CONNECTIONS["acme"], "consent_mapping": {"marketing": "email"}}
+
+    def keys(stamp: int) -> list[str]:
+        state = {"gdpr": {"marketing": {"consented": True, "timestamp_unixtime_ms": stamp}}}
+        return [job.key for job in plan(batch(events=[], consent_state=state), table).jobs]
+
+    assert keys(1_700_000_000_000) == ["consent:email:ada@example.com:email@1700000000000"]
+    assert keys(1_700_000_000_000) == keys(1_700_000_000_000)
+    assert keys(1_700_000_000_001) != keys(1_700_000_000_000)
+
+
+def test_with_consent_removal_a_revoked_consent_becomes_an_unsubscription_job() -> None:
+    table = {
+        **CONNECTIONS["acme"],
+        "private_api_key": "pk_" + "r" * 32,
+        "consent_mapping": {"marketing": "email", "texts": "sms"},
+        "consent_removal": True,
+    }
+    state = {
+        "gdpr": {
+            "marketing": {"consented": True, "timestamp_unixtime_ms": 5},
+            "texts": {"consented": False, "timestamp_unixtime_ms": 7},
+        }
+    }
+    planned = plan(batch(events=[], consent_state=state, user_identities={"email": "ada@example.com"}), table)
+    assert [(job.kind, job.key, job.profile_key) for job in planned.jobs] == [
+        (SUBSCRIPTION, "consent:email:ada@example.com:email@5", "email:ada@example.com"),
+    ]
+    assert dict(planned.dropped) == {"consent_missing_identifier": 1}, "an SMS unsubscription needs a phone"
+    with_phone = batch(
+        events=[], consent_state=state, user_identities={"email": "ada@example.com", "mobile_number": "+15555550100"}
+    )
+    kinds = [(job.kind, job.key) for job in plan(with_phone, table).jobs]
+    assert kinds == [
+        (SUBSCRIPTION, "consent:email:ada@example.com:email@5"),
+        (UNSUBSCRIPTION, "unconsent:email:ada@example.com:sms@7"),
+    ]
 
 
 def test_a_revoked_consent_is_dropped_not_queued() -> None:

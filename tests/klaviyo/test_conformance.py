@@ -13,7 +13,12 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from mparticle_klaviyo.delivery.payloads import BulkEventBuilder, client_event_request, subscription_request
+from mparticle_klaviyo.delivery.payloads import (
+    BulkEventBuilder,
+    bulk_unsubscription_request,
+    client_event_request,
+    subscription_request,
+)
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.result import MappedEvent, Subscription
 from mparticle_klaviyo.mapping.settings import MappingSettings
@@ -193,6 +198,17 @@ def test_subscriptions_mapped_from_consent_conform(openapi_spec_path: Path) -> N
     [subscription] = result.subscriptions
     for server_mode in (False, True):
         assert errors(openapi_spec_path, subscription_request(subscription, "Y6nRLr", server_mode)) == []
+
+
+@pytest.mark.parametrize("list_id", ["Y6nRLr", None])
+def test_unsubscription_jobs_mapped_from_revoked_consent_conform(openapi_spec_path: Path, list_id: str | None) -> None:
+    settings = MappingSettings(
+        consent_mapping={"e": "email", "s": "sms"}, list_id=list_id, server_mode=True, consent_removal=True
+    )
+    result = map_doc(batch_doc(custom(), identities=IDENTITIES, consent=gdpr(e=False, s=False)), settings)
+    request = bulk_unsubscription_request(result.unsubscriptions * 2, list_id)
+    assert request.path == "/api/profile-subscription-bulk-delete-jobs"
+    assert errors(openapi_spec_path, request) == []
 
 
 def test_a_bulk_event_job_of_every_shape_and_two_profiles_conforms(openapi_spec_path: Path) -> None:

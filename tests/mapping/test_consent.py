@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mparticle_klaviyo.mapping.result import Notice, Subscription
+from mparticle_klaviyo.mapping.result import Notice, Subscription, Unsubscription
 from mparticle_klaviyo.mapping.settings import MappingSettings
 from tests.mapping.builders import EMAIL, PHONE, T0, batch_doc, custom, gdpr, map_doc, metrics
 
@@ -30,19 +30,21 @@ def consent_doc(identities: dict[str, Any] | None = None, /, **purposes: bool) -
 )
 def test_a_granted_purpose_becomes_a_subscription_on_its_channel(purpose: str, channel: str) -> None:
     result = map_doc(consent_doc(**{purpose: True}), CLIENT)
-    assert result.subscriptions == [Subscription(channels=(channel,), email=EMAIL, phone_number=PHONE)]
+    assert result.subscriptions == [Subscription(channels=(channel,), email=EMAIL, phone_number=PHONE, timestamp_ms=T0)]
     assert result.notices == []
 
 
 def test_several_granted_purposes_become_one_subscription_in_purpose_order() -> None:
     result = map_doc(consent_doc(sms_marketing=True, email_marketing=True, push=True), CLIENT)
-    assert result.subscriptions == [Subscription(channels=("sms", "email", "push"), email=EMAIL, phone_number=PHONE)]
+    assert result.subscriptions == [
+        Subscription(channels=("sms", "email", "push"), email=EMAIL, phone_number=PHONE, timestamp_ms=T0)
+    ]
 
 
 def test_two_purposes_on_one_channel_subscribe_it_once() -> None:
     settings = MappingSettings(consent_mapping={"a": "email", "b": "email"}, list_id="L")
     result = map_doc(consent_doc(a=True, b=True), settings)
-    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE)]
+    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE, timestamp_ms=T0)]
 
 
 def test_web_and_directmail_consent_become_the_consent_profile_property() -> None:
@@ -131,7 +133,7 @@ def test_the_ccpa_state_is_the_data_sale_opt_out_profile_property(shape: str, op
 def test_a_ccpa_opt_out_does_not_revoke_a_gdpr_grant() -> None:
     consent = {**gdpr(email_marketing=True), **ccpa(True)}
     result = map_doc(batch_doc(custom(), identities=BOTH, consent=consent), CLIENT)
-    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE)]
+    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE, timestamp_ms=T0)]
     assert result.events[0].profile["properties"] == {"data_sale_opt_out": True}
 
 
@@ -173,14 +175,14 @@ def test_in_server_mode_subscriptions_need_no_list_id() -> None:
     settings = MappingSettings(consent_mapping=MAPPING, server_mode=True)
     result = map_doc(consent_doc(email_marketing=True), settings)
     assert (result.subscriptions, result.notices) == (
-        [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE)],
+        [Subscription(channels=("email",), email=EMAIL, phone_number=PHONE, timestamp_ms=T0)],
         [],
     )
 
 
 def test_sms_consent_without_a_phone_is_dropped_but_email_consent_goes_on() -> None:
     result = map_doc(consent_doc({"email": EMAIL}, email_marketing=True, sms_marketing=True), CLIENT)
-    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=None)]
+    assert result.subscriptions == [Subscription(channels=("email",), email=EMAIL, phone_number=None, timestamp_ms=T0)]
     assert result.notices == [
         Notice(kind="dropped", reason="consent_missing_identifier", consent="sms", detail="needs phone_number")
     ]
@@ -188,7 +190,7 @@ def test_sms_consent_without_a_phone_is_dropped_but_email_consent_goes_on() -> N
 
 def test_email_consent_without_an_email_is_dropped() -> None:
     result = map_doc(consent_doc({"mobile_number": PHONE}, email_marketing=True, sms_marketing=True), CLIENT)
-    assert result.subscriptions == [Subscription(channels=("sms",), email=None, phone_number=PHONE)]
+    assert result.subscriptions == [Subscription(channels=("sms",), email=None, phone_number=PHONE, timestamp_ms=T0)]
     assert result.notices == [
         Notice(kind="dropped", reason="consent_missing_identifier", consent="email", detail="needs email")
     ]
@@ -196,7 +198,7 @@ def test_email_consent_without_an_email_is_dropped() -> None:
 
 def test_push_consent_goes_with_a_phone_only_profile() -> None:
     result = map_doc(consent_doc({"mobile_number": PHONE}, push=True), CLIENT)
-    assert result.subscriptions == [Subscription(channels=("push",), email=None, phone_number=PHONE)]
+    assert result.subscriptions == [Subscription(channels=("push",), email=None, phone_number=PHONE, timestamp_ms=T0)]
 
 
 def test_a_profile_without_email_or_phone_forwards_no_consent() -> None:
@@ -216,3 +218,60 @@ def test_the_consent_property_replaces_a_custom_attribute_of_that_name() -> None
             detail="user attribute 'consent' is shadowed by the granted consent channels",
         )
     ]
+
+
+# ----------------------------------------------------------------------------- consent removal
+
+REMOVAL = MappingSettings(consent_mapping=MAPPING, list_id="Y6nRLr", server_mode=True, consent_removal=True)
+
+
+def test_without_consent_removal_a_revocation_stays_unforwarded_in_server_mode() -> None:
+    server = MappingSettings(consent_mapping=MAPPING, list_id="Y6nRLr", server_mode=True)
+    result = map_doc(consent_doc(email_marketing=False), server)
+    assert result.unsubscriptions == []
+    assert [n.reason for n in result.notices] == ["consent_removal_not_supported"]
+
+
+@pytest.mark.parametrize(("purpose", "channel"), [("email_marketing", "email"), ("sms_marketing", "sms")])
+def test_with_consent_removal_a_revoked_email_or_sms_purpose_is_an_unsubscription(purpose: str, channel: str) -> None:
+    result = map_doc(consent_doc(**{purpose: False}), REMOVAL)
+    assert result.unsubscriptions == [
+        Unsubscription(channels=(channel,), email=EMAIL, phone_number=PHONE, timestamp_ms=T0)
+    ]
+    assert result.subscriptions == [] and result.notices == []
+
+
+def test_revoked_push_web_and_directmail_still_cannot_be_removed() -> None:
+    # Klaviyo's bulk unsubscribe needs push tokens for push; web/directmail are not subscriptions.
+    result = map_doc(consent_doc(push=False, web_tracking=False, letters=False), REMOVAL)
+    assert result.unsubscriptions == []
+    assert [(n.reason, n.detail) for n in result.notices] == [
+        ("consent_removal_not_supported", "mobile"),
+        ("consent_removal_not_supported", "web"),
+        ("consent_removal_not_supported", "directmail"),
+    ]
+
+
+def test_grants_and_revocations_of_one_batch_go_their_own_ways() -> None:
+    result = map_doc(consent_doc(email_marketing=True, sms_marketing=False), REMOVAL)
+    assert [s.channels for s in result.subscriptions] == [("email",)]
+    assert [u.channels for u in result.unsubscriptions] == [("sms",)]
+
+
+def test_a_channel_granted_by_one_purpose_and_revoked_by_another_stays_granted() -> None:
+    settings = MappingSettings(consent_mapping={"a": "email", "b": "email"}, server_mode=True, consent_removal=True)
+    result = map_doc(consent_doc(a=True, b=False), settings)
+    assert [s.channels for s in result.subscriptions] == [("email",)]
+    assert result.unsubscriptions == []
+
+
+def test_an_sms_revocation_without_a_phone_is_dropped_for_the_missing_identifier() -> None:
+    result = map_doc(consent_doc({"email": EMAIL}, sms_marketing=False), REMOVAL)
+    assert result.unsubscriptions == []
+    assert [(n.reason, n.consent) for n in result.notices] == [("consent_missing_identifier", "sms")]
+
+
+def test_the_ccpa_opt_out_is_never_an_unsubscription() -> None:
+    doc = batch_doc(custom(), identities=BOTH, consent={"ccpa": {"data_sale_opt_out": {"consented": True}}})
+    result = map_doc(doc, REMOVAL)
+    assert result.unsubscriptions == [] and result.subscriptions == []

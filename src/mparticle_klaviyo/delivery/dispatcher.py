@@ -36,6 +36,7 @@ from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.delivery.barrier import Barrier
 from mparticle_klaviyo.delivery.circuit import Circuit, CircuitOptions, Paused
 from mparticle_klaviyo.delivery.clock import MonotonicClock
+from mparticle_klaviyo.delivery.consent_order import ConsentOrder
 from mparticle_klaviyo.delivery.credentials import CredentialOptions
 from mparticle_klaviyo.delivery.dead_letters import (
     MAX_AGE,
@@ -47,6 +48,7 @@ from mparticle_klaviyo.delivery.dead_letters import (
 )
 from mparticle_klaviyo.delivery.key_pause import CredentialGuard
 from mparticle_klaviyo.delivery.lane import Lane, Transport
+from mparticle_klaviyo.delivery.observer import SettleObserver
 from mparticle_klaviyo.delivery.outages import watch_outages
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.delivery.retry_policy import Bury, Retry, RetryPolicy
@@ -64,6 +66,8 @@ _ERROR_PAUSE_S = 1.0
 
 # Jobs mapped between two yields to the event loop (~5 ms of CPU).
 _MAP_SLICE = 50
+# A consent change held behind its profile's open change of the other kind is claimed again after this.
+_CONSENT_HOLD_S = 0.5
 
 
 class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,15 +120,18 @@ class Dispatcher:
         rng: random.Random | None = None,
         lanes: Mapping[str, Lane] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        observer: SettleObserver | None = None,
     ) -> None:
         self.connection = connection
         # Unix time for the store (due times, leases, job ages); injectable so tests can age jobs.
         self._now = wall_clock
+        self._observer = observer  # hears acks and burials (replay's counts); nothing else changes
         self.store = store
         self.client: Transport = _TimedTransport(client, metrics)  # each request's latency, per endpoint
         self.metrics = metrics
         self.options = options or DispatchOptions()
         self.barrier = Barrier()
+        self.consent_order = ConsentOrder()
         self.wake = asyncio.Event()
         # Lanes are the account's, not the connection's: connections sending to one Klaviyo
         # account must share them (``lanes``), or together they would exceed its limits.
@@ -136,7 +143,7 @@ class Dispatcher:
             connection.name, lambda: self.client, self._lanes, metrics, self.options.credentials, wake=self.wake.set
         )
         self._backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s, rng)
-        # The same decisions as replay's Sender (delivery/retry_policy.py).
+        # The same decisions as the streaming Sender's (delivery/retry_policy.py).
         self.policy = RetryPolicy(
             max_attempts=self.options.max_attempts,
             max_age_s=self.options.max_age_s,
@@ -232,7 +239,7 @@ class Dispatcher:
         if not jobs:
             return 0
         sendable = await self._hold_back_blocked(jobs)
-        mapped = await self._map(sendable)
+        mapped = await self._hold_back_consents(await self._map(sendable))
         if self.connection.server_mode:
             # Bulk requests are packed when their lane lets one go, from what waits then.
             alone = [m for m in mapped if not self._bulk.add(m)]
@@ -255,11 +262,13 @@ class Dispatcher:
             self._orphans.append((unit.jobs, type(error).__name__))
         finally:
             self._in_flight -= len(unit.jobs)
+            self.consent_order.settled(unit.jobs)
             self.wake.set()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         jobs = self._tasks.pop(task, ())
         self._in_flight -= len(jobs)
+        self.consent_order.settled(jobs)
         self.wake.set()
         if not task.cancelled() and (error := task.exception()) is not None:
             # Not Klaviyo's answer (that is settled inside the unit) but an error of ours, e.g. the
@@ -278,6 +287,17 @@ class Dispatcher:
             jobs, error = self._orphans[0]
             await self._retry(list(jobs), Retryable(reason="internal_error", detail=error))
             self._orphans.pop(0)
+
+    async def _hold_back_consents(self, mapped: list[MappedJob]) -> list[MappedJob]:
+        """A consent change waits while the other kind's change of its profile is open (see consent_order.py)."""
+        start, held = self.consent_order.admit(m.job for m in mapped)
+        if held:
+            due = self._now() + _CONSENT_HOLD_S
+            await self.store.retry(
+                [job.id for job in held], due, "held: a consent change of this profile is open", False
+            )
+        started = {job.id for job in start}
+        return [m for m in mapped if m.job.id in started]
 
     async def _hold_back_blocked(self, jobs: list[Job]) -> list[Job]:
         """Jobs behind a failing job of their profile go back, due after that job's retry.
@@ -353,6 +373,8 @@ class Dispatcher:
             for job in jobs:
                 self._done(job)
                 self.metrics.delivered.labels(self.connection.name, job.kind).inc()
+            if self._observer is not None:
+                self._observer.acked(unit.jobs, unit.requests)
         elif isinstance(outcome, Permanent):
             await self._permanent(unit, outcome)
         elif isinstance(outcome, Retryable):
@@ -445,6 +467,8 @@ class Dispatcher:
         for job in jobs:
             self._done(job)
             self.metrics.dead.labels(self.connection.name, reason.split(":")[0]).inc()
+        if self._observer is not None:
+            self._observer.buried(jobs, reason)
 
     def _log_jobs(self, level: int, message: str, jobs: list[Job], **fields: object) -> None:
         """One log line about ``jobs`` of this connection: ids (at most 20, and the count), ``fields``."""

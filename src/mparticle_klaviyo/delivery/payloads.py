@@ -17,12 +17,15 @@ import msgspec
 
 from mparticle_klaviyo.klaviyo.limits import MAX_BODY_BYTES, MAX_BULK_EVENTS, MAX_BULK_PROFILES
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
-from mparticle_klaviyo.mapping.result import MappedEvent, Subscription
+from mparticle_klaviyo.mapping.result import MappedEvent, Subscription, Unsubscription
 
 CLIENT_EVENTS = "/client/events"
 CLIENT_SUBSCRIPTIONS = "/client/subscriptions"
 BULK_EVENTS = "/api/event-bulk-create-jobs"
 BULK_SUBSCRIPTIONS = "/api/profile-subscription-bulk-create-jobs"
+BULK_UNSUBSCRIPTIONS = "/api/profile-subscription-bulk-delete-jobs"
+# Bulk jobs whose entries are profiles (``data.attributes.profiles.data``).
+PROFILE_BULK_KINDS = ("subscription_bulk", "unsubscription_bulk")
 CUSTOM_SOURCE = "mParticle"
 
 # Room kept below the 5 MB body limit for the JSON:API envelope around events and profiles.
@@ -61,6 +64,29 @@ def bulk_subscription_request(subscriptions: Iterable[Subscription], list_id: st
     attributes = {"custom_source": CUSTOM_SOURCE, "profiles": {"data": profiles}}
     data = {"type": "profile-subscription-bulk-create-job", "attributes": attributes, **_list_relationship(list_id)}
     return KlaviyoRequest(path=BULK_SUBSCRIPTIONS, auth="private", kind="subscription_bulk", body={"data": data})
+
+
+def bulk_unsubscription_request(unsubscriptions: Iterable[Unsubscription], list_id: str | None) -> KlaviyoRequest:
+    """One ``profile-subscription-bulk-delete-jobs`` request unsubscribing every profile given."""
+    profiles = [_unsubscription_profile(u) for u in unsubscriptions]
+    data = {
+        "type": "profile-subscription-bulk-delete-job",
+        "attributes": {"profiles": {"data": profiles}},
+        **_list_relationship(list_id),
+    }
+    return KlaviyoRequest(path=BULK_UNSUBSCRIPTIONS, auth="private", kind="unsubscription_bulk", body={"data": data})
+
+
+def _unsubscription_profile(unsubscription: Unsubscription) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    if unsubscription.email:
+        attributes["email"] = unsubscription.email
+    if unsubscription.phone_number:
+        attributes["phone_number"] = unsubscription.phone_number
+    attributes["subscriptions"] = {
+        channel: {"marketing": {"consent": "UNSUBSCRIBED"}} for channel in unsubscription.channels
+    }
+    return {"type": "profile", "attributes": attributes}
 
 
 def _list_relationship(list_id: str | None) -> dict[str, Any]:
@@ -344,7 +370,7 @@ def refusal(request: KlaviyoRequest, pointer: str | None) -> Refusal | None:
     if request.kind == "event_bulk":
         match = _ENTRY_POINTER.match(pointer or "")
         return None if match is None else _event_refusal(request, int(match.group(1)), match.group(2))
-    if request.kind == "subscription_bulk":
+    if request.kind in PROFILE_BULK_KINDS:
         match = _PROFILE_POINTER.match(pointer or "")
         return None if match is None else _profile_refusal(request, int(match.group(1)))
     return None
@@ -390,8 +416,8 @@ def _profile_refusal(request: KlaviyoRequest, index: int) -> Refusal | None:
 
 
 def request_units(request: KlaviyoRequest) -> int:
-    """What a request carries for a summary: its events, or the profiles it subscribes."""
-    if request.kind == "subscription_bulk":
+    """What a request carries for a summary: its events, or the profiles it (un)subscribes."""
+    if request.kind in PROFILE_BULK_KINDS:
         return len(request.body["data"]["attributes"]["profiles"]["data"])
     return len(request.event_keys) or 1
 

@@ -66,14 +66,15 @@ class PendingEvents:
 
 
 class PendingSubscriptions:
-    """Jobs whose profiles go out in ``profile-subscription-bulk-create-jobs``.
+    """Jobs whose profiles go out in one bulk profile job: subscribe (``-create-jobs``) or unsubscribe.
 
     Profiles share a request only when the rest of their request is the same (the list, the
     source): a job's subscription for another list waits for a request of its own.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_profiles: int = MAX_BULK_PROFILES) -> None:
         self._jobs: deque[tuple[bytes, MappedJob]] = deque()
+        self._max_profiles = max_profiles
 
     def add(self, mapped: MappedJob) -> None:
         """Queue a mapped subscription job behind the others."""
@@ -84,7 +85,7 @@ class PendingSubscriptions:
 
     def requests_wanted(self) -> int:
         """About how many requests what waits needs."""
-        return math.ceil(sum(_profile_count(m) for _, m in self._jobs) / MAX_BULK_PROFILES)
+        return math.ceil(sum(_profile_count(m) for _, m in self._jobs) / self._max_profiles)
 
     def take(self) -> Unit | None:
         """One request with the profiles of the front jobs sharing the first one's template."""
@@ -97,7 +98,7 @@ class PendingSubscriptions:
         while self._jobs:
             entry = self._jobs.popleft()
             size = _profile_count(entry[1])
-            if entry[0] != key or (taken and count + size > MAX_BULK_PROFILES):
+            if entry[0] != key or (taken and count + size > self._max_profiles):
                 kept.append(entry)
                 continue
             taken.append(entry[1])

@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from mparticle_klaviyo.delivery.circuit import Paused
 from mparticle_klaviyo.delivery.lane import Lane, Packed, Transport
-from mparticle_klaviyo.delivery.payloads import BULK_EVENTS, BULK_SUBSCRIPTIONS, BulkEventBuilder
+from mparticle_klaviyo.delivery.payloads import BULK_EVENTS, BULK_SUBSCRIPTIONS, BULK_UNSUBSCRIPTIONS, BulkEventBuilder
 from mparticle_klaviyo.delivery.pending import PendingEvents, PendingSubscriptions
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.delivery.units import MappedJob, Unit
 from mparticle_klaviyo.klaviyo.classify import Outcome
+from mparticle_klaviyo.klaviyo.limits import MAX_BULK_UNSUBSCRIBE_PROFILES
 from mparticle_klaviyo.store.base import Job
 
 Pending = PendingEvents | PendingSubscriptions
@@ -38,6 +39,7 @@ class BulkSenders:
         self._pending: dict[str, Pending] = {
             f"POST {BULK_EVENTS}": PendingEvents(),
             f"POST {BULK_SUBSCRIPTIONS}": PendingSubscriptions(),
+            f"POST {BULK_UNSUBSCRIPTIONS}": PendingSubscriptions(MAX_BULK_UNSUBSCRIBE_PROFILES),
         }
         self._running: dict[str, int] = dict.fromkeys(self._pending, 0)
         self._sending: dict[int, Unit] = {}
@@ -47,9 +49,10 @@ class BulkSenders:
     def add(self, mapped: MappedJob) -> bool:
         """Queue a mapped job for its bulk endpoint; False if it is not one for a shared request."""
         if mapped.requests:
-            if mapped.requests[0].path != BULK_SUBSCRIPTIONS:
+            pending = self._pending.get(f"POST {mapped.requests[0].path}")
+            if pending is None or mapped.requests[0].path == BULK_EVENTS:
                 return False
-            self._pending[f"POST {BULK_SUBSCRIPTIONS}"].add(mapped)
+            pending.add(mapped)
             return True
         # A job too large for one request of its own is sent as a unit of several requests.
         if not BulkEventBuilder().fits(mapped.events):

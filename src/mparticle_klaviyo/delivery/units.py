@@ -13,12 +13,18 @@ import time
 import msgspec
 
 from mparticle_klaviyo.config import Connection
-from mparticle_klaviyo.delivery.payloads import BulkEventBuilder, client_event_request, subscription_request
+from mparticle_klaviyo.delivery.payloads import (
+    BulkEventBuilder,
+    bulk_unsubscription_request,
+    client_event_request,
+    subscription_request,
+)
 from mparticle_klaviyo.errors import InputError
-from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, decode_payload, unique_id_of
+from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, UNSUBSCRIPTION, decode_payload, unique_id_of
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.batch import map_batch
-from mparticle_klaviyo.mapping.result import MappedEvent, Notice
+from mparticle_klaviyo.mapping.result import MappedBatch, MappedEvent, Notice
+from mparticle_klaviyo.mapping.settings import MappingSettings
 from mparticle_klaviyo.overrides import connection_for_request
 from mparticle_klaviyo.store.base import Job
 
@@ -55,8 +61,8 @@ def map_job(job: Job, connection: Connection, now_ms: float) -> MappedJob | Unma
         return Unmappable(job, "unmappable", str(exc))
     result = map_batch(batch, effective.mapping, now_ms)
     mapping = effective.mapping
-    if job.kind == SUBSCRIPTION:
-        requests = [subscription_request(s, mapping.list_id, mapping.server_mode) for s in result.subscriptions]
+    if job.kind in (SUBSCRIPTION, UNSUBSCRIPTION):
+        requests = _consent_requests(job.kind, result, mapping)
         if not requests:
             return _dropped(job, result.notices)
         return MappedJob(job, [], requests)
@@ -65,6 +71,13 @@ def map_job(job: Job, connection: Connection, now_ms: float) -> MappedJob | Unma
     if mapping.server_mode:
         return MappedJob(job, result.events, [])
     return MappedJob(job, result.events, [client_event_request(e) for e in result.events])
+
+
+def _consent_requests(kind: str, result: MappedBatch, mapping: MappingSettings) -> list[KlaviyoRequest]:
+    """A consent job's request: subscribe what the batch grants, or unsubscribe what it revokes."""
+    if kind == SUBSCRIPTION:
+        return [subscription_request(s, mapping.list_id, mapping.server_mode) for s in result.subscriptions]
+    return [bulk_unsubscription_request([u], mapping.list_id) for u in result.unsubscriptions]
 
 
 def _dropped(job: Job, notices: list[Notice]) -> Unmappable:

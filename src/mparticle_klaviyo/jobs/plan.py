@@ -15,7 +15,7 @@ import msgspec
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.errors import InputError, join_pointer
 from mparticle_klaviyo.mapping.batch import plan_batch
-from mparticle_klaviyo.mapping.result import MappedBatch, Subscription
+from mparticle_klaviyo.mapping.result import MappedBatch, Subscription, Unsubscription
 from mparticle_klaviyo.mparticle.model import Event, UserBatch
 from mparticle_klaviyo.overrides import SETTINGS_POINTER, connection_for_request
 from mparticle_klaviyo.store.base import NewJob
@@ -23,6 +23,7 @@ from mparticle_klaviyo.store.base import NewJob
 EVENT = "event"
 _KEY_SEPARATOR = "\x1f"  # ASCII unit separator: cannot clash with ids, emails or metric names
 SUBSCRIPTION = "subscription"
+UNSUBSCRIPTION = "unsubscription"
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(UserBatch)
@@ -62,7 +63,7 @@ def plan_jobs(
         planned.events += len(batch.events)
         _count_notices(mapped, planned)
         planned.jobs.extend(_event_jobs(keyed, mapped, connection.name))
-        planned.jobs.extend(_subscription_jobs(keyed, mapped, connection.name))
+        planned.jobs.extend(_consent_jobs(keyed, mapped, connection.name))
     return planned
 
 
@@ -146,26 +147,33 @@ def unique_id_of(job_key: str) -> str:
     return job_key.split(_KEY_SEPARATOR, 2)[1]
 
 
-def _subscription_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> list[NewJob]:
-    """One job per granted (profile, channels): subscribing twice has side effects at Klaviyo."""
-    if not mapped.subscriptions:
+def _consent_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> list[NewJob]:
+    """One job per granted, and per revoked, (profile, channels): subscribing has side effects.
+
+    mParticle repeats the user's consent state in every batch: the key holds the consent's time,
+    so the same state is one job however often it comes, and each change is a job of its own.
+    """
+    changes = [(SUBSCRIPTION, s) for s in mapped.subscriptions] + [(UNSUBSCRIPTION, u) for u in mapped.unsubscriptions]
+    if not changes:
         return []
     consents_only = _encode_payload(msgspec.structs.replace(batch, events=()))
     return [
         NewJob(
             connection=connection,
-            key=_subscription_key(s),
-            profile_key=_profile_key(s.email, s.phone_number),
-            kind=SUBSCRIPTION,
+            key=_consent_key(kind, change),
+            profile_key=_profile_key(change.email, change.phone_number),
+            kind=kind,
             payload=consents_only,
         )
-        for s in mapped.subscriptions
+        for kind, change in changes
     ]
 
 
-def _subscription_key(subscription: Subscription) -> str:
-    who = _profile_key(subscription.email, subscription.phone_number)
-    return f"consent:{who}:{'+'.join(sorted(subscription.channels))}"
+def _consent_key(kind: str, change: Subscription | Unsubscription) -> str:
+    who = _profile_key(change.email, change.phone_number)
+    prefix = "consent" if kind == SUBSCRIPTION else "unconsent"
+    key = f"{prefix}:{who}:{'+'.join(sorted(change.channels))}"
+    return key if change.timestamp_ms is None else f"{key}@{int(change.timestamp_ms)}"
 
 
 def _profile_key(email: str | None, phone: str | None) -> str:

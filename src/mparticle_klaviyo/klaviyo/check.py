@@ -23,11 +23,13 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "POST /api/event-bulk-create-jobs": ("events:write",),
     "POST /api/profile-import": ("profiles:write",),
     "POST /api/profile-subscription-bulk-create-jobs": ("lists:write", "profiles:write", "subscriptions:write"),
+    "POST /api/profile-subscription-bulk-delete-jobs": ("lists:write", "profiles:write", "subscriptions:write"),
 }
 
 _KINDS: dict[str, RequestKind] = {
     "POST /api/event-bulk-create-jobs": "event_bulk",
     "POST /api/profile-subscription-bulk-create-jobs": "subscription_bulk",
+    "POST /api/profile-subscription-bulk-delete-jobs": "unsubscription_bulk",
     "POST /client/subscriptions": "subscription",
 }
 

@@ -22,6 +22,7 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "POST /api/event-bulk-create-jobs": RateLimit(10, 150),
     "POST /api/profile-import": RateLimit(75, 750),
     "POST /api/profile-subscription-bulk-create-jobs": RateLimit(75, 750),
+    "POST /api/profile-subscription-bulk-delete-jobs": RateLimit(75, 750),
 }
 
 MAX_EVENT_PROPERTIES = 400
@@ -32,5 +33,7 @@ MAX_METRIC_NAME_CHARS = 127
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_BULK_EVENTS = 1000
 MAX_BULK_PROFILES = 1000
+# Bulk unsubscribe ("Maximum number of profiles per call: 100", the 2026-07-15 spec).
+MAX_BULK_UNSUBSCRIBE_PROFILES = 100
 EARLIEST_EVENT_YEAR = 1990
 DEFAULT_REVISION = "2026-07-15"

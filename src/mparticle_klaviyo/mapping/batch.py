@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from mparticle_klaviyo.mapping.consent import apply_ccpa, apply_consent, granted_channels
+from mparticle_klaviyo.mapping.consent import apply_ccpa, apply_consent, apply_revocations, consent_changes
 from mparticle_klaviyo.mapping.events import EventContext, map_event, plan_event
 from mparticle_klaviyo.mapping.limits import profile_limit_problem
 from mparticle_klaviyo.mapping.profile import build_profile
@@ -75,7 +75,9 @@ def _profile(batch: UserBatch, settings: MappingSettings, out: MappedBatch) -> d
             out.drop(NO_EMAIL_OR_PHONE, event.index)
         return None
     apply_ccpa(batch.consents, profile, out)
-    apply_consent(granted_channels(batch.consents, settings, out), profile, settings, out)
+    changes = consent_changes(batch.consents, settings, out)
+    apply_consent(changes.granted, profile, settings, out, changes.granted_ms)
+    apply_revocations(changes.revoked, profile, out, changes.revoked_ms)
     return profile
 
 

@@ -64,6 +64,17 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     phone_number: str | None = None
     # Klaviyo takes it on /client/subscriptions profiles only (not in bulk subscription jobs).
     external_id: str | None = None
+    # The latest time of the granting purposes: a later change of consent is a new job.
+    timestamp_ms: float | None = None
+
+
+class Unsubscription(msgspec.Struct, frozen=True, kw_only=True):
+    """Revoked consent for one profile (``consent_removal``): Klaviyo channels to unsubscribe."""
+
+    channels: tuple[str, ...]
+    email: str | None = None
+    phone_number: str | None = None
+    timestamp_ms: float | None = None
 
 
 class MappedBatch(msgspec.Struct, kw_only=True):
@@ -75,6 +86,7 @@ class MappedBatch(msgspec.Struct, kw_only=True):
     # The batch's profile attributes (plan_batch only: mapped events carry their own).
     profile: dict[str, Any] | None = None
     subscriptions: list[Subscription] = msgspec.field(default_factory=list)
+    unsubscriptions: list[Unsubscription] = msgspec.field(default_factory=list)
     notices: list[Notice] = msgspec.field(default_factory=list)
 
     def drop(self, reason: str, event: int | str | None = None, detail: str | None = None) -> None:

@@ -40,6 +40,8 @@ class MappingSettings(msgspec.Struct, frozen=True, kw_only=True):
     default_phone_region: str | None = None
     list_id: str | None = None
     server_mode: bool = False
+    # Revoked email/SMS purposes become Klaviyo unsubscriptions (needs the private key).
+    consent_removal: bool = False
 
 
 def squash(text: str) -> str:
