@@ -37,24 +37,19 @@ from tests.delivery.scripted_server import ScriptedServer, Step
 from tests.service.e2e_helpers import (
     FAST_LIMITS,
     PUBLIC_KEY,
-    Delivery,
     ServeProcess,
-    connection,
     custom_event,
-    dead_jobs,
-    enqueue,
     free_port,
-    open_store,
     options,
     post_bulk,
     run_async,
     run_cli,
-    start_recording_emulator,
     toml,
     user_batch,
     wait_until,
     write_service_config,
 )
+from tests.service.rig import DeliveryRig
 
 # Opens fast (the FAST options retry every few tens of ms) and probes every 0.1-0.5 s.
 QUICK_CIRCUIT = options(circuit=CircuitOptions(min_span_s=0.05, base_s=0.2, cap_s=0.5))
@@ -106,24 +101,24 @@ class Outage(msgspec.Struct):
 
 async def _through_an_outage(tmp_path: Path, outage_s: float) -> Outage:
     sock = _refusing_socket()
-    store = open_store(tmp_path / "jobs.sqlite3")
-    conn = connection(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    await enqueue(store, conn, _batches(60))
-    delivery = Delivery(conn, store, QUICK_CIRCUIT)
-    delivery.start()
-    await asyncio.sleep(outage_s / 3)
-    early = _stored(tmp_path / "jobs.sqlite3")
-    await asyncio.sleep(outage_s * 2 / 3)
-    late = _stored(tmp_path / "jobs.sqlite3")
-    since = _sample(delivery.metrics, UNREACHABLE)
-    emulator, runner = await _emulator_on(sock)
-    await delivery.until_empty(timeout_s=30)
-    await delivery.shutdown()
-    recorded = Counter(str(event["unique_id"]) for event in emulator.state.events)
-    dead = len(await dead_jobs(store))
-    await store.close()
-    await runner.cleanup()
-    return Outage(early, late, since, recorded, dead, delivery.metrics)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    # Klaviyo is not the rig's emulator here: it comes up later, on the refusing socket.
+    async with DeliveryRig(tmp_path, klaviyo_url=url, batches=_batches(60), options=QUICK_CIRCUIT) as rig:
+        metrics = rig.delivery.metrics
+        await asyncio.sleep(outage_s / 3)
+        early = _stored(rig.store_path)
+        await asyncio.sleep(outage_s * 2 / 3)
+        late = _stored(rig.store_path)
+        since = _sample(metrics, UNREACHABLE)
+        emulator, runner = await _emulator_on(sock)
+        try:
+            await rig.until_empty(timeout_s=30)
+            await rig.shutdown()
+            recorded = Counter(str(event["unique_id"]) for event in emulator.state.events)
+            dead = len(await rig.dead())
+        finally:
+            await runner.cleanup()
+    return Outage(early, late, since, recorded, dead, metrics)
 
 
 # ----------------------------------------------------------------------------- the finding
@@ -181,52 +176,37 @@ def test_an_isolated_failure_among_successes_does_not_open_the_circuit_and_count
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 503, "count": 1})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, _batches(20))
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        assert emulator.statuses().count(503) == 1
-        assert delivery.dispatcher.circuit.openings == 0
-        assert _sample(delivery.metrics, OPENINGS) == 0.0
-        assert (
-            delivery.metrics.registry.get_sample_value(
-                "mpk_jobs_retried_total", {"connection": "acme", "reason": "http_503"}
-            )
-            == 1.0
-        ), "an isolated failure is an attempt"
-        assert sorted(emulator.unique_ids()) == sorted(f"m{n}" for n in range(20))
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(tmp_path, faults=[{"status": 503, "count": 1}], batches=_batches(20)) as rig:
+            emulator, delivery = rig.emulator, rig.delivery
+            await rig.until_empty()
+            await rig.shutdown()
+            assert emulator.statuses().count(503) == 1
+            assert delivery.dispatcher.circuit.openings == 0
+            assert _sample(delivery.metrics, OPENINGS) == 0.0
+            assert (
+                delivery.metrics.registry.get_sample_value(
+                    "mpk_jobs_retried_total", {"connection": "acme", "reason": "http_503"}
+                )
+                == 1.0
+            ), "an isolated failure is an attempt"
+            assert sorted(emulator.unique_ids()) == sorted(f"m{n}" for n in range(20))
 
     run_async(scenario())
 
 
 def test_a_job_failing_on_its_own_is_still_dead_lettered_after_max_attempts(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 503})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, _batches(1))
         # More failures than the circuit's threshold, and no minimum span: only the rule that
         # one request alone is not an outage keeps the circuit closed.
         knobs = options(max_attempts=8, circuit=CircuitOptions(threshold=5, min_span_s=0.0))
-        delivery = Delivery(conn, store, knobs)
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        [dead] = await dead_jobs(store)
-        assert (dead.dead_reason, dead.attempts) == ("retries_exhausted:http_503", 8)
-        assert (dead.last_error or "").startswith("http_503")
-        assert emulator.statuses() == [503] * 8
-        assert delivery.dispatcher.circuit.openings == 0
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(tmp_path, faults=[{"status": 503}], batches=_batches(1), options=knobs) as rig:
+            await rig.until_empty()
+            await rig.shutdown()
+            [dead] = await rig.dead()
+            assert (dead.dead_reason, dead.attempts) == ("retries_exhausted:http_503", 8)
+            assert (dead.last_error or "").startswith("http_503")
+            assert rig.emulator.statuses() == [503] * 8
+            assert rig.delivery.dispatcher.circuit.openings == 0
 
     run_async(scenario())
 
@@ -238,19 +218,18 @@ def test_while_the_circuit_is_open_requests_reach_klaviyo_one_at_a_time(tmp_path
     async def scenario() -> None:
         # A 5xx outage of 20 answers, each taking 50 ms (so overlaps would show), then Klaviyo is back.
         script = [Step(status=503, delay_s=0.05)] * 20
-        async with ScriptedServer(script) as server:
-            store = open_store(tmp_path / "jobs.sqlite3")
-            conn = connection(server.url)
-            await enqueue(store, conn, _batches(30))
-            knobs = options(circuit=CircuitOptions(min_span_s=0.05, base_s=0.1, cap_s=0.2))
-            delivery = Delivery(conn, store, knobs)
+        knobs = options(circuit=CircuitOptions(min_span_s=0.05, base_s=0.1, cap_s=0.2))
+        async with (
+            ScriptedServer(script) as server,
+            DeliveryRig(tmp_path, klaviyo_url=server.url, batches=_batches(30), options=knobs, start=False) as rig,
+        ):
+            delivery = rig.delivery
             watching = _Watching(delivery.client, delivery.dispatcher.circuit)
             delivery.dispatcher.client = watching
-            delivery.start()
-            await delivery.until_empty(timeout_s=20)
-            await delivery.shutdown()
-            assert await dead_jobs(store) == []
-            await store.close()
+            rig.start()
+            await rig.until_empty(timeout_s=20)
+            await rig.shutdown()
+            assert await rig.dead() == []
         assert len(server.received) == len(watching.sends), "every request that reached Klaviyo went out here"
         assert State.OPEN not in {send.state for send in watching.sends}, "a request went out while open"
         probes = sorted((send for send in watching.sends if send.state is State.PROBING), key=lambda s: s.start)

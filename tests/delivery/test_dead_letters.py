@@ -16,20 +16,15 @@ from mparticle_klaviyo.store.base import DeadFilter, Job
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import (
     PUBLIC_KEY,
-    Delivery,
-    connection,
     custom_event,
-    dead_jobs,
-    enqueue,
     free_port,
-    open_store,
     options,
     run_async,
     run_cli,
-    start_recording_emulator,
     user_batch,
     write_service_config,
 )
+from tests.service.rig import DeliveryRig
 
 DELIVERY_LOG = "mparticle_klaviyo.delivery"
 
@@ -39,18 +34,11 @@ def deliver_against(tmp_path: Path, fault: dict[str, object], **knobs: object) -
     dead: list[Job] = []
 
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault(fault)
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch("ada", [custom_event("m0")])])
-        delivery = Delivery(conn, store, options(**knobs))
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        dead.extend(await dead_jobs(store))
-        await store.close()
-        await emulator.close()
+        batches = [user_batch("ada", [custom_event("m0")])]
+        async with DeliveryRig(tmp_path, faults=[fault], batches=batches, options=options(**knobs)) as rig:
+            await rig.until_empty()
+            await rig.shutdown()
+            dead.extend(await rig.dead())
 
     run_async(scenario())
     return dead

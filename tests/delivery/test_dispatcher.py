@@ -11,18 +11,13 @@ from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
 from mparticle_klaviyo.store.base import NewJob
 from tests.service.e2e_helpers import (
     FAST_LIMITS,
-    Delivery,
-    connection,
     custom_event,
-    dead_jobs,
-    enqueue,
-    open_store,
     options,
     purchase_event,
     run_async,
-    start_recording_emulator,
     user_batch,
 )
+from tests.service.rig import DeliveryRig
 
 BULK = "/api/event-bulk-create-jobs"
 OLD_REVISION = "2026-01-15"  # Klaviyo wanted event times after 2000 then; our mapping allows 1990 on
@@ -31,112 +26,81 @@ YEAR_1995_MS = 800_000_000_000
 
 def test_client_mode_delivers_every_event_once_and_empties_the_store(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
         batches = [user_batch(f"u{n}", [custom_event(f"m{n}-{k}") for k in range(3)]) for n in range(40)]
-        await enqueue(store, conn, batches)
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        ids = emulator.unique_ids()
-        assert sorted(ids) == sorted(f"m{n}-{k}" for n in range(40) for k in range(3))
-        assert set(emulator.statuses()) == {202}
-        assert {a.path for a in emulator.arrivals} == {"/client/events"}
-        assert await dead_jobs(store) == []
-        assert (await store.counts()) == []
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(tmp_path, batches=batches) as rig:
+            await rig.until_empty()
+            await rig.shutdown()
+            ids = rig.emulator.unique_ids()
+            assert sorted(ids) == sorted(f"m{n}-{k}" for n in range(40) for k in range(3))
+            assert set(rig.emulator.statuses()) == {202}
+            assert {a.path for a in rig.emulator.arrivals} == {"/client/events"}
+            assert await rig.dead() == []
+            assert (await rig.store.counts()) == []
 
     run_async(scenario())
 
 
 def test_a_purchase_in_client_mode_records_the_order_and_each_product(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch("buyer", [purchase_event("order-1", products=3)])])
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        metrics = Counter(event["metric"] for event in emulator.emulator.state.events)
-        assert sum(metrics.values()) == 4, metrics
-        assert len(set(emulator.unique_ids())) == 4
-        assert await store.backlog() == 0
-        await store.close()
-        await emulator.close()
+        batches = [user_batch("buyer", [purchase_event("order-1", products=3)])]
+        async with DeliveryRig(tmp_path, batches=batches) as rig:
+            await rig.until_empty()
+            await rig.shutdown()
+            metrics = Counter(event["metric"] for event in rig.emulator.emulator.state.events)
+            assert sum(metrics.values()) == 4, metrics
+            assert len(set(rig.emulator.unique_ids())) == 4
+            assert await rig.store.backlog() == 0
 
     run_async(scenario())
 
 
 def test_server_mode_packs_events_into_bulk_jobs_of_at_most_1000_events(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url, server=True)
         batches = [user_batch(f"u{n}", [custom_event(f"m{n}-{k}") for k in range(5)]) for n in range(500)]
-        await enqueue(store, conn, batches)
-        delivery = Delivery(conn, store, options(claim_batch=2500, max_in_flight_jobs=2500))
-        delivery.start()
-        await delivery.until_empty(timeout_s=30)
-        await delivery.shutdown()
-        bulk = [a for a in emulator.arrivals if a.path == BULK]
-        assert sorted(a.events for a in bulk) == [500, 1000, 1000]
-        assert {a.status for a in bulk} == {202}
-        assert len(set(emulator.unique_ids())) == len(emulator.unique_ids()) == 2500
-        assert await store.backlog() == 0
-        await store.close()
-        await emulator.close()
+        knobs = options(claim_batch=2500, max_in_flight_jobs=2500)
+        async with DeliveryRig(tmp_path, server=True, batches=batches, options=knobs) as rig:
+            await rig.until_empty(timeout_s=30)
+            await rig.shutdown()
+            bulk = [a for a in rig.emulator.arrivals if a.path == BULK]
+            assert sorted(a.events for a in bulk) == [500, 1000, 1000]
+            assert {a.status for a in bulk} == {202}
+            assert len(set(rig.emulator.unique_ids())) == len(rig.emulator.unique_ids()) == 2500
+            assert await rig.store.backlog() == 0
 
     run_async(scenario())
 
 
 def test_consent_is_subscribed_once_per_granted_profile_and_channels(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        # The same grant arrives with three batches (mParticle repeats consent state in every batch).
-        for n in range(3):
-            await enqueue(store, conn, [user_batch("ada", [custom_event(f"m{n}")], consent=True)])
-        await enqueue(store, conn, [user_batch("grace", [custom_event("g0")], consent=True)])
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        subscriptions = emulator.emulator.state.subscriptions
-        assert sorted(s["email"] for s in subscriptions) == ["ada@example.com", "grace@example.com"]
-        assert all(s["list_id"] == "LIST01" for s in subscriptions)
-        assert len(emulator.unique_ids()) == 4
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(tmp_path, start=False) as rig:
+            # The same grant arrives with three batches (mParticle repeats consent state in every batch).
+            for n in range(3):
+                await rig.enqueue([user_batch("ada", [custom_event(f"m{n}")], consent=True)])
+            await rig.enqueue([user_batch("grace", [custom_event("g0")], consent=True)])
+            rig.start()
+            await rig.until_empty()
+            await rig.shutdown()
+            subscriptions = rig.emulator.emulator.state.subscriptions
+            assert sorted(s["email"] for s in subscriptions) == ["ada@example.com", "grace@example.com"]
+            assert all(s["list_id"] == "LIST01" for s in subscriptions)
+            assert len(rig.emulator.unique_ids()) == 4
 
     run_async(scenario())
 
 
 def test_a_permanent_4xx_dead_letters_the_job_with_the_reason_and_klaviyos_answer(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator(
-            EmulatorConfig(company_ids=frozenset({"OTHER1"}), rate_limits=dict(FAST_LIMITS))
-        )
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch("ada", [custom_event("m1")])])
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        [dead] = await dead_jobs(store)
-        assert dead.dead_reason == "http_400"
-        assert dead.last_error is not None and "Invalid company_id" in dead.last_error
-        assert "DEMO01" not in dead.last_error, "the public key is redacted from the stored answer"
-        assert dead.attempts == 1, "the refusal is the job's one failure"
-        assert emulator.statuses() == [400], "a permanent failure is not retried"
-        await store.close()
-        await emulator.close()
+        config = EmulatorConfig(company_ids=frozenset({"OTHER1"}), rate_limits=dict(FAST_LIMITS))
+        batches = [user_batch("ada", [custom_event("m1")])]
+        async with DeliveryRig(tmp_path, emulator=config, batches=batches) as rig:
+            await rig.until_empty()
+            await rig.shutdown()
+            [dead] = await rig.dead()
+            assert dead.dead_reason == "http_400"
+            assert dead.last_error is not None and "Invalid company_id" in dead.last_error
+            assert "DEMO01" not in dead.last_error, "the public key is redacted from the stored answer"
+            assert dead.attempts == 1, "the refusal is the job's one failure"
+            assert rig.emulator.statuses() == [400], "a permanent failure is not retried"
 
     run_async(scenario())
 
@@ -144,46 +108,36 @@ def test_a_permanent_4xx_dead_letters_the_job_with_the_reason_and_klaviyos_answe
 def test_one_bad_event_in_a_bulk_job_is_dead_lettered_and_the_others_are_delivered(tmp_path: Path) -> None:
     async def scenario() -> None:
         config = EmulatorConfig(rate_limits=dict(FAST_LIMITS), revisions=frozenset({OLD_REVISION, "2026-07-15"}))
-        emulator = await start_recording_emulator(config)
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url, server=True, revision=OLD_REVISION)
         batches = [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(30)]
         # Ada's second event is from 1995: we map it, Klaviyo's old revision refuses it.
         batches.append(
             user_batch("ada", [custom_event("ada-1"), custom_event("ada-old", ms=YEAR_1995_MS), custom_event("ada-3")])
         )
-        await enqueue(store, conn, batches)
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        [dead] = await dead_jobs(store)
-        assert unique_id_of(dead.key) == "ada-old"
-        assert dead.dead_reason == "http_400"
-        assert dead.last_error is not None and "after the year 2000" in dead.last_error
-        assert dead.last_error.count("(at /data/attributes/events-bulk-create/data/") == 1
-        assert sorted(emulator.unique_ids()) == sorted([f"m{n}" for n in range(30)] + ["ada-1", "ada-3"])
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(tmp_path, emulator=config, server=True, revision=OLD_REVISION, batches=batches) as rig:
+            await rig.until_empty()
+            await rig.shutdown()
+            [dead] = await rig.dead()
+            assert unique_id_of(dead.key) == "ada-old"
+            assert dead.dead_reason == "http_400"
+            assert dead.last_error is not None and "after the year 2000" in dead.last_error
+            assert dead.last_error.count("(at /data/attributes/events-bulk-create/data/") == 1
+            assert sorted(rig.emulator.unique_ids()) == sorted([f"m{n}" for n in range(30)] + ["ada-1", "ada-3"])
 
     run_async(scenario())
 
 
 def test_a_job_that_no_longer_maps_is_dead_lettered_as_unmappable_without_a_request(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        garbage = NewJob(connection=conn.name, key="k1", profile_key="email:x@example.com", kind=EVENT, payload=b"\xc1")
-        await store.enqueue([garbage], time.time())
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        [dead] = await dead_jobs(store)
-        assert dead.dead_reason == "unmappable"
-        assert emulator.arrivals == []
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(tmp_path, start=False) as rig:
+            garbage = NewJob(
+                connection=rig.conn.name, key="k1", profile_key="email:x@example.com", kind=EVENT, payload=b"\xc1"
+            )
+            await rig.store.enqueue([garbage], time.time())
+            rig.start()
+            await rig.until_empty()
+            await rig.shutdown()
+            [dead] = await rig.dead()
+            assert dead.dead_reason == "unmappable"
+            assert rig.emulator.arrivals == []
 
     run_async(scenario())

@@ -14,24 +14,18 @@ from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.delivery.dispatcher import DispatchOptions
 from mparticle_klaviyo.jobs.plan import unique_id_of
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
-from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import DeadFilter, JobState
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import (
     FAST_LIMITS,
-    Delivery,
     RecordingEmulator,
-    connection,
     custom_event,
-    dead_jobs,
-    enqueue,
-    open_store,
     options,
     run_async,
-    start_recording_emulator,
     user_batch,
     wait_until,
 )
+from tests.service.rig import DeliveryRig
 
 SEED = 2  # Backoff(1.0, 1.0, Random(2)) waits 0.956 s after the first failure: time for later jobs to arrive
 SLOW_RETRY = options(backoff_base_s=1.0, backoff_cap_s=1.0)
@@ -41,9 +35,9 @@ def _first_delay() -> float:
     return Backoff(1.0, 1.0, random.Random(SEED)).delay(0)
 
 
-async def _failed_once(store: AsyncStore, connection_name: str) -> None:
+async def _failed_once(rig: DeliveryRig) -> None:
     async def failed() -> bool:
-        return any(job.attempts >= 1 for job in await store.failing_jobs(connection_name))
+        return any(job.attempts >= 1 for job in await rig.failing())
 
     await wait_until(failed, 5.0, "the first job to fail")
 
@@ -56,55 +50,49 @@ def test_a_failing_job_holds_back_later_jobs_of_its_profile_but_not_other_profil
     assert _first_delay() > 0.5, "premise: the failed job waits long enough for the later jobs to be claimed"
 
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 503, "count": 1})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-1")])])
-        delivery = Delivery(conn, store, SLOW_RETRY, rng=random.Random(SEED))
-        delivery.start()
-        await _failed_once(store, conn.name)
-        await enqueue(
-            store, conn, [user_batch("ada", [custom_event("ada-2")]), user_batch("bob", [custom_event("bob-1")])]
-        )
-        delivery.dispatcher.wake.set()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        order = _order(emulator)
-        assert order.index("bob-1") < order.index("ada-1"), "another profile is not held back"
-        assert order.index("ada-1") < order.index("ada-2"), "ada's later job waited for her failed one"
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            faults=[{"status": 503, "count": 1}],
+            batches=[user_batch("ada", [custom_event("ada-1")])],
+            options=SLOW_RETRY,
+            rng=random.Random(SEED),
+        ) as rig:
+            await _failed_once(rig)
+            await rig.enqueue([user_batch("ada", [custom_event("ada-2")]), user_batch("bob", [custom_event("bob-1")])])
+            rig.wake()
+            await rig.until_empty()
+            await rig.shutdown()
+            order = _order(rig.emulator)
+            assert order.index("bob-1") < order.index("ada-1"), "another profile is not held back"
+            assert order.index("ada-1") < order.index("ada-2"), "ada's later job waited for her failed one"
 
     run_async(scenario())
 
 
 def test_a_held_job_is_deferred_without_counting_an_attempt(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 503})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-1")])])
-        delivery = Delivery(conn, store, options(backoff_base_s=30.0, backoff_cap_s=30.0), rng=random.Random(SEED))
-        delivery.start()
-        await _failed_once(store, conn.name)
-        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-2")])])
-        delivery.dispatcher.wake.set()
+        async with DeliveryRig(
+            tmp_path,
+            faults=[{"status": 503}],
+            batches=[user_batch("ada", [custom_event("ada-1")])],
+            options=options(backoff_base_s=30.0, backoff_cap_s=30.0),
+            rng=random.Random(SEED),
+        ) as rig:
+            await _failed_once(rig)
+            await rig.enqueue([user_batch("ada", [custom_event("ada-2")])])
+            rig.wake()
 
-        async def held() -> bool:
-            return any(unique_id_of(job.key) == "ada-2" for job in await store.failing_jobs(conn.name))
+            async def held() -> bool:
+                return any(unique_id_of(job.key) == "ada-2" for job in await rig.failing())
 
-        await wait_until(held, 5.0, "ada-2 to be held back")
-        await delivery.shutdown()
-        first, second = await store.failing_jobs(conn.name)
-        assert (unique_id_of(first.key), first.attempts) == ("ada-1", 1)
-        assert (unique_id_of(second.key), second.attempts, second.throttles) == ("ada-2", 0, 1)
-        assert second.last_error is not None and second.last_error.startswith("held")
-        assert second.run_at > first.run_at, "due after the job it waits for"
-        assert len(emulator.arrivals) == 1, "ada-2 was never sent"
-        await store.close()
-        await emulator.close()
+            await wait_until(held, 5.0, "ada-2 to be held back")
+            await rig.shutdown()
+            first, second = await rig.failing()
+            assert (unique_id_of(first.key), first.attempts) == ("ada-1", 1)
+            assert (unique_id_of(second.key), second.attempts, second.throttles) == ("ada-2", 0, 1)
+            assert second.last_error is not None and second.last_error.startswith("held")
+            assert second.run_at > first.run_at, "due after the job it waits for"
+            assert len(rig.emulator.arrivals) == 1, "ada-2 was never sent"
 
     run_async(scenario())
 
@@ -113,27 +101,24 @@ def test_the_barrier_is_rebuilt_from_the_store_after_a_restart(tmp_path: Path) -
     assert _first_delay() > 0.5
 
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 503, "count": 1})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-1")])])
-        before = Delivery(conn, store, SLOW_RETRY, rng=random.Random(SEED))
-        before.start()
-        await _failed_once(store, conn.name)
-        await before.shutdown()
-        [failed] = await store.failing_jobs(conn.name)
-        # A later job of the same profile arrives while the service is down; it is due at once.
-        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-2")])])
-        after = Delivery(conn, store, SLOW_RETRY)
-        after.start()
-        await wait_until(_true_when(lambda: after.dispatcher.barrier.blocked() != {}), 2.0, "the rebuild")
-        assert after.dispatcher.barrier.blocked() == {"email:ada@example.com": failed.id}
-        await after.until_empty()
-        await after.shutdown()
-        assert _order(emulator) == ["ada-1", "ada-2"]
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            faults=[{"status": 503, "count": 1}],
+            batches=[user_batch("ada", [custom_event("ada-1")])],
+            options=SLOW_RETRY,
+            rng=random.Random(SEED),
+        ) as rig:
+            await _failed_once(rig)
+            await rig.shutdown()
+            [failed] = await rig.failing()
+            # A later job of the same profile arrives while the service is down; it is due at once.
+            await rig.enqueue([user_batch("ada", [custom_event("ada-2")])])
+            after = rig.deliver(SLOW_RETRY)
+            await wait_until(_true_when(lambda: after.dispatcher.barrier.blocked() != {}), 2.0, "the rebuild")
+            assert after.dispatcher.barrier.blocked() == {"email:ada@example.com": failed.id}
+            await rig.until_empty()
+            await rig.shutdown()
+            assert _order(rig.emulator) == ["ada-1", "ada-2"]
 
     run_async(scenario())
 
@@ -150,116 +135,103 @@ def test_a_failed_job_left_leased_by_a_crashed_process_still_blocks_its_profile(
     tmp_path: Path, lease_s: float, restarted: DispatchOptions
 ) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 503})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-1")])])
-        before = Delivery(conn, store, options(backoff_base_s=0.2, backoff_cap_s=0.2))
-        before.start()
-        await _failed_once(store, conn.name)
-        await before.shutdown()
-        emulator.emulator.faults.clear()
-        [failed] = await store.failing_jobs(conn.name)
-        await asyncio.sleep(max(0.0, failed.run_at - time.time()) + 0.01)
-        # The retry was claimed by a process that then died.
-        [leased] = await store.claim(conn.name, 1, lease_s, time.time())
-        assert leased.id == failed.id
-        await enqueue(store, conn, [user_batch("ada", [custom_event("ada-2")])])
-        await asyncio.sleep(0.1)
-        emulator.add_fault({"status": 503, "count": 1})  # whatever is sent first after the restart fails
-        after = Delivery(conn, store, restarted)
-        after.start()
-        await after.until_empty(timeout_s=10.0)
-        await after.shutdown()
-        assert _order(emulator) == ["ada-1", "ada-2"]
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            faults=[{"status": 503}],
+            batches=[user_batch("ada", [custom_event("ada-1")])],
+            options=options(backoff_base_s=0.2, backoff_cap_s=0.2),
+        ) as rig:
+            await _failed_once(rig)
+            await rig.shutdown()
+            rig.emulator.emulator.faults.clear()
+            [failed] = await rig.failing()
+            await asyncio.sleep(max(0.0, failed.run_at - time.time()) + 0.01)
+            # The retry was claimed by a process that then died.
+            [leased] = await rig.store.claim(rig.conn.name, 1, lease_s, time.time())
+            assert leased.id == failed.id
+            await rig.enqueue([user_batch("ada", [custom_event("ada-2")])])
+            await asyncio.sleep(0.1)
+            rig.emulator.add_fault({"status": 503, "count": 1})  # whatever is sent first after the restart fails
+            rig.deliver(restarted)
+            await rig.until_empty(timeout_s=10.0)
+            await rig.shutdown()
+            assert _order(rig.emulator) == ["ada-1", "ada-2"]
 
     run_async(scenario())
 
 
 def test_a_profiles_jobs_that_failed_together_are_retried_together(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 503, "count": 1})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url, server=True)
         # 300 jobs of one busy profile travel in one bulk request, which fails once.
-        await enqueue(store, conn, [user_batch("hot", [custom_event(f"m{n}")]) for n in range(300)])
-        delivery = Delivery(conn, store, rng=random.Random(SEED))
-        delivery.start()
-        await delivery.until_empty(timeout_s=15)
-        await delivery.shutdown()
-        bulk = [a for a in emulator.arrivals if a.path == "/api/event-bulk-create-jobs"]
-        assert bulk[0].status == 503 and bulk[0].events == 300
-        assert len(bulk) <= 30, f"not one request per job: {[a.events for a in bulk]}"
-        assert _order(emulator) == [f"m{n}" for n in range(300)], "retried in their original order"
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            faults=[{"status": 503, "count": 1}],
+            server=True,
+            batches=[user_batch("hot", [custom_event(f"m{n}")]) for n in range(300)],
+            rng=random.Random(SEED),
+        ) as rig:
+            await rig.until_empty(timeout_s=15)
+            await rig.shutdown()
+            bulk = [a for a in rig.emulator.arrivals if a.path == "/api/event-bulk-create-jobs"]
+            assert bulk[0].status == 503 and bulk[0].events == 300
+            assert len(bulk) <= 30, f"not one request per job: {[a.events for a in bulk]}"
+            assert _order(rig.emulator) == [f"m{n}" for n in range(300)], "retried in their original order"
 
     run_async(scenario())
 
 
 def test_a_new_job_of_a_profile_waits_for_all_of_its_failed_jobs(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"status": 503, "count": 1})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url, server=True)
-        await enqueue(store, conn, [user_batch("ada", [custom_event(f"old-{n}")]) for n in range(5)])
-        delivery = Delivery(conn, store, options(backoff_base_s=0.3, backoff_cap_s=0.3), rng=random.Random(SEED))
-        delivery.start()
-        await _failed_once(store, conn.name)
-        await enqueue(store, conn, [user_batch("ada", [custom_event("new")])])
-        delivery.dispatcher.wake.set()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        assert _order(emulator) == [f"old-{n}" for n in range(5)] + ["new"]
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            faults=[{"status": 503, "count": 1}],
+            server=True,
+            batches=[user_batch("ada", [custom_event(f"old-{n}")]) for n in range(5)],
+            options=options(backoff_base_s=0.3, backoff_cap_s=0.3),
+            rng=random.Random(SEED),
+        ) as rig:
+            await _failed_once(rig)
+            await rig.enqueue([user_batch("ada", [custom_event("new")])])
+            rig.wake()
+            await rig.until_empty()
+            await rig.shutdown()
+            assert _order(rig.emulator) == [f"old-{n}" for n in range(5)] + ["new"]
 
     run_async(scenario())
 
 
 def test_draining_releases_the_leases_of_sends_that_did_not_finish(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"delay_ms": 1500})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(4)])
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await wait_until(_true_when(lambda: emulator.emulator.state.requests >= 4), 5.0, "four sends in flight")
-        started = time.monotonic()
-        await delivery.shutdown(drain_s=0.2)
-        assert time.monotonic() - started < 1.0, "the drain does not wait for the slow answers"
-        counts = {count.state: count.count for count in await store.counts()}
-        assert counts == {JobState.READY: 4}
-        jobs = await store.claim(conn.name, 10, 30.0, time.time())
-        assert [(job.attempts, job.throttles) for job in jobs] == [(0, 0)] * 4, "a release counts nothing"
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            faults=[{"delay_ms": 1500}],
+            batches=[user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(4)],
+        ) as rig:
+            emulator = rig.emulator
+            await wait_until(_true_when(lambda: emulator.emulator.state.requests >= 4), 5.0, "four sends in flight")
+            started = time.monotonic()
+            await rig.shutdown(drain_s=0.2)
+            assert time.monotonic() - started < 1.0, "the drain does not wait for the slow answers"
+            counts = {count.state: count.count for count in await rig.store.counts()}
+            assert counts == {JobState.READY: 4}
+            jobs = await rig.store.claim(rig.conn.name, 10, 30.0, time.time())
+            assert [(job.attempts, job.throttles) for job in jobs] == [(0, 0)] * 4, "a release counts nothing"
 
     run_async(scenario())
 
 
 def test_draining_lets_sends_that_finish_in_time_settle(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"delay_ms": 300})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(4)])
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await wait_until(_true_when(lambda: emulator.emulator.state.requests >= 4), 5.0, "four sends in flight")
-        await delivery.shutdown(drain_s=5.0)
-        assert await store.counts() == []
-        assert sorted(emulator.unique_ids()) == [f"m{n}" for n in range(4)]
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            faults=[{"delay_ms": 300}],
+            batches=[user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(4)],
+        ) as rig:
+            emulator = rig.emulator
+            await wait_until(_true_when(lambda: emulator.emulator.state.requests >= 4), 5.0, "four sends in flight")
+            await rig.shutdown(drain_s=5.0)
+            assert await rig.store.counts() == []
+            assert sorted(emulator.unique_ids()) == [f"m{n}" for n in range(4)]
 
     run_async(scenario())
 
@@ -267,26 +239,20 @@ def test_draining_lets_sends_that_finish_in_time_settle(tmp_path: Path) -> None:
 def test_dead_letters_redriven_after_a_fix_are_delivered(tmp_path: Path) -> None:
     async def scenario() -> None:
         config = EmulatorConfig(company_ids=frozenset({"OTHER1"}), rate_limits=dict(FAST_LIMITS))
-        emulator = await start_recording_emulator(config)
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(3)])
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await delivery.until_empty()
-        assert {job.dead_reason for job in await dead_jobs(store)} == {"http_400"}
-        assert emulator.unique_ids() == []
-        # The fix: Klaviyo now knows the account. Redrive from a second store, as `dlq redrive` does.
-        config.company_ids = frozenset({"DEMO01"})
-        operator = SqliteJobStore(tmp_path / "jobs.sqlite3")
-        assert operator.redrive(DeadFilter(connection=conn.name, reason="http_400"), time.time()) == 3
-        operator.close()
-        await delivery.until_empty()
-        await delivery.shutdown()
-        assert await dead_jobs(store) == []
-        assert sorted(emulator.unique_ids()) == ["m0", "m1", "m2"]
-        await store.close()
-        await emulator.close()
+        batches = [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(3)]
+        async with DeliveryRig(tmp_path, emulator=config, batches=batches) as rig:
+            await rig.until_empty()
+            assert {job.dead_reason for job in await rig.dead()} == {"http_400"}
+            assert rig.emulator.unique_ids() == []
+            # The fix: Klaviyo now knows the account. Redrive from a second store, as `dlq redrive` does.
+            config.company_ids = frozenset({"DEMO01"})
+            operator = SqliteJobStore(rig.store_path)
+            assert operator.redrive(DeadFilter(connection=rig.conn.name, reason="http_400"), time.time()) == 3
+            operator.close()
+            await rig.until_empty()
+            await rig.shutdown()
+            assert await rig.dead() == []
+            assert sorted(rig.emulator.unique_ids()) == ["m0", "m1", "m2"]
 
     run_async(scenario())
 

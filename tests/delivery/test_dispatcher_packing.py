@@ -7,16 +7,12 @@ from pathlib import Path
 
 from tests.service.e2e_helpers import (
     FAST_LIMITS,
-    Delivery,
-    connection,
     custom_event,
-    enqueue,
-    open_store,
     run_async,
-    start_recording_emulator,
     user_batch,
     wait_until,
 )
+from tests.service.rig import DeliveryRig
 
 BULK = "/api/event-bulk-create-jobs"
 SUBSCRIBE = "/api/profile-subscription-bulk-create-jobs"
@@ -31,72 +27,54 @@ def test_events_trickling_in_faster_than_bulk_jobs_may_go_share_the_jobs(tmp_pat
     # Seen: 2 bulk jobs/s and 4/min allowed, 300 single-event batches one every 0.1 s: after 80 s
     # Klaviyo had 4 events, one per job; the other jobs queued in the limiter, one event each.
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        store = open_store(tmp_path / "jobs.sqlite3")
         limits = slow_limits(**{"POST /api/event-bulk-create-jobs": (1, 60)})
-        conn = connection(emulator.url, server=True, rate_limits=limits)
-        delivery = Delivery(conn, store)
-        delivery.start()
-        for n in range(60):  # 20 a second, against one bulk job a second
-            await enqueue(store, conn, [user_batch(f"u{n}", [custom_event(f"m{n}")])])
-            delivery.dispatcher.wake.set()
-            await asyncio.sleep(0.05)
+        async with DeliveryRig(tmp_path, server=True, rate_limits=limits) as rig:
+            for n in range(60):  # 20 a second, against one bulk job a second
+                await rig.enqueue([user_batch(f"u{n}", [custom_event(f"m{n}")])])
+                rig.wake()
+                await asyncio.sleep(0.05)
 
-        async def all_recorded() -> bool:
-            return len(set(emulator.unique_ids())) == 60
+            async def all_recorded() -> bool:
+                return len(set(rig.emulator.unique_ids())) == 60
 
-        await wait_until(all_recorded, 12, "all 60 events")
-        await delivery.shutdown()
-        jobs = [a for a in emulator.arrivals if a.path == BULK]
-        assert len(jobs) <= 10, f"{len(jobs)} bulk jobs for 60 events"
-        await store.close()
-        await emulator.close()
+            await wait_until(all_recorded, 12, "all 60 events")
+            await rig.shutdown()
+            jobs = [a for a in rig.emulator.arrivals if a.path == BULK]
+            assert len(jobs) <= 10, f"{len(jobs)} bulk jobs for 60 events"
 
     run_async(scenario())
 
 
 def test_a_lone_event_is_sent_at_once_without_waiting_for_company(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url, server=True)
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await enqueue(store, conn, [user_batch("alone", [custom_event("m-alone")])])
-        delivery.dispatcher.wake.set()
+        async with DeliveryRig(tmp_path, server=True) as rig:
+            await rig.enqueue([user_batch("alone", [custom_event("m-alone")])])
+            rig.wake()
 
-        async def recorded() -> bool:
-            return emulator.unique_ids() == ["m-alone"]
+            async def recorded() -> bool:
+                return rig.emulator.unique_ids() == ["m-alone"]
 
-        await wait_until(recorded, 2, "the lone event")
-        await delivery.shutdown()
-        await store.close()
-        await emulator.close()
+            await wait_until(recorded, 2, "the lone event")
+            await rig.shutdown()
 
     run_async(scenario())
 
 
 def test_consents_trickling_in_share_subscription_jobs(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        store = open_store(tmp_path / "jobs.sqlite3")
         limits = slow_limits(**{"POST /api/profile-subscription-bulk-create-jobs": (1, 60)})
-        conn = connection(emulator.url, server=True, rate_limits=limits)
-        delivery = Delivery(conn, store)
-        delivery.start()
-        for n in range(40):
-            await enqueue(store, conn, [user_batch(f"c{n}", [custom_event(f"c{n}")], consent=True)])
-            delivery.dispatcher.wake.set()
-            await asyncio.sleep(0.05)
+        async with DeliveryRig(tmp_path, server=True, rate_limits=limits) as rig:
+            for n in range(40):
+                await rig.enqueue([user_batch(f"c{n}", [custom_event(f"c{n}")], consent=True)])
+                rig.wake()
+                await asyncio.sleep(0.05)
 
-        async def all_subscribed() -> bool:
-            return len(emulator.state()["subscriptions"]) >= 40
+            async def all_subscribed() -> bool:
+                return len(rig.emulator.state()["subscriptions"]) >= 40
 
-        await wait_until(all_subscribed, 12, "40 subscriptions")
-        await delivery.shutdown()
-        jobs = [a for a in emulator.arrivals if a.path == SUBSCRIBE]
-        assert len(jobs) <= 8, f"{len(jobs)} subscription jobs for 40 profiles"
-        await store.close()
-        await emulator.close()
+            await wait_until(all_subscribed, 12, "40 subscriptions")
+            await rig.shutdown()
+            jobs = [a for a in rig.emulator.arrivals if a.path == SUBSCRIBE]
+            assert len(jobs) <= 8, f"{len(jobs)} subscription jobs for 40 profiles"
 
     run_async(scenario())

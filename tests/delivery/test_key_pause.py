@@ -32,15 +32,10 @@ from tests.service.e2e_helpers import (
     FAST_LIMITS,
     PRIVATE_KEY,
     PUBLIC_KEY,
-    Delivery,
     RecordingEmulator,
     ServeProcess,
-    connection,
     custom_event,
-    dead_jobs,
-    enqueue,
     free_port,
-    open_store,
     options,
     post_bulk,
     run_async,
@@ -50,6 +45,7 @@ from tests.service.e2e_helpers import (
     wait_until,
     write_service_config,
 )
+from tests.service.rig import DeliveryRig
 
 QUICK_PROBES = options(credentials=CredentialOptions(probe_every_s=0.2, retry_probe_s=0.1))
 BULK = "POST /api/event-bulk-create-jobs"
@@ -88,38 +84,32 @@ def test_a_key_revoked_mid_run_pauses_delivery_buries_nothing_and_a_restored_key
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url, server=True)
-        await enqueue(store, conn, _batches(0, 20))
-        delivery = Delivery(conn, store, QUICK_PROBES)
-        delivery.start()
-        await delivery.until_empty()
-        keys = emulator.emulator.config.private_keys
-        scopes = keys.pop(PRIVATE_KEY)  # revoked at Klaviyo
-        await enqueue(store, conn, _batches(20, 60))
-        delivery.dispatcher.wake.set()
+        async with DeliveryRig(tmp_path, server=True, batches=_batches(0, 20), options=QUICK_PROBES) as rig:
+            emulator, metrics = rig.emulator, rig.delivery.metrics
+            await rig.until_empty()
+            keys = emulator.emulator.config.private_keys
+            scopes = keys.pop(PRIVATE_KEY)  # revoked at Klaviyo
+            await rig.enqueue(_batches(20, 60))
+            rig.wake()
 
-        await wait_until(_async(lambda: 401 in emulator.statuses()), 10.0, "Klaviyo to refuse the key")
-        await asyncio.sleep(1.0)  # five probe intervals
-        stored = _stored(tmp_path / "jobs.sqlite3")
-        assert await dead_jobs(store) == [], "a refused key dead-lettered jobs"
-        assert sorted(stored.values()) == [(JobState.READY, 0)] * 40, "queued, with no attempt counted"
-        assert (_sample(delivery.metrics, PROBES, verdict="refused") or 0) >= 2, "probing all along"
-        assert _sample(delivery.metrics, OK) == 0.0
-        labels = {"endpoint": BULK, "status": "401", "code": "authentication_failed"}
-        assert (_sample(delivery.metrics, SINCE, **labels) or 0) > 0
-        assert _delivered_once(emulator, 20)
+            await wait_until(_async(lambda: 401 in emulator.statuses()), 10.0, "Klaviyo to refuse the key")
+            await asyncio.sleep(1.0)  # five probe intervals
+            stored = _stored(rig.store_path)
+            assert await rig.dead() == [], "a refused key dead-lettered jobs"
+            assert sorted(stored.values()) == [(JobState.READY, 0)] * 40, "queued, with no attempt counted"
+            assert (_sample(metrics, PROBES, verdict="refused") or 0) >= 2, "probing all along"
+            assert _sample(metrics, OK) == 0.0
+            labels = {"endpoint": BULK, "status": "401", "code": "authentication_failed"}
+            assert (_sample(metrics, SINCE, **labels) or 0) > 0
+            assert _delivered_once(emulator, 20)
 
-        keys[PRIVATE_KEY] = scopes  # restored: the next probe passes, delivery resumes by itself
-        await delivery.until_empty()
-        await delivery.shutdown()
-        assert _delivered_once(emulator, 60), "each event delivered exactly once"
-        assert await dead_jobs(store) == []
-        assert _sample(delivery.metrics, OK) == 1.0
-        assert _sample(delivery.metrics, SINCE, **labels) is None, "the paused series is gone"
-        await store.close()
-        await emulator.close()
+            keys[PRIVATE_KEY] = scopes  # restored: the next probe passes, delivery resumes by itself
+            await rig.until_empty()
+            await rig.shutdown()
+            assert _delivered_once(emulator, 60), "each event delivered exactly once"
+            assert await rig.dead() == []
+            assert _sample(metrics, OK) == 1.0
+            assert _sample(metrics, SINCE, **labels) is None, "the paused series is gone"
 
     with caplog.at_level(logging.INFO, logger="mparticle_klaviyo.delivery"):
         run_async(scenario())
@@ -134,30 +124,28 @@ def test_a_key_revoked_mid_run_pauses_delivery_buries_nothing_and_a_restored_key
 def test_a_refused_public_key_sends_no_more_than_the_requests_already_out(tmp_path: Path) -> None:
     async def scenario() -> None:
         config = EmulatorConfig(rate_limits=dict(FAST_LIMITS), unknown_company_status=403)
-        emulator = await start_recording_emulator(config)
-        config.company_ids = frozenset({"OTHER1"})  # Klaviyo no longer knows our public key
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)  # client mode: one request per event
-        await enqueue(store, conn, _batches(0, 60))
-        delivery = Delivery(conn, store, QUICK_PROBES)
-        delivery.start()
+        # Client mode: one request per event.
+        async with DeliveryRig(
+            tmp_path, emulator=config, batches=_batches(0, 60), options=QUICK_PROBES, start=False
+        ) as rig:
+            emulator, metrics = rig.emulator, rig.delivery.metrics
+            config.company_ids = frozenset({"OTHER1"})  # Klaviyo no longer knows our public key
+            rig.start()
 
-        await wait_until(_async(lambda: 403 in emulator.statuses()), 10.0, "Klaviyo to refuse the key")
-        await asyncio.sleep(0.5)
-        assert await dead_jobs(store) == [], "a refused key dead-lettered jobs"
-        assert sorted(_stored(tmp_path / "jobs.sqlite3").values()) == [(JobState.READY, 0)] * 60
-        probes = _sample(delivery.metrics, PROBES, verdict="refused") or 0
-        assert probes >= 1
-        # The lane's first requests (its initial concurrency) were out; the other 56 never went.
-        assert emulator.statuses().count(403) <= 4 + probes + 1
-        code = {"endpoint": "POST /client/events", "status": "403", "code": "permission_denied"}
-        assert (_sample(delivery.metrics, SINCE, **code) or 0) > 0
-        config.company_ids = frozenset({PUBLIC_KEY})
-        await delivery.until_empty()
-        await delivery.shutdown()
-        assert _delivered_once(emulator, 60)
-        await store.close()
-        await emulator.close()
+            await wait_until(_async(lambda: 403 in emulator.statuses()), 10.0, "Klaviyo to refuse the key")
+            await asyncio.sleep(0.5)
+            assert await rig.dead() == [], "a refused key dead-lettered jobs"
+            assert sorted(_stored(rig.store_path).values()) == [(JobState.READY, 0)] * 60
+            probes = _sample(metrics, PROBES, verdict="refused") or 0
+            assert probes >= 1
+            # The lane's first requests (its initial concurrency) were out; the other 56 never went.
+            assert emulator.statuses().count(403) <= 4 + probes + 1
+            code = {"endpoint": "POST /client/events", "status": "403", "code": "permission_denied"}
+            assert (_sample(metrics, SINCE, **code) or 0) > 0
+            config.company_ids = frozenset({PUBLIC_KEY})
+            await rig.until_empty()
+            await rig.shutdown()
+            assert _delivered_once(emulator, 60)
 
     run_async(scenario())
 

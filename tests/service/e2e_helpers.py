@@ -265,14 +265,16 @@ class Delivery:
         *,
         timeout_s: float = 5.0,
         rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.conn = conn
         self.store = store
         self.client = client_for(conn, timeout_s)
         self.metrics = Metrics()
-        self.dispatcher = Dispatcher(conn, store, self.client, self.metrics, options, rng)
+        self.dispatcher = Dispatcher(conn, store, self.client, self.metrics, options, rng, wall_clock=wall_clock)
         self.stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._shut_down = False
 
     def start(self) -> None:
         """Start delivering in the background."""
@@ -289,12 +291,20 @@ class Delivery:
         await wait_until(empty, timeout_s, "an empty backlog")
 
     async def shutdown(self, drain_s: float = 5.0) -> None:
-        """Stop claiming, let in-flight units finish (or release them), close the client."""
+        """Stop claiming, let in-flight units finish (or release them), close the client; once."""
+        if self._shut_down:
+            return  # a test shut down before its assertions; the rig's teardown calls again
+        self._shut_down = True
         self.stop.set()
-        if self._task is not None:
-            await self._task
-        await self.dispatcher.drain(drain_s)
-        await self.client.close()
+        # Each step runs even if the one before raised (a crashed loop): no lease or session is left.
+        try:
+            if self._task is not None:
+                await self._task
+        finally:
+            try:
+                await self.dispatcher.drain(drain_s)
+            finally:
+                await self.client.close()
 
 
 def options(**changes: Any) -> DispatchOptions:

@@ -13,12 +13,12 @@ import random
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery.dispatcher import DispatchOptions
 from mparticle_klaviyo.jobs.plan import unique_id_of
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
@@ -28,20 +28,15 @@ from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import (
     FAST,
     FAST_LIMITS,
-    Delivery,
     RecordingEmulator,
-    connection,
     custom_event,
-    dead_jobs,
-    enqueue,
     gate_violations,
-    open_store,
     options,
     run_async,
-    start_recording_emulator,
     user_batch,
     wait_until,
 )
+from tests.service.rig import DeliveryRig
 
 OLD_REVISION = "2026-01-15"  # event times must be after 2000 at this revision; our mapping allows 1990 on
 YEAR_1995_MS = 800_000_000_000
@@ -73,22 +68,20 @@ def test_a_429_storm_with_retry_after_loses_nothing_and_nothing_is_sent_while_th
     async def scenario() -> None:
         # Klaviyo allows 30/s where the client believes 1000/s: most of a burst is throttled.
         limits = {**FAST_LIMITS, "POST /client/events": (30, 10_000)}
-        emulator = await start_recording_emulator(EmulatorConfig(rate_limits=limits))
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, _batches(120))
-        delivery = Delivery(conn, store, options(max_attempts=1))
-        delivery.start()
-        await delivery.until_empty(timeout_s=30)
-        await delivery.shutdown()
-        throttled = [a for a in emulator.arrivals if a.status == 429]
-        assert len(throttled) >= 10, "a storm, not a drizzle"
-        assert all(a.retry_after is not None for a in throttled)
-        assert gate_violations(emulator.arrivals, FAST.default_retry_after_s) == []
-        assert await dead_jobs(store) == [], "429s never count as attempts"
-        _recorded_once(emulator, {f"m{n}" for n in range(120)}, seed=0)
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            emulator=EmulatorConfig(rate_limits=limits),
+            batches=_batches(120),
+            options=options(max_attempts=1),
+        ) as rig:
+            await rig.until_empty(timeout_s=30)
+            await rig.shutdown()
+            throttled = [a for a in rig.emulator.arrivals if a.status == 429]
+            assert len(throttled) >= 10, "a storm, not a drizzle"
+            assert all(a.retry_after is not None for a in throttled)
+            assert gate_violations(rig.emulator.arrivals, FAST.default_retry_after_s) == []
+            assert await rig.dead() == [], "429s never count as attempts"
+            _recorded_once(rig.emulator, {f"m{n}" for n in range(120)}, seed=0)
 
     run_async(scenario())
 
@@ -97,23 +90,25 @@ def test_random_500s_503s_and_connection_resets_lose_nothing_and_record_each_eve
     seed = _seed()
 
     async def scenario() -> None:
-        emulator = await start_recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS), fault_seed=seed))
-        for rule in ({"status": 500, "probability": 0.15}, {"status": 503, "probability": 0.15}):
-            emulator.add_fault(rule)
-        emulator.add_fault({"reset": True, "probability": 0.1})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, _batches(300))
-        delivery = Delivery(conn, store, PATIENT, rng=random.Random(seed))
-        delivery.start()
-        await delivery.until_empty(timeout_s=30)
-        await delivery.shutdown()
-        statuses = Counter(emulator.statuses())
-        assert statuses[500] and statuses[503] and statuses[0], f"seed {seed}: every fault fired: {statuses}"
-        assert await dead_jobs(store) == [], f"seed {seed}"
-        _recorded_once(emulator, {f"m{n}" for n in range(300)}, seed)
-        await store.close()
-        await emulator.close()
+        faults = [
+            {"status": 500, "probability": 0.15},
+            {"status": 503, "probability": 0.15},
+            {"reset": True, "probability": 0.1},
+        ]
+        async with DeliveryRig(
+            tmp_path,
+            emulator=EmulatorConfig(rate_limits=dict(FAST_LIMITS), fault_seed=seed),
+            faults=faults,
+            batches=_batches(300),
+            options=PATIENT,
+            rng=random.Random(seed),
+        ) as rig:
+            await rig.until_empty(timeout_s=30)
+            await rig.shutdown()
+            statuses = Counter(rig.emulator.statuses())
+            assert statuses[500] and statuses[503] and statuses[0], f"seed {seed}: every fault fired: {statuses}"
+            assert await rig.dead() == [], f"seed {seed}"
+            _recorded_once(rig.emulator, {f"m{n}" for n in range(300)}, seed)
 
     run_async(scenario())
 
@@ -122,21 +117,21 @@ def test_answers_slower_than_the_client_timeout_lose_nothing_and_record_each_eve
     seed = _seed()
 
     async def scenario() -> None:
-        emulator = await start_recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS), fault_seed=seed))
         # Late answers are still recorded by Klaviyo: the client's resend must be deduplicated.
-        emulator.add_fault({"delay_ms": 400, "probability": 0.2})
-        store = open_store(tmp_path / "jobs.sqlite3")
-        conn = connection(emulator.url)
-        await enqueue(store, conn, _batches(150))
-        delivery = Delivery(conn, store, PATIENT, timeout_s=0.2, rng=random.Random(seed))
-        delivery.start()
-        await delivery.until_empty(timeout_s=30)
-        await delivery.shutdown()
-        assert emulator.emulator.state.faults_injected > 0
-        assert await dead_jobs(store) == [], f"seed {seed}"
-        _recorded_once(emulator, {f"m{n}" for n in range(150)}, seed)
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            emulator=EmulatorConfig(rate_limits=dict(FAST_LIMITS), fault_seed=seed),
+            faults=[{"delay_ms": 400, "probability": 0.2}],
+            batches=_batches(150),
+            options=PATIENT,
+            timeout_s=0.2,
+            rng=random.Random(seed),
+        ) as rig:
+            await rig.until_empty(timeout_s=30)
+            await rig.shutdown()
+            assert rig.emulator.emulator.state.faults_injected > 0
+            assert await rig.dead() == [], f"seed {seed}"
+            _recorded_once(rig.emulator, {f"m{n}" for n in range(150)}, seed)
 
     run_async(scenario())
 
@@ -145,14 +140,12 @@ def test_in_a_storm_only_the_events_klaviyo_refuses_are_dead_lettered_with_the_r
     seed = _seed()
 
     async def scenario() -> None:
-        emulator, store, _ = await _bad_events_in_a_storm(tmp_path, seed)
-        dead = await dead_jobs(store)
-        assert sorted(unique_id_of(job.key) for job in dead) == ["bad-1", "bad-2"], f"seed {seed}"
-        assert {job.dead_reason for job in dead} == {"http_400"}
-        assert all(job.last_error and "'time' must be after the year 2000" in job.last_error for job in dead)
-        _recorded_once(emulator, {f"m{n}" for n in range(400)}, seed)
-        await store.close()
-        await emulator.close()
+        async with _bad_events_in_a_storm(tmp_path, seed) as rig:
+            dead = await rig.dead()
+            assert sorted(unique_id_of(job.key) for job in dead) == ["bad-1", "bad-2"], f"seed {seed}"
+            assert {job.dead_reason for job in dead} == {"http_400"}
+            assert all(job.last_error and "'time' must be after the year 2000" in job.last_error for job in dead)
+            _recorded_once(rig.emulator, {f"m{n}" for n in range(400)}, seed)
 
     run_async(scenario())
 
@@ -161,49 +154,36 @@ def test_redriving_dead_letters_after_fixing_the_connection_delivers_them(tmp_pa
     seed = _seed()
 
     async def scenario() -> None:
-        emulator, store, conn = await _bad_events_in_a_storm(tmp_path, seed)
-        # The fix: a current revision, at which Klaviyo accepts event times from 1990 on.
-        fixed = connection(emulator.url, server=True)
-        operator = SqliteJobStore(tmp_path / "jobs.sqlite3")
-        assert operator.redrive(DeadFilter(connection=conn.name, reason="http_400"), time.time()) == 2
-        operator.close()
-        delivery = Delivery(fixed, store, PATIENT)
-        delivery.start()
-        await delivery.until_empty(timeout_s=30)
-        await delivery.shutdown()
-        assert await dead_jobs(store) == []
-        assert await store.counts() == []
-        _recorded_once(emulator, {f"m{n}" for n in range(400)} | {"bad-1", "bad-2"}, seed)
-        await store.close()
-        await emulator.close()
+        async with _bad_events_in_a_storm(tmp_path, seed) as rig:
+            # The fix: a current revision, at which Klaviyo accepts event times from 1990 on.
+            fixed = rig.connection(server=True)
+            operator = SqliteJobStore(rig.store_path)
+            assert operator.redrive(DeadFilter(connection=rig.conn.name, reason="http_400"), time.time()) == 2
+            operator.close()
+            rig.deliver(PATIENT, conn=fixed)
+            await rig.until_empty(timeout_s=30)
+            await rig.shutdown()
+            assert await rig.dead() == []
+            assert await rig.store.counts() == []
+            _recorded_once(rig.emulator, {f"m{n}" for n in range(400)} | {"bad-1", "bad-2"}, seed)
 
     run_async(scenario())
 
 
 def test_a_store_locked_past_its_busy_timeout_pauses_delivery_which_then_resumes(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        path = tmp_path / "jobs.sqlite3"
-        inner = SqliteJobStore(path)
-        assert inner._conn is not None
-        inner._conn.execute("PRAGMA busy_timeout = 50")  # fail fast instead of after 5 s
-        store = AsyncStore(inner)
-        conn = connection(emulator.url)
-        await enqueue(store, conn, _batches(5))
-        # Another process (an operator's sqlite3 shell, a long purge) holds the write lock.
-        locker = sqlite3.connect(path, isolation_level=None)
-        locker.execute("BEGIN IMMEDIATE")
-        delivery = Delivery(conn, store)
-        delivery.start()
-        await asyncio.sleep(0.5)
-        assert emulator.arrivals == [], "nothing can be claimed while the store is locked"
-        locker.execute("COMMIT")
-        locker.close()
-        await delivery.until_empty(timeout_s=10)
-        await delivery.shutdown()
-        _recorded_once(emulator, {f"m{n}" for n in range(5)}, seed=0)
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(tmp_path, store=_impatient_store(tmp_path), batches=_batches(5), start=False) as rig:
+            # Another process (an operator's sqlite3 shell, a long purge) holds the write lock.
+            locker = sqlite3.connect(rig.store_path, isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")
+            rig.start()
+            await asyncio.sleep(0.5)
+            assert rig.emulator.arrivals == [], "nothing can be claimed while the store is locked"
+            locker.execute("COMMIT")
+            locker.close()
+            await rig.until_empty(timeout_s=10)
+            await rig.shutdown()
+            _recorded_once(rig.emulator, {f"m{n}" for n in range(5)}, seed=0)
 
     run_async(scenario())
 
@@ -222,29 +202,24 @@ def test_jobs_whose_ack_failed_are_sent_again_and_recorded_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, recovery: DispatchOptions
 ) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"delay_ms": 300, "count": 5})
-        path = tmp_path / "jobs.sqlite3"
-        inner = SqliteJobStore(path)
-        assert inner._conn is not None
-        inner._conn.execute("PRAGMA busy_timeout = 50")
-        store = AsyncStore(inner)
-        conn = connection(emulator.url)
-        await enqueue(store, conn, _batches(5))
-        delivery = Delivery(conn, store, recovery)
-        delivery.start()
-        await wait_until(_true_when(lambda: emulator.emulator.state.requests >= 5), 5.0, "five sends in flight")
-        locker = sqlite3.connect(path, isolation_level=None)
-        locker.execute("BEGIN IMMEDIATE")  # Klaviyo accepts them, but the acks cannot be written
-        await asyncio.sleep(0.6)
-        locker.execute("COMMIT")
-        locker.close()
-        await delivery.until_empty(timeout_s=10)
-        await delivery.shutdown()
-        assert emulator.emulator.state.duplicates_dropped >= 1, "sent again, deduplicated by unique_id"
-        _recorded_once(emulator, {f"m{n}" for n in range(5)}, seed=0)
-        await store.close()
-        await emulator.close()
+        async with DeliveryRig(
+            tmp_path,
+            faults=[{"delay_ms": 300, "count": 5}],
+            store=_impatient_store(tmp_path),
+            batches=_batches(5),
+            options=recovery,
+        ) as rig:
+            emulator = rig.emulator
+            await wait_until(_true_when(lambda: emulator.emulator.state.requests >= 5), 5.0, "five sends in flight")
+            locker = sqlite3.connect(rig.store_path, isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")  # Klaviyo accepts them, but the acks cannot be written
+            await asyncio.sleep(0.6)
+            locker.execute("COMMIT")
+            locker.close()
+            await rig.until_empty(timeout_s=10)
+            await rig.shutdown()
+            assert emulator.emulator.state.duplicates_dropped >= 1, "sent again, deduplicated by unique_id"
+            _recorded_once(emulator, {f"m{n}" for n in range(5)}, seed=0)
 
     with caplog.at_level(logging.ERROR, logger="mparticle_klaviyo.delivery"):
         run_async(scenario())
@@ -258,21 +233,32 @@ def _true_when(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-async def _bad_events_in_a_storm(tmp_path: Path, seed: int) -> tuple[RecordingEmulator, AsyncStore, Connection]:
+def _impatient_store(tmp_path: Path) -> AsyncStore:
+    """The rig's store file, opened to fail fast on a locked database instead of after 5 s."""
+    inner = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    assert inner._conn is not None
+    inner._conn.execute("PRAGMA busy_timeout = 50")
+    return AsyncStore(inner)
+
+
+@asynccontextmanager
+async def _bad_events_in_a_storm(tmp_path: Path, seed: int) -> AsyncIterator[DeliveryRig]:
     """Server mode at an old revision, two events Klaviyo refuses among 400, with 503s and 429s."""
     revisions = frozenset({OLD_REVISION, "2026-07-15"})
     config = EmulatorConfig(rate_limits=dict(FAST_LIMITS), revisions=revisions, fault_seed=seed)
-    emulator = await start_recording_emulator(config)
-    emulator.add_fault({"status": 429, "count": 2})
-    emulator.add_fault({"status": 503, "probability": 0.3})
-    store = open_store(tmp_path / "jobs.sqlite3")
-    conn = connection(emulator.url, server=True, revision=OLD_REVISION)
     batches = _batches(400, users=200)
     batches.insert(100, user_batch("u7", [custom_event("bad-1", ms=YEAR_1995_MS)]))
     batches.insert(300, user_batch("u9", [custom_event("bad-2", ms=YEAR_1995_MS)]))
-    await enqueue(store, conn, batches)
-    delivery = Delivery(conn, store, options(max_attempts=50, claim_batch=150), rng=random.Random(seed))
-    delivery.start()
-    await delivery.until_empty(timeout_s=30)
-    await delivery.shutdown()
-    return emulator, store, conn
+    async with DeliveryRig(
+        tmp_path,
+        emulator=config,
+        faults=[{"status": 429, "count": 2}, {"status": 503, "probability": 0.3}],
+        server=True,
+        revision=OLD_REVISION,
+        batches=batches,
+        options=options(max_attempts=50, claim_batch=150),
+        rng=random.Random(seed),
+    ) as rig:
+        await rig.until_empty(timeout_s=30)
+        await rig.shutdown()
+        yield rig
