@@ -272,6 +272,36 @@ def subscriber(subscriptions: dict[str, Any] | None = None, **attrs: Any) -> dic
     return {"type": "profile", "attributes": attrs}
 
 
+UNSUBSCRIBE = "/api/profile-subscription-bulk-delete-jobs"
+DELETE_PROFILE = "/api/data-privacy-deletion-jobs"
+
+
+def unsubscriber(subscriptions: dict[str, Any] | None = None, **attrs: Any) -> dict[str, Any]:
+    """One profile of an unsubscribe job; by default email marketing for jane@example.com."""
+    attrs = attrs or {"email": "jane@example.com"}
+    attrs["subscriptions"] = subscriptions or {"email": {"marketing": {"consent": "UNSUBSCRIBED"}}}
+    return {"type": "profile", "attributes": attrs}
+
+
+def unsubscription_body(profiles: list[dict[str, Any]], list_id: str | None = LIST) -> dict[str, Any]:
+    """A valid /api/profile-subscription-bulk-delete-jobs body."""
+    data: dict[str, Any] = {
+        "type": "profile-subscription-bulk-delete-job",
+        "attributes": {"profiles": {"data": profiles}},
+    }
+    if list_id is not None:
+        data["relationships"] = {"list": {"data": {"type": "list", "id": list_id}}}
+    return {"data": data}
+
+
+def deletion_body(profile_id: str | None = None, **attrs: Any) -> dict[str, Any]:
+    """A valid /api/data-privacy-deletion-jobs body naming the profile by ``attrs`` or ``profile_id``."""
+    profile: dict[str, Any] = {"type": "profile", "attributes": attrs}
+    if profile_id is not None:
+        profile["id"] = profile_id
+    return {"data": {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": profile}}}}
+
+
 def with_value(body: Any, path: str, value: Any) -> Any:
     """A deep copy of ``body`` with the member at slash-separated ``path`` set to ``value``.
 

@@ -134,7 +134,7 @@ def test_the_default_config_knows_the_demo_company_key_and_list() -> None:
     assert cfg.company_ids == frozenset({"DEMO01"})
     assert cfg.lists == frozenset({"LIST01"})
     assert cfg.private_keys["pk_demo_private_key"] == frozenset(
-        {"events:write", "profiles:write", "subscriptions:write", "lists:write"}
+        {"events:write", "profiles:write", "subscriptions:write", "lists:write", "data-privacy:write"}
     )
     assert cfg.revisions == frozenset(
         {"2025-01-15", "2025-04-15", "2025-07-15", "2025-10-15", "2026-01-15", "2026-04-15", "2026-07-15", "2026-10-15"}

@@ -12,13 +12,30 @@ import aiohttp
 
 from mparticle_klaviyo.klaviyo.emulator import Emulator, RunningEmulator, create_app
 
-from .helpers import Req, client, config, event_body, exchange, run, send, subscription_body
+from .helpers import (
+    DELETE_PROFILE,
+    UNSUBSCRIBE,
+    Req,
+    client,
+    config,
+    deletion_body,
+    event_body,
+    exchange,
+    run,
+    send,
+    server,
+    subscription_body,
+    unsubscriber,
+    unsubscription_body,
+)
 
 STATE_KEYS = {
     "events",
     "events_recorded",
     "profiles",
     "subscriptions",
+    "unsubscriptions",
+    "deletions",
     "duplicates_dropped",
     "rejected",
     "throttled",
@@ -62,12 +79,40 @@ def test_requests_count_every_api_call_but_not_control_calls() -> None:
 
 def test_reset_clears_recorded_state_but_keeps_configuration() -> None:
     override = Req("POST", "/_emulator/limits", b'{"POST /client/events": [5, 50]}')
-    reqs = [override, client("/client/events", event_body()), client("/client/subscriptions", subscription_body())]
+    reqs = [
+        override,
+        client("/client/events", event_body()),
+        client("/client/subscriptions", subscription_body()),
+        server(UNSUBSCRIBE, unsubscription_body([unsubscriber(email="joe@example.com")])),
+        server(DELETE_PROFILE, deletion_body(email="jane@example.com")),
+    ]
     responses, state = exchange(*reqs, Req("POST", "/_emulator/reset"), Req("GET", "/_emulator/limits"))
-    assert responses[3].json() == {"reset": True}
-    assert responses[4].json()["POST /client/events"] == [5, 50]
+    assert [r.status for r in responses[1:5]] == [202] * 4
+    assert responses[5].json() == {"reset": True}
+    assert responses[6].json()["POST /client/events"] == [5, 50]
     assert state["events"] == [] and state["subscriptions"] == [] and state["profiles"] == {}
+    assert state["unsubscriptions"] == [] and state["deletions"] == []
     assert state["requests"] == 0
+
+
+def test_unsubscriptions_and_deletions_have_control_routes_that_are_not_counted() -> None:
+    reqs = [
+        server(UNSUBSCRIBE, unsubscription_body([unsubscriber()])),
+        server(DELETE_PROFILE, deletion_body(email="nobody@example.com")),
+        Req("GET", "/_emulator/unsubscriptions"),
+        Req("GET", "/_emulator/deletions"),
+    ]
+    responses, state = exchange(*reqs)
+    assert responses[2].json() == {"unsubscriptions": state["unsubscriptions"]}
+    assert responses[3].json() == {"deletions": state["deletions"]}
+    assert len(state["unsubscriptions"]) == len(state["deletions"]) == 1
+    assert state["requests"] == 2
+
+
+def test_a_profile_shows_its_consent_and_lists() -> None:
+    _, state = exchange(client("/client/subscriptions", subscription_body()))
+    profile = state["profiles"]["jane@example.com"]
+    assert (profile["consent"], profile["lists"]) == ({"email.marketing": "SUBSCRIBED"}, ["LIST01"])
 
 
 def test_after_reset_a_previously_seen_event_is_recorded_again() -> None:

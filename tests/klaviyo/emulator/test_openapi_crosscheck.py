@@ -13,6 +13,8 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from mparticle_klaviyo.klaviyo.emulator.operations import OPERATIONS
+
 from .helpers import (
     Req,
     bulk_entry,
@@ -20,6 +22,7 @@ from .helpers import (
     bulk_subscription_body,
     client,
     client_bulk_body,
+    deletion_body,
     event_body,
     import_body,
     one,
@@ -28,6 +31,8 @@ from .helpers import (
     server_bulk_body,
     subscriber,
     subscription_body,
+    unsubscriber,
+    unsubscription_body,
     with_value,
     without,
 )
@@ -41,6 +46,13 @@ FULL_PROFILE = {
     "image": "https://example.com/jane.png",
     "location": {"city": "Boston", "region": "MA", "country": "United States", "zip": "02110", "latitude": 42.36},
     "properties": {"loyalty_tier": "gold"},
+}
+REVOKED = {"consent": "UNSUBSCRIBED"}
+REVOKE_ALL = {
+    "email": {"marketing": REVOKED, "open_tracking": REVOKED},
+    "sms": {"marketing": REVOKED, "transactional": REVOKED},
+    "whatsapp": {"marketing": REVOKED, "transactional": REVOKED, "conversational": REVOKED},
+    "push": {"marketing": REVOKED, "tokens": [{"token": "f00dcafe", "platform": "android", "vendor": "fcm"}]},
 }
 HISTORICAL = {"email": {"marketing": {"consent": "SUBSCRIBED", "consented_at": "2026-04-30T09:00:00+00:00"}}}
 
@@ -79,6 +91,17 @@ VALID: list[tuple[str, Any]] = [
     ("/api/event-bulk-create-jobs", server_bulk_body(bulk_entry({"email": "jane@example.com"}, [bulk_event("e1")]))),
     ("/api/profile-subscription-bulk-create-jobs", bulk_subscription_body([subscriber(HISTORICAL)], True)),
     ("/api/profile-import", import_body(**FULL_PROFILE)),
+    (
+        "/api/profile-subscription-bulk-delete-jobs",
+        unsubscription_body(
+            [
+                unsubscriber(REVOKE_ALL, email="jane@example.com", phone_number="+15005550006"),
+                unsubscriber(email="joe@example.com"),
+            ]
+        ),
+    ),
+    ("/api/data-privacy-deletion-jobs", deletion_body(email="jane@example.com")),
+    ("/api/data-privacy-deletion-jobs", deletion_body("01GDDKASAP8TKDDA2GRZDSVP4H")),
 ]
 
 INVALID: list[tuple[str, Any]] = [
@@ -96,6 +119,25 @@ INVALID: list[tuple[str, Any]] = [
     ),
     ("/api/profile-subscription-bulk-create-jobs", bulk_subscription_body([{"type": "profile", "attributes": {}}])),
     ("/api/profile-import", with_value(import_body(email="jane@example.com"), "data/type", "profiles")),
+    ("/client/profiles", with_value(profile_body(), "data/type", "profiles")),
+    (
+        "/api/event-bulk-create-jobs",
+        without(
+            server_bulk_body(bulk_entry({"email": "jane@example.com"}, [bulk_event("e1")])),
+            "data/attributes/events-bulk-create/data/0/attributes/events",
+        ),
+    ),
+    (
+        "/api/profile-subscription-bulk-delete-jobs",
+        unsubscription_body([unsubscriber({"email": {"marketing": {"consent": "SUBSCRIBED"}}})]),
+    ),
+    ("/api/profile-subscription-bulk-delete-jobs", unsubscription_body([{"type": "profile", "attributes": {}}])),
+    (
+        "/api/profile-subscription-bulk-delete-jobs",
+        with_value(unsubscription_body([unsubscriber()]), "data/type", "profile-subscription-bulk-create-job"),
+    ),
+    ("/api/data-privacy-deletion-jobs", without(deletion_body(email="jane@example.com"), "data/attributes/profile")),
+    ("/api/data-privacy-deletion-jobs", with_value(deletion_body("01GDDKASAP8TKDDA2GRZDSVP4H"), "data/type", "job")),
 ]
 
 
@@ -114,6 +156,12 @@ def test_a_body_invalid_under_the_official_schema_is_rejected(
     resp, state = one(_request(api_path, body))
     assert resp.status == 400
     assert state["events"] == [] and state["subscriptions"] == []
+    assert state["unsubscriptions"] == [] and state["deletions"] == []
+
+
+def test_every_emulated_endpoint_is_cross_checked_both_ways() -> None:
+    assert {path for path, _ in VALID} == set(OPERATIONS)
+    assert {path for path, _ in INVALID} == set(OPERATIONS)
 
 
 def test_the_emulator_is_stricter_than_the_schema_about_unknown_keys(openapi_spec_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import Req, assert_error, client, event_body, one, server
+from .helpers import Req, assert_error, client, event_body, exchange, one, server
 
 
 def test_a_path_with_a_trailing_slash_is_accepted() -> None:
@@ -41,6 +41,9 @@ def test_a_known_path_with_another_method_is_405(method: str) -> None:
         ("/api/v1/lists", "POST /client/subscriptions"),
         ("/api/v2/list/ABC/subscribe", "POST /api/profile-subscription-bulk-create-jobs"),
         ("/api/v1/metrics", "POST /api/events"),
+        ("/api/v2/data-privacy/deletion-request", "POST /api/data-privacy-deletion-jobs"),
+        ("/api/v1/people/exclusions", "POST /api/profile-subscription-bulk-delete-jobs"),
+        ("/api/v2/list/ABC/subscribe", "POST /api/profile-subscription-bulk-delete-jobs"),
     ],
 )
 @pytest.mark.parametrize("method", ["GET", "POST"])
@@ -57,3 +60,10 @@ def test_a_retired_v1_v2_path_is_410_naming_its_replacement(method: str, path: s
 def test_a_path_that_only_starts_like_a_retired_one_is_404() -> None:
     resp, _ = one(Req("GET", "/api/tracking"))
     assert_error(resp, 404, "not_found")
+
+
+@pytest.mark.parametrize("path", ["/api/profile-subscription-bulk-delete-jobs/", "/api/data-privacy-deletion-jobs/"])
+def test_the_new_server_paths_accept_a_trailing_slash_and_only_post(path: str) -> None:
+    responses, _ = exchange(server(path, {"data": {}}), Req("GET", path))
+    assert_error(responses[0], 400, pointer="/data/type")  # routed: the body is judged
+    assert_error(responses[1], 405, "method_not_allowed")

@@ -67,6 +67,8 @@ def test_the_known_revisions_are_configurable() -> None:
         ("/api/event-bulk-create-jobs", "2024-02-15"),
         ("/api/profile-import", "2023-12-15"),
         ("/api/events", "2022-01-15"),
+        ("/api/profile-subscription-bulk-delete-jobs", "2023-06-15"),
+        ("/api/data-privacy-deletion-jobs", "2022-10-17"),
     ],
 )
 def test_an_endpoint_newer_than_the_revision_sent_is_404_no_valid_revisions(path: str, revision: str) -> None:
@@ -76,10 +78,18 @@ def test_an_endpoint_newer_than_the_revision_sent_is_404_no_valid_revisions(path
     assert_error(resp, 404, "not_found", detail="No valid revisions found for method")
 
 
-def test_an_endpoint_is_served_from_its_first_revision_on() -> None:
-    cfg = config(revisions=frozenset({"2024-05-15"}))
+@pytest.mark.parametrize(
+    ("path", "revision"),
+    [
+        ("/api/event-bulk-create-jobs", "2024-05-15"),
+        ("/api/profile-subscription-bulk-delete-jobs", "2023-07-15"),
+        ("/api/data-privacy-deletion-jobs", "2023-01-24"),
+    ],
+)
+def test_an_endpoint_is_served_from_its_first_revision_on(path: str, revision: str) -> None:
+    cfg = config(revisions=frozenset({revision}))
     body: dict[str, object] = {"data": {}}
-    resp, _ = one(server("/api/event-bulk-create-jobs", body, revision="2024-05-15"), cfg)
+    resp, _ = one(server(path, body, revision=revision), cfg)
     assert_error(resp, 400, pointer="/data/type")  # served: the body is judged
 
 

@@ -57,7 +57,7 @@ def test_keys_can_be_listed_added_narrowed_and_revoked_at_run_time() -> None:
 
     cfg = config()
     seen = run(scenario, cfg)
-    all_scopes = ["events:write", "lists:write", "profiles:write", "subscriptions:write"]
+    all_scopes = ["data-privacy:write", "events:write", "lists:write", "profiles:write", "subscriptions:write"]
     assert seen[0] == (200, {"keys": {KEY: {"scopes": all_scopes, "account": "DEMO01"}}})
     assert seen[1][0] == 202
     assert seen[2] == (200, {"keys": {KEY: {"scopes": ["profiles:write"], "account": "DEMO01"}}})

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from klaviyo_api import KlaviyoAPI
 from openapi_client.exceptions import ApiException
+from openapi_client.models.data_privacy_create_deletion_job_query import DataPrivacyCreateDeletionJobQuery
 from openapi_client.models.event_create_query_v2 import EventCreateQueryV2
 from openapi_client.models.events_bulk_create_job import EventsBulkCreateJob
 from openapi_client.models.events_bulk_create_query_resource_object import EventsBulkCreateQueryResourceObject
@@ -29,6 +30,7 @@ from openapi_client.models.profile_subscription_create_query_resource_object imp
 from openapi_client.models.profile_upsert_query import ProfileUpsertQuery
 from openapi_client.models.subscription_channels import SubscriptionChannels
 from openapi_client.models.subscription_create_job_create_query import SubscriptionCreateJobCreateQuery
+from openapi_client.models.subscription_delete_job_create_query import SubscriptionDeleteJobCreateQuery
 
 from mparticle_klaviyo.klaviyo.emulator import RunningEmulator
 
@@ -392,3 +394,66 @@ def test_click_tracking_before_its_revision_is_an_unknown_field() -> None:
     pointer = "/data/attributes/profiles/data/0/attributes/subscriptions/email/click_tracking"
     error = assert_error(resp, 400, pointer=pointer)
     assert error["detail"].startswith("'click_tracking' is not a valid field")
+
+
+# ---- unsubscribe and profile deletion through the SDK ----
+
+REVOKE_EMAIL = {"email": {"marketing": {"consent": "UNSUBSCRIBED"}, "click_tracking": {"consent": "UNSUBSCRIBED"}}}
+
+
+def unsubscribe_job(subscriptions: dict[str, Any] = REVOKE_EMAIL, **attrs: Any) -> SubscriptionDeleteJobCreateQuery:
+    """``bulk_unsubscribe_profiles`` for one profile, from the configured list."""
+    profile = {"type": "profile", "attributes": {**(attrs or EMAIL), "subscriptions": subscriptions}}
+    data = {
+        "type": "profile-subscription-bulk-delete-job",
+        "attributes": {"profiles": {"data": [profile]}},
+        "relationships": {"list": {"data": {"type": "list", "id": LIST}}},
+    }
+    return SubscriptionDeleteJobCreateQuery.model_validate({"data": data})
+
+
+def deletion_job(profile: dict[str, Any]) -> DataPrivacyCreateDeletionJobQuery:
+    """``request_profile_deletion``, built with ``from_dict`` (which sends the unset identifiers as null)."""
+    data = {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": {"type": "profile", **profile}}}}
+    job = DataPrivacyCreateDeletionJobQuery.from_dict({"data": data})
+    assert job is not None
+    return job
+
+
+def test_sdk_subscribe_then_unsubscribe_leaves_the_profile_unsubscribed() -> None:
+    def calls(sdk: Any) -> None:
+        sdk.Profiles.bulk_subscribe_profiles(subscribe_job(subscriber()))
+        sdk.Profiles.bulk_unsubscribe_profiles(unsubscribe_job())
+
+    _, state = against_emulator(calls)
+    assert state["unsubscriptions"][0]["channels"] == ["email.marketing", "email.click_tracking"]
+    profile = state["profiles"]["jane@example.com"]
+    assert profile["consent"] == {"email.marketing": "UNSUBSCRIBED", "email.click_tracking": "UNSUBSCRIBED"}
+    assert profile["lists"] == []
+
+
+def test_sdk_request_profile_deletion_by_id_with_null_attributes_deletes_the_profile() -> None:
+    def calls(sdk: Any) -> str:
+        sdk.Events.create_event(event_query())
+        profile_id: str = sdk.Profiles.create_or_update_profile(profile_upsert()).data.id
+        sdk.Data_Privacy.request_profile_deletion(deletion_job({"id": profile_id, "attributes": {}}))
+        return profile_id
+
+    profile_id, state = against_emulator(calls)
+    assert state["profiles"] == {} and state["events"] == []
+    assert state["deletions"][0]["profile_ids"] == [profile_id]
+
+
+def test_sdk_request_profile_deletion_with_two_identifiers_is_refused() -> None:
+    job = deletion_job({"attributes": {"email": "jane@example.com", "phone_number": "+15005550006"}})
+    resp, state = refused(lambda sdk: sdk.Data_Privacy.request_profile_deletion(job))
+    assert_error(resp, 400, pointer="/data/attributes/profile/data")
+    assert state["deletions"] == []
+
+
+def test_sdk_unsubscribe_of_101_profiles_is_refused() -> None:
+    job = unsubscribe_job()
+    job.data.attributes.profiles.data *= 101
+    resp, state = refused(lambda sdk: sdk.Profiles.bulk_unsubscribe_profiles(job))
+    assert_error(resp, 400, pointer="/data/attributes/profiles/data")
+    assert state["unsubscriptions"] == []

@@ -39,6 +39,7 @@ def test_a_client_subscription_is_202_and_records_list_channels_and_contact() ->
     assert state["subscriptions"] == [
         {
             "account": "DEMO01",
+            "profile_id": state["profiles"]["jane@example.com"]["id"],
             "list_id": "LIST01",
             "channels": ["email.marketing", "sms.marketing"],
             "email": "jane@example.com",

@@ -7,7 +7,8 @@ rules are unpublished), records what it accepts, and can be told to throttle or 
   ``/client/subscriptions``, ``/client/event-bulk-create``.
 * Server API (``Authorization: Klaviyo-API-Key pk_...``): ``POST /api/events``,
   ``/api/event-bulk-create-jobs``, ``/api/profile-subscription-bulk-create-jobs``,
-  ``/api/profile-import``.
+  ``/api/profile-subscription-bulk-delete-jobs``, ``/api/profile-import``,
+  ``/api/data-privacy-deletion-jobs``.
 * Retired v1/v2 paths (``/api/track``, ``/api/identify``, ``/api/track-once``, ``/api/v1/*``,
   ``/api/v2/*``) answer 410 Gone naming their replacements.
 * Revisions are data (:mod:`.revisions`): every revision Klaviyo still serves, 2025-01-15 to
@@ -17,13 +18,17 @@ rules are unpublished), records what it accepts, and can be told to throttle or 
 Inspection and control (not Klaviyo's; never counted, limited or faulted):
 
 * ``GET /_emulator/state`` → ``{"events": [...], "events_recorded": n, "profiles": {...},
-  "subscriptions": [...], "duplicates_dropped": n, "rejected": [...], "throttled": n,
-  "requests": n, "violations": [...], "faults_injected": n, "partial_failures": n}``.
+  "subscriptions": [...], "unsubscriptions": [...], "deletions": [...], "duplicates_dropped": n,
+  "rejected": [...], "throttled": n, "requests": n, "violations": [...], "faults_injected": n,
+  "partial_failures": n}``.
   An event is ``{account, company, endpoint, profile_id, profile: {identifiers}, metric,
   service, unique_id, time, value, value_currency, properties, backfill, received_at}``;
   profiles are keyed by their first identifier (email, phone, external id ...); a rejection
   is ``{status, method, path, code, detail, pointer | parameter}``; a subscription is
-  ``{account, list_id, channels: ["email.marketing", ...], email, phone_number, ...}``.
+  ``{account, profile_id, list_id, channels: ["email.marketing", ...], email, phone_number, ...}``;
+  a profile shows its ``consent`` (``{"email.marketing": "SUBSCRIBED" | "UNSUBSCRIBED"}``, the
+  latest call wins) and ``lists``.
+* ``GET /_emulator/unsubscriptions`` and ``GET /_emulator/deletions``: those two lists alone.
 * ``POST /_emulator/reset`` clears recorded state and rate-limit counts (keeps config, faults).
 * ``POST /_emulator/faults`` adds a rule, e.g. ``{"status": 503, "count": 5}``,
   ``{"reset": true, "probability": 0.1}``, ``{"delay_ms": 200, "count": 10}``, optionally

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from .revisions import KNOWN_REVISIONS
 
-ALL_WRITE_SCOPES: frozenset[str] = frozenset({"events:write", "profiles:write", "subscriptions:write", "lists:write"})
+ALL_WRITE_SCOPES: frozenset[str] = frozenset(
+    {"events:write", "profiles:write", "subscriptions:write", "lists:write", "data-privacy:write"}
+)
 """Every scope an operation of the emulator can require."""
 
 DEMO_COMPANY_ID = "DEMO01"
@@ -31,6 +33,8 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
     "POST /api/event-bulk-create-jobs": (10, 150),
     "POST /api/profile-import": (75, 750),
     "POST /api/profile-subscription-bulk-create-jobs": (75, 750),
+    "POST /api/profile-subscription-bulk-delete-jobs": (75, 750),  # 700/m before revision 2026-01-15
+    "POST /api/data-privacy-deletion-jobs": (3, 60),
 }
 
 DEFAULT_REVISIONS: frozenset[str] = KNOWN_REVISIONS

@@ -1,6 +1,12 @@
 """Inspection and control endpoints under ``/_emulator/`` (not part of Klaviyo's API).
 
 * ``GET /_emulator/state``: everything recorded (see :meth:`State.snapshot`).
+* ``GET /_emulator/unsubscriptions``: ``{"unsubscriptions": [...]}``, one entry per profile of
+  each accepted unsubscribe job: ``{account, profile_id, list_id, channels, email,
+  phone_number, endpoint, time, push_tokens}``.
+* ``GET /_emulator/deletions``: ``{"deletions": [...]}``, one entry per accepted deletion job:
+  ``{account, identifier: {kind: value}, profile_ids, events_deleted, subscriptions_deleted,
+  unsubscriptions_deleted, endpoint, time}`` (``profile_ids`` empty when nothing matched).
 * ``POST /_emulator/reset``: forget recorded state and rate-limit counts; keep config and faults.
 * ``GET|POST|DELETE /_emulator/faults``: list, add (one rule object, see :mod:`.faults`) or
   clear fault rules.
@@ -51,6 +57,14 @@ class Control:
     async def state(self, request: web.Request) -> web.Response:
         """GET /_emulator/state."""
         return _json(self.emulator.state.snapshot())
+
+    async def unsubscriptions(self, request: web.Request) -> web.Response:
+        """GET /_emulator/unsubscriptions: every recorded unsubscription, oldest first."""
+        return _json({"unsubscriptions": self.emulator.state.unsubscriptions})
+
+    async def deletions(self, request: web.Request) -> web.Response:
+        """GET /_emulator/deletions: every profile deletion request, oldest first."""
+        return _json({"deletions": self.emulator.state.deletions})
 
     async def reset(self, request: web.Request) -> web.Response:
         """POST /_emulator/reset."""
@@ -152,6 +166,8 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     """Register the control endpoints on ``app``."""
     control = Control(emulator)
     app.router.add_get("/_emulator/state", control.state)
+    app.router.add_get("/_emulator/unsubscriptions", control.unsubscriptions)
+    app.router.add_get("/_emulator/deletions", control.deletions)
     app.router.add_post("/_emulator/reset", control.reset)
     app.router.add_get("/_emulator/faults", control.faults)
     app.router.add_post("/_emulator/faults", control.add_fault)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import events, profiles, subscriptions
+from . import events, privacy, profiles, subscriptions
 from .context import Ctx, Reply
 from .revisions import FIRST_SERVED, rules_at
 from .schema import Obj
@@ -65,13 +65,21 @@ OPERATIONS: dict[str, Operation] = {
             "lists:write profiles:write subscriptions:write",
             subscriptions.create_server_subscription_bulk,
         ),
+        _op(
+            "/api/profile-subscription-bulk-delete-jobs",
+            "lists:write profiles:write subscriptions:write",
+            subscriptions.delete_server_subscription_bulk,
+        ),
         _op("/api/profile-import", "profiles:write", profiles.import_profile, PROFILE_IMPORT_BODY_LIMIT),
+        _op("/api/data-privacy-deletion-jobs", "data-privacy:write", privacy.request_profile_deletion),
     )
 }
 
 _EVENTS = ("POST /client/events", "POST /api/events")
 _PROFILES = ("POST /client/profiles", "POST /api/profile-import")
 _SUBSCRIBE = ("POST /client/subscriptions", "POST /api/profile-subscription-bulk-create-jobs")
+_UNSUBSCRIBE = ("POST /api/profile-subscription-bulk-delete-jobs",)
+_DELETE = ("POST /api/data-privacy-deletion-jobs",)
 _LEGACY_EXACT = {"/api/track": _EVENTS, "/api/track-once": _EVENTS, "/api/identify": _PROFILES}
 
 
@@ -81,7 +89,17 @@ def legacy_replacements(path: str) -> tuple[str, ...] | None:
     if exact is not None:
         return exact
     if path in ("/api/v1", "/api/v2") or path.startswith(("/api/v1/", "/api/v2/")):
-        if "subscribe" in path or "/list" in path:
-            return _SUBSCRIBE
-        return _EVENTS + _PROFILES + _SUBSCRIBE
+        return _v1_v2_replacements(path)
     return None
+
+
+def _v1_v2_replacements(path: str) -> tuple[str, ...]:
+    # v2 deleted profiles under /data-privacy/; v1 unsubscribed through /people/exclusions, and
+    # v2's list subscribe path unsubscribed when called with DELETE.
+    if "data-privacy" in path:
+        return _DELETE
+    if "exclusions" in path or "unsubscribe" in path:
+        return _UNSUBSCRIBE
+    if "subscribe" in path or "/list" in path:
+        return _SUBSCRIBE + _UNSUBSCRIBE
+    return _EVENTS + _PROFILES + _SUBSCRIBE + _UNSUBSCRIBE + _DELETE

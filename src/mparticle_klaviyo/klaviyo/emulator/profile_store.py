@@ -5,6 +5,11 @@ known (``id``, then email, phone, external id, anonymous id, ``_kx``). Client en
 add a missing identifier but never change an existing one (Klaviyo answers 202 and ignores
 the change); server endpoints may change them. An identifier already owned by another
 profile is never moved silently.
+
+Consent is kept per profile as one status per ``"<channel>.<kind>"`` (e.g. ``email.marketing``),
+set by the subscribe and unsubscribe calls in the order they arrive, with the lists the profile
+is on. It is account-wide, not per list [assumption: Klaviyo's list-level suppressions are not
+modelled].
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ from typing import Any
 from .identity import IDENTIFIERS, Identity
 
 _MATCH_ORDER = IDENTIFIERS[1:]
+
+SUBSCRIBED = "SUBSCRIBED"
+"""A channel's consent after a subscribe call."""
+UNSUBSCRIBED = "UNSUBSCRIBED"
+"""A channel's consent after an unsubscribe call."""
 
 
 @dataclass(slots=True)
@@ -28,16 +38,34 @@ class Profile:
     properties: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
     updated: float = 0.0
+    consent: dict[str, str] = field(default_factory=dict)
+    lists: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """The inspection form: account, id, identifiers, attributes and properties."""
+        """The inspection form: account, id, identifiers, attributes, properties, consent, lists."""
         return {
             "account": self.account,
             "id": self.id,
             **{kind: self.ids.get(kind) for kind in _MATCH_ORDER},
             "attributes": self.attributes,
             "properties": self.properties,
+            "consent": dict(self.consent),
+            "lists": list(self.lists),
         }
+
+    def subscribe(self, channels: list[str], list_id: str | None) -> None:
+        """Mark ``channels`` SUBSCRIBED and join ``list_id`` (if any); the latest call wins."""
+        for channel in channels:
+            self.consent[channel] = SUBSCRIBED
+        if list_id is not None and list_id not in self.lists:
+            self.lists.append(list_id)
+
+    def unsubscribe(self, channels: list[str], list_id: str | None) -> None:
+        """Mark ``channels`` UNSUBSCRIBED and leave ``list_id`` (if any); the latest call wins."""
+        for channel in channels:
+            self.consent[channel] = UNSUBSCRIBED
+        if list_id in self.lists:
+            self.lists.remove(list_id)
 
     def label(self) -> str:
         """The identifier the inspection endpoint keys this profile by."""
@@ -119,6 +147,15 @@ class ProfileStore:
                 del self._index[(profile.account, kind, current)]
             self._index[key] = profile.id
             profile.ids[kind] = value
+
+    def delete(self, profile_id: str) -> Profile | None:
+        """Remove a profile and free its identifiers; None if there is no such profile."""
+        profile = self.profiles.pop(profile_id, None)
+        if profile is None:
+            return None
+        for kind, value in profile.ids.items():
+            self._index.pop((profile.account, kind, value), None)
+        return profile
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Profiles keyed by their first identifier (``account/identifier`` on a clash)."""

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 # Body features, named by where they sit. Each is switched on by the row that adds it.
 WHATSAPP = "subscriptions.whatsapp"
-"""The ``whatsapp`` channel of a subscription (marketing, transactional)."""
+"""The ``whatsapp`` channel of a subscription (marketing, transactional; unsubscribe adds conversational)."""
 PUSH = "subscriptions.push"
-"""The ``push`` channel of a subscription (marketing, tokens, anonymous_id)."""
+"""The ``push`` channel of a subscription (marketing, tokens, anonymous_id; unsubscribe: marketing, tokens)."""
 OPEN_TRACKING = "subscriptions.email.open_tracking"
-"""``email.open_tracking`` consent; from then on ``email.marketing`` is optional."""
+"""``email.open_tracking`` consent (and its revocation); from then on ``email.marketing`` is optional."""
 CLICK_TRACKING = "subscriptions.email.click_tracking"
-"""``email.click_tracking`` consent."""
+"""``email.click_tracking`` consent (and its revocation)."""
 BACKFILL = "event.backfill"
 """``backfill`` on an event and on a bulk entry."""
 PATCH_IDENTIFIERS = "profile.meta.patch_identifiers"
@@ -74,11 +74,16 @@ FIRST_SERVED: dict[str, str] = {
     "/client/subscriptions": "2022-10-17",
     "/api/events": "2022-10-17",
     "/api/profile-subscription-bulk-create-jobs": "2022-10-17",
+    "/api/data-privacy-deletion-jobs": "2023-01-24",
+    "/api/profile-subscription-bulk-delete-jobs": "2023-07-15",
     "/client/event-bulk-create": "2023-07-15",
     "/api/profile-import": "2024-02-15",
     "/api/event-bulk-create-jobs": "2024-05-15",
 }
-"""The first revision whose spec has each emulated endpoint (``klaviyo/openapi`` branches)."""
+"""The first revision whose spec has each emulated endpoint (``klaviyo/openapi`` branches).
+
+Until 2024-10-15 the spec spelled paths with a trailing slash; the emulator accepts both.
+"""
 
 
 @dataclass(frozen=True, slots=True)

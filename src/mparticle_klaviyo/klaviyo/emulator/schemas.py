@@ -218,6 +218,56 @@ def _server_subscription_bulk(features: Features) -> Obj:
     return Obj({"data": data}, ("data",), resource="profile-subscription-bulk-create-job")
 
 
+_UNSUBSCRIBED = Str(nullable=False, choices=("UNSUBSCRIBED",))
+
+
+def _revoke(nullable: bool = True) -> Obj:
+    """One kind of consent to revoke: ``consent`` ("UNSUBSCRIBED"), nothing else."""
+    return Obj({"consent": _UNSUBSCRIBED}, ("consent",), nullable=nullable)
+
+
+def _revoke_kinds(*kinds: str) -> Obj:
+    return Obj({kind: _revoke() for kind in kinds}, nullable=True)
+
+
+def _email_revocation(features: Features) -> Obj:
+    """``email`` on an unsubscribe: marketing (required until open tracking arrived), tracking."""
+    marketing_required = rev.OPEN_TRACKING not in features
+    fields: dict[str, Node] = {"marketing": _revoke(nullable=not marketing_required)}
+    if rev.OPEN_TRACKING in features:
+        fields["open_tracking"] = _revoke()
+    if rev.CLICK_TRACKING in features:
+        fields["click_tracking"] = _revoke()
+    return Obj(fields, ("marketing",) if marketing_required else (), nullable=True)
+
+
+def _revocations(features: Features) -> Obj:
+    """The ``subscriptions`` of an unsubscribed profile: the channels and kinds to revoke."""
+    fields: dict[str, Node] = {"email": _email_revocation(features), "sms": _revoke_kinds("marketing", "transactional")}
+    if rev.WHATSAPP in features:
+        fields["whatsapp"] = _revoke_kinds("marketing", "transactional", "conversational")
+    if rev.PUSH in features:
+        # Unlike on subscribe, the tokens to remove are required and there is no anonymous_id.
+        push = {"marketing": _revoke(nullable=False), "tokens": Arr(_PUSH_TOKEN)}
+        fields["push"] = Obj(push, ("marketing", "tokens"), nullable=True)
+    return Obj(fields)
+
+
+def _server_unsubscription_bulk(features: Features) -> Obj:
+    unsubscriber = Obj(
+        {"email": Str(), "phone_number": Str(), "subscriptions": _revocations(features)}, ("subscriptions",)
+    )
+    attributes = Obj({"profiles": _wrap(Arr(_resource("profile", unsubscriber)))}, ("profiles",))
+    data = _resource("profile-subscription-bulk-delete-job", attributes, relationships=Obj({"list": _LIST_DATA}))
+    return Obj({"data": data}, ("data",), resource="profile-subscription-bulk-delete-job")
+
+
+def _deletion_job() -> Obj:
+    profile = _resource("profile", Obj(_strs("email", "phone_number")), with_id=True)
+    data = _resource("data-privacy-deletion-job", Obj({"profile": _wrap(profile)}, ("profile",)))
+    return Obj({"data": data}, ("data",), resource="data-privacy-deletion-job")
+
+
 def _profile_import(features: Features) -> Obj:
     extra = ("anonymous_id",) if rev.IMPORT_ANONYMOUS_ID in features else ()
     data = _resource("profile", _profile_attributes(*extra), with_id=True, meta=_profile_meta(features))
@@ -236,5 +286,7 @@ def bodies(features: Features) -> dict[str, Obj]:
         "/client/event-bulk-create": Obj({"data": _bulk_entry(features)}, ("data",), resource="event-bulk-create"),
         "/api/event-bulk-create-jobs": _server_event_bulk(features),
         "/api/profile-subscription-bulk-create-jobs": _server_subscription_bulk(features),
+        "/api/profile-subscription-bulk-delete-jobs": _server_unsubscription_bulk(features),
         "/api/profile-import": _profile_import(features),
+        "/api/data-privacy-deletion-jobs": _deletion_job(),
     }

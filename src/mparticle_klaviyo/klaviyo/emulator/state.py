@@ -1,15 +1,19 @@
-"""What the emulator has seen: recorded events (deduplicated), profiles, subscriptions, counters.
+"""What the emulator has seen: recorded events (deduplicated), profiles, consent, deletions, counters.
 
 Dedup follows Klaviyo's rule for ``unique_id``: the key is (account, profile, metric name,
 ``unique_id``), or the event time truncated to the second when ``unique_id`` is absent. The
 first event with a key is recorded; a repeat is still accepted (202) but only counted in
 ``duplicates_dropped``.
+
+A profile deletion removes the profile with its events, subscriptions and unsubscriptions;
+the counters (``events_recorded`` ...) count traffic and are left as they are.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +66,8 @@ class State:
         self.events: deque[dict[str, Any]] = deque(maxlen=self._max_events)
         self.events_recorded = 0
         self.subscriptions: list[dict[str, Any]] = []
+        self.unsubscriptions: list[dict[str, Any]] = []
+        self.deletions: list[dict[str, Any]] = []
         self._seen: set[tuple[str, str, str, str]] = set()
         self.duplicates_dropped = 0
         self.rejected: deque[dict[str, Any]] = deque(maxlen=self._max_rejected)
@@ -101,23 +107,50 @@ class State:
 
     def record_subscription(
         self,
-        account: str,
+        profile: Profile,
         identity: Identity,
         list_id: str | None,
         channels: list[str],
         extra: dict[str, Any],
     ) -> None:
         """Record one profile's consent: its list, channels and contact identifiers."""
-        self.subscriptions.append(
-            {
-                "account": account,
-                "list_id": list_id,
-                "channels": channels,
-                "email": identity.ids.get("email"),
-                "phone_number": identity.ids.get("phone_number"),
-                **extra,
-            }
-        )
+        profile.subscribe(channels, list_id)
+        self.subscriptions.append(_consent_record(profile.account, profile.id, identity, list_id, channels, extra))
+
+    def record_unsubscription(
+        self,
+        account: str,
+        profile: Profile | None,
+        identity: Identity,
+        list_id: str | None,
+        channels: list[str],
+        extra: dict[str, Any],
+    ) -> None:
+        """Record one profile's revoked consent; ``profile`` is None for push tokens sent alone."""
+        if profile is not None:
+            profile.unsubscribe(channels, list_id)
+        profile_id = None if profile is None else profile.id
+        self.unsubscriptions.append(_consent_record(account, profile_id, identity, list_id, channels, extra))
+
+    def delete_profile(self, profile: Profile) -> dict[str, int]:
+        """Forget ``profile`` and everything recorded for it; how many records of each kind went."""
+        self.profiles.delete(profile.id)
+        # Dedup keys stay: they hold the profile id, which is never given out again.
+        events = _without(self.events, profile.id)
+        subscriptions = _without(self.subscriptions, profile.id)
+        unsubscriptions = _without(self.unsubscriptions, profile.id)
+        counts = {
+            "events": len(self.events) - len(events),
+            "subscriptions": len(self.subscriptions) - len(subscriptions),
+            "unsubscriptions": len(self.unsubscriptions) - len(unsubscriptions),
+        }
+        self.events = deque(events, maxlen=self._max_events)
+        self.subscriptions, self.unsubscriptions = subscriptions, unsubscriptions
+        return counts
+
+    def record_deletion(self, entry: dict[str, Any]) -> None:
+        """Remember a profile deletion request (whether or not it matched a profile)."""
+        self.deletions.append(entry)
 
     def reject(self, entry: dict[str, Any]) -> None:
         """Remember an error answer (the newest ``max_rejected`` are kept)."""
@@ -134,6 +167,8 @@ class State:
             "events_recorded": self.events_recorded,
             "profiles": self.profiles.snapshot(),
             "subscriptions": self.subscriptions,
+            "unsubscriptions": self.unsubscriptions,
+            "deletions": self.deletions,
             "duplicates_dropped": self.duplicates_dropped,
             "rejected": list(self.rejected),
             "throttled": self.throttled,
@@ -142,3 +177,26 @@ class State:
             "faults_injected": self.faults_injected,
             "partial_failures": self.partial_failures,
         }
+
+
+def _consent_record(
+    account: str,
+    profile_id: str | None,
+    identity: Identity,
+    list_id: str | None,
+    channels: list[str],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "account": account,
+        "profile_id": profile_id,
+        "list_id": list_id,
+        "channels": channels,
+        "email": identity.ids.get("email"),
+        "phone_number": identity.ids.get("phone_number"),
+        **extra,
+    }
+
+
+def _without(records: Iterable[dict[str, Any]], profile_id: str) -> list[dict[str, Any]]:
+    return [record for record in records if record["profile_id"] != profile_id]
