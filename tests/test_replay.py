@@ -1,74 +1,109 @@
-"""The replay planner and stats: what gets sent, what is counted, and how."""
+"""Replay: what reading counts, and delivery through serve's engine on a temporary job store."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+from rich.console import Console
+
+from mparticle_klaviyo import replay as replay_module
 from mparticle_klaviyo.config import Connection, ConnectionSettings
-from mparticle_klaviyo.delivery import Result
+from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.jobs.inputs import read_inputs
-from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
-from mparticle_klaviyo.replay import ACCOUNT_MISMATCH, DUPLICATE_IN_INPUT, ReplayStats, RequestPlanner
+from mparticle_klaviyo.jobs.plan import EVENT, SUBSCRIPTION, Planned
+from mparticle_klaviyo.klaviyo.emulator import RunningEmulator
+from mparticle_klaviyo.replay import (
+    ACCOUNT_MISMATCH,
+    DUPLICATE_IN_INPUT,
+    ReplayOptions,
+    ReplayStats,
+    dispatch_options,
+    plan_item,
+    replay,
+)
+from mparticle_klaviyo.report_view import summary_table
+from tests.e2e.helpers import emulator_state, post_control, with_emulator
 
-NOW_MS = 1_764_000_000_000.0
+NOW_MS = 1_764_000_000_000
+SERVER: dict[str, Any] = {"private_api_key": "pk_demo_private_key"}
+CONSENT: dict[str, Any] = {"consent_mapping": {"news": "email"}}
+BULK_POINTER = "/data/attributes/events-bulk-create/data/"
 
 
-def connection(**settings: Any) -> Connection:
-    table = {"public_api_key": "DEMO01", "list_id": "LIST01", **settings}
+def connection(url: str = "http://127.0.0.1:1", **settings: Any) -> Connection:
+    table = {"public_api_key": "DEMO01", "list_id": "LIST01", "klaviyo_url": url, **settings}
     return Connection("test", ConnectionSettings.model_validate(table), table)
 
 
-def batch(user: int, events: int = 1, **extra: Any) -> dict[str, Any]:
-    return {
+def batch(user: int, events: int = 1, consent: bool = False, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "environment": "production",
         "source_request_id": f"r{user}",
+        "device_info": {"platform": "iOS"},
         "user_identities": {"email": f"u{user}@example.com"},
-        "consent_state": {"gdpr": {"news": {"consented": True}}},
         "events": [
-            {"event_type": "custom_event", "data": {"event_name": "E", "source_message_id": f"m{user}-{n}"}}
+            {
+                "event_type": "custom_event",
+                "data": {"event_name": "E", "source_message_id": f"m{user}-{n}", "timestamp_unixtime_ms": NOW_MS + n},
+            }
             for n in range(events)
         ],
-        **extra,
     }
+    if consent:
+        doc["consent_state"] = {"gdpr": {"news": {"consented": True, "timestamp_unixtime_ms": NOW_MS}}}
+    return {**doc, **extra}
 
 
-def plan(tmp_path: Path, docs: list[Any], conn: Connection | None = None) -> tuple[list[KlaviyoRequest], ReplayStats]:
+def write(tmp_path: Path, docs: list[Any]) -> Path:
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    stats = ReplayStats()
-    planner = RequestPlanner(conn or connection(consent_mapping={"news": "email"}), stats, NOW_MS)
-    return list(planner.requests(read_inputs([source]))), stats
+    return source
 
 
-def test_client_mode_plans_one_request_per_event_and_one_subscription_per_profile(tmp_path: Path) -> None:
-    requests, stats = plan(tmp_path, [batch(1, events=3), batch(2, events=2)])
-    assert [r.kind for r in requests] == ["subscription", "event", "event", "event", "subscription", "event", "event"]
-    assert (stats.batches, stats.events_in, stats.events_mapped, stats.requests_planned) == (2, 5, 5, 7)
-    assert stats.input_done
+def plan(tmp_path: Path, docs: list[Any], conn: Connection | None = None) -> tuple[Planned, ReplayStats]:
+    stats, planned = ReplayStats(), Planned()
+    for item in read_inputs([write(tmp_path, docs)]):
+        plan_item(item, conn or connection(**CONSENT), stats, planned)
+    return planned, stats
 
 
-def test_a_profile_is_subscribed_once_per_replay_however_many_batches_carry_the_consent(tmp_path: Path) -> None:
-    requests, _ = plan(tmp_path, [batch(1), batch(1), batch(1)])
-    assert sum(r.kind == "subscription" for r in requests) == 1
+def deliver(
+    tmp_path: Path,
+    docs: list[Any],
+    *,
+    faults: tuple[dict[str, Any], ...] = (),
+    options: ReplayOptions | None = None,
+    **settings: Any,
+) -> tuple[ReplayStats, dict[str, Any]]:
+    """Replay ``docs`` into a fresh emulator (with ``faults``); the stats and what it recorded."""
+    source = write(tmp_path, docs)
+
+    async def scenario(running: RunningEmulator) -> tuple[ReplayStats, dict[str, Any]]:
+        for fault in faults:
+            await post_control(running, "/_emulator/faults", fault)
+        stats = ReplayStats()
+        await replay([source], connection(running.url, **settings), options or ReplayOptions(), stats)
+        return stats, await emulator_state(running)
+
+    return with_emulator(scenario)
 
 
-def test_server_mode_packs_events_of_many_batches_into_one_job(tmp_path: Path) -> None:
-    conn = connection(private_api_key="pk_test", consent_mapping={"news": "email"})
-    requests, _ = plan(tmp_path, [batch(u, events=2) for u in range(5)], conn)
-    jobs = [r for r in requests if r.kind == "event_bulk"]
-    assert len(jobs) == 1
-    assert len(jobs[0].event_keys) == 10
-    assert len(jobs[0].body["data"]["attributes"]["events-bulk-create"]["data"]) == 5
-    [subscriptions] = [r for r in requests if r.kind == "subscription_bulk"]
-    assert len(subscriptions.body["data"]["attributes"]["profiles"]["data"]) == 5
+def test_reading_makes_one_job_per_event_and_one_per_granted_consent(tmp_path: Path) -> None:
+    planned, stats = plan(tmp_path, [batch(1, events=3, consent=True), batch(2, events=2, consent=True)])
+    kinds = [job.kind for job in planned.jobs]
+    assert (kinds.count(EVENT), kinds.count(SUBSCRIPTION)) == (5, 2)
+    assert (stats.batches, stats.events_in) == (2, 5)
 
 
 def test_input_errors_are_recorded_with_their_location_and_pointer(tmp_path: Path) -> None:
-    source = tmp_path / "in.jsonl"
-    source.write_text(json.dumps(batch(1)) + "\n" + '{"events": [{"event_type": 5}]}\n')
-    stats = ReplayStats()
-    list(RequestPlanner(connection(), stats, NOW_MS).requests(read_inputs([source])))
+    _, stats = plan(tmp_path, [batch(1), {"events": [{"event_type": 5}]}])
     [(location, error)] = stats.input_errors
     assert location.endswith("in.jsonl:2")
     assert error.pointer == "/events/0/event_type"
@@ -76,150 +111,198 @@ def test_input_errors_are_recorded_with_their_location_and_pointer(tmp_path: Pat
 
 def test_drops_and_warnings_are_counted_by_reason(tmp_path: Path) -> None:
     bad_phone = batch(3, user_identities={"email": "u3@example.com", "mobile_number": "12"})
-    _, stats = plan(tmp_path, [batch(1, device_info={"platform": "Desktop"}), bad_phone])
-    assert stats.dropped["unsupported_platform"] == 1
-    assert stats.warnings["invalid_phone"] == 1
+    planned, _ = plan(tmp_path, [batch(1, device_info={"platform": "Desktop"}), bad_phone])
+    assert planned.dropped["unsupported_platform"] == 1
+    assert planned.warnings["invalid_phone"] == 1
 
 
-def test_a_firehose_request_for_another_account_is_not_sent_with_these_keys(tmp_path: Path) -> None:
+def test_a_firehose_request_for_another_account_is_not_queued_and_counted_per_event(tmp_path: Path) -> None:
     firehose = {
         "type": "event_processing_request",
         "account": {"account_settings": {"publicApiKey": "OTHER1"}},
         "user_identities": [{"type": "email", "value": "f@example.com"}],
         "events": [{"type": "session_start", "id": "a", "timestamp_ms": NOW_MS}],
     }
-    requests, stats = plan(tmp_path, [firehose])
-    assert requests == []
+    planned, stats = plan(tmp_path, [firehose])
+    assert planned.jobs == []
     assert stats.dropped[ACCOUNT_MISMATCH] == 1
+    assert stats.input_errors == []
 
 
 def test_an_invalid_firehose_setting_is_an_input_error_naming_the_setting(tmp_path: Path) -> None:
-    firehose = {
-        "type": "event_processing_request",
-        "account": {"account_settings": {"phoneIdentifier": "Fax"}},
-        "events": [],
-    }
-    _, stats = plan(tmp_path, [firehose])
+    firehose = {"type": "event_processing_request", "account": {"account_settings": {"phoneIdentifier": "Fax"}}}
+    _, stats = plan(tmp_path, [{**firehose, "events": []}])
     [(_, error)] = stats.input_errors
     assert error.pointer == "/account/account_settings/phoneIdentifier"
 
 
-def test_results_count_every_event_a_request_carried(tmp_path: Path) -> None:
+def test_replays_knobs_become_the_engines_and_the_store_is_its_own() -> None:
+    options = dispatch_options(ReplayOptions(max_concurrency=7, max_attempts=3, max_retry_age_s=60.0))
+    assert (options.max_concurrency, options.max_attempts, options.max_age_s) == (7, 3, 60.0)
+    assert options.sole_owner
+    assert options.poll_s <= 0.1
+
+
+def test_server_mode_packs_events_and_consents_of_many_batches_into_bulk_jobs(tmp_path: Path) -> None:
+    docs = [batch(u, events=2, consent=True) for u in range(5)]
+    stats, state = deliver(tmp_path, docs, **SERVER, **CONSENT)
+    assert (stats.events_delivered, stats.subscriptions_delivered, stats.failed) == (10, 5, {})
+    assert (stats.queued_events, stats.queued_consents, stats.settled) == (10, 5, 15)
+    assert state["requests"] == 2, "one bulk event job and one bulk subscription job"
+    assert stats.requests == 2
+
+
+def test_an_event_repeated_in_the_input_is_queued_once_and_counted_as_a_drop(tmp_path: Path) -> None:
+    docs = [batch(1), batch(1, user_attributes={"$FirstName": "Anna"}), batch(2)]
+    stats, state = deliver(tmp_path, docs, **SERVER)
+    assert stats.dropped == {DUPLICATE_IN_INPUT: 1}
+    assert sorted(e["unique_id"] for e in state["events"]) == ["m1-0", "m2-0"]
+    assert state["rejected"] == []
+
+
+def test_a_profile_is_subscribed_once_however_many_batches_carry_the_same_consent(tmp_path: Path) -> None:
+    stats, state = deliver(tmp_path, [batch(1, events=0, consent=True) for _ in range(3)], **CONSENT)
+    assert stats.subscriptions_delivered == 1
+    assert len(state["subscriptions"]) == 1
+    assert DUPLICATE_IN_INPUT not in stats.dropped, "a repeated consent is the same state, not a drop"
+
+
+def bad_email_docs() -> list[dict[str, Any]]:
+    # Our email check lets "example..com" through; Klaviyo (the emulator) refuses it with a 400.
+    return [batch(1), batch(2, user_identities={"email": "u2@example..com"}), batch(3, events=2)]
+
+
+def test_in_server_mode_a_400_naming_one_entry_of_a_packed_job_fails_only_that_event(tmp_path: Path) -> None:
+    stats, state = deliver(tmp_path, bad_email_docs(), **SERVER)
+    assert stats.failed == {"http_400": 1}
+    assert BULK_POINTER + "1/" in stats.failure_details["http_400"]
+    assert sorted(e["unique_id"] for e in state["events"]) == ["m1-0", "m3-0", "m3-1"]
+    assert stats.events_delivered == 3
+    assert state["requests"] == 2, "the packed job, then its other entries again"
+
+
+def test_in_client_mode_a_400_fails_only_the_refused_event(tmp_path: Path) -> None:
+    stats, state = deliver(tmp_path, bad_email_docs())
+    assert stats.failed == {"http_400": 1}
+    assert sorted(e["unique_id"] for e in state["events"]) == ["m1-0", "m3-0", "m3-1"]
+    assert state["requests"] == 4, "one request per event"
+
+
+def test_two_503s_then_a_success_are_retried_with_the_engines_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts: list[int] = []
+    delay = Backoff.delay
+
+    def recorded(self: Backoff, attempt: int) -> float:
+        attempts.append(attempt)
+        return delay(self, attempt)
+
+    monkeypatch.setattr(Backoff, "delay", recorded)
+    stats, state = deliver(tmp_path, [batch(1)], faults=({"status": 503, "count": 2},))
+    assert attempts == [0, 1], "the job's own attempt count chose each delay"
+    assert (stats.events_delivered, stats.failed, stats.retried_jobs) == (1, {}, 2)
+    assert state["faults_injected"] == 2
+
+
+def test_a_job_that_keeps_failing_is_reported_from_the_dead_letters(tmp_path: Path) -> None:
+    options = ReplayOptions(max_attempts=2)
+    stats, _ = deliver(tmp_path, [batch(1)], faults=({"status": 503},), options=options)
+    assert stats.failed == {"retries_exhausted:http_503": 1}
+    assert "HTTP 503" in stats.failure_details["retries_exhausted:http_503"]
+    assert stats.events_delivered == 0
+
+
+def test_a_refused_key_stops_the_replay_and_counts_what_was_not_delivered(tmp_path: Path) -> None:
+    stats, state = deliver(tmp_path, [batch(u) for u in range(3)], private_api_key="pk_not_a_known_key")
+    assert stats.failed == {"credentials_refused:http_401": 3}
+    assert stats.stopped is not None
+    assert state["events"] == []
+
+
+def temp_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Where replay's temporary directory goes during the test."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def test_the_temporary_store_lives_during_the_run_and_is_deleted_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = temp_root(monkeypatch, tmp_path)
+    seen: list[list[str]] = []
+    source = write(tmp_path, [batch(u) for u in range(3)])
+
+    async def scenario(running: RunningEmulator) -> None:
+        def look() -> None:
+            seen.append([p.name for p in root.glob("mparticle-klaviyo-replay-*/*")])
+
+        await replay([source], connection(running.url), ReplayOptions(), ReplayStats(), on_progress=look)
+
+    with_emulator(scenario)
+    assert seen and all("jobs.sqlite3" in names for names in seen)
+    assert list(root.iterdir()) == []
+
+
+def test_the_temporary_store_is_deleted_after_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = temp_root(monkeypatch, tmp_path)
+
+    def broken(*_: Any, **__: Any) -> Planned:
+        raise RuntimeError("planning broke")
+
+    monkeypatch.setattr(replay_module, "plan_jobs", broken)
+    with pytest.raises(RuntimeError, match="planning broke"):
+        deliver(tmp_path, [batch(1)])
+    assert list(root.iterdir()) == []
+
+
+def test_a_cancelled_replay_stops_promptly_and_leaves_no_temporary_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncio.run turns Ctrl-C into this cancellation of the main task.
+    root = temp_root(monkeypatch, tmp_path)
+    source = write(tmp_path, [batch(u) for u in range(20)])
+
+    async def scenario(running: RunningEmulator) -> float:
+        await post_control(running, "/_emulator/faults", {"delay_ms": 5000})
+        task = asyncio.create_task(replay([source], connection(running.url), ReplayOptions(), ReplayStats()))
+        await until(lambda: any(root.iterdir()))
+        await asyncio.sleep(0.3)  # requests are out and waiting for their answers
+        started = asyncio.get_running_loop().time()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return asyncio.get_running_loop().time() - started
+
+    assert with_emulator(scenario) < 2.0
+    assert list(root.iterdir()) == []
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait until ``condition()`` holds; fail after ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def test_the_summary_shows_each_fate_by_reason_with_its_detail() -> None:
     stats = ReplayStats()
-    job = KlaviyoRequest(
-        path="/api/event-bulk-create-jobs", auth="private", kind="event_bulk", body={}, event_keys=("a", "b")
-    )
-    sub = KlaviyoRequest(path="/client/subscriptions", auth="public", kind="subscription", body={})
-    stats.record_result(job, Result(status="delivered", attempts=1))
-    stats.record_result(sub, Result(status="delivered", attempts=1))
-    stats.record_result(job, Result(status="failed", attempts=8, reason="retries_exhausted", detail="503"))
-    assert (stats.events_delivered, stats.subscriptions_delivered, stats.requests_done) == (2, 1, 3)
-    assert stats.failed == {"retries_exhausted": 2}
-    assert stats.failure_details["retries_exhausted"] == "503"
-
-
-SERVER = {"private_api_key": "pk_test", "consent_mapping": {"news": "email"}}
-
-
-def profiles(request: KlaviyoRequest) -> list[str]:
-    """The emails a bulk request is for: its subscribed profiles, or its entries' profiles."""
-    attributes = request.body["data"]["attributes"]
-    if request.kind == "subscription_bulk":
-        return [p["attributes"]["email"] for p in attributes["profiles"]["data"]]
-    return [e["attributes"]["profile"]["data"]["attributes"]["email"] for e in attributes["events-bulk-create"]["data"]]
-
-
-def test_server_mode_packs_consents_of_many_batches_into_jobs_of_1000_profiles(tmp_path: Path) -> None:
-    requests, stats = plan(tmp_path, [batch(u) for u in range(2500)], connection(**SERVER))
-    kinds = [r.kind for r in requests]
-    assert kinds == ["subscription_bulk", "event_bulk"] * 3
-    subscriptions = [r for r in requests if r.kind == "subscription_bulk"]
-    assert [len(profiles(r)) for r in subscriptions] == [1000, 1000, 500]
-    assert sorted(e for r in subscriptions for e in profiles(r)) == sorted(f"u{u}@example.com" for u in range(2500))
-    assert stats.requests_planned == 6
-
-
-def test_a_batchs_consent_goes_out_no_later_than_the_first_job_carrying_its_events(tmp_path: Path) -> None:
-    # 3 events a batch: bulk jobs are cut inside batches, and subscription jobs stay part-filled.
-    requests, _ = plan(tmp_path, [batch(u, events=3) for u in range(700)], connection(**SERVER))
-    subscribed: set[str] = set()
-    for request in requests:
-        if request.kind == "subscription_bulk":
-            subscribed.update(profiles(request))
-        else:
-            assert set(profiles(request)) <= subscribed
-    assert len(subscribed) == 700
-    assert sum(r.kind == "subscription_bulk" for r in requests) == sum(r.kind == "event_bulk" for r in requests) == 3
-
-
-def test_consents_for_another_list_or_channel_set_go_in_jobs_of_their_own(tmp_path: Path) -> None:
-    sms = {"news": {"consented": True}, "texts": {"consented": True}}
-    docs = [
-        batch(1),
-        batch(
-            2, user_identities={"email": "u2@example.com", "mobile_number": "+15555550100"}, consent_state={"gdpr": sms}
-        ),
-        batch(3),
-    ]
-    conn = connection(**{**SERVER, "consent_mapping": {"news": "email", "texts": "sms"}})
-    requests, _ = plan(tmp_path, docs, conn)
-    jobs = [r for r in requests if r.kind == "subscription_bulk"]
-    assert sorted(profiles(r) for r in jobs) == [["u1@example.com", "u3@example.com"], ["u2@example.com"]]
-
-
-def test_an_event_repeated_in_the_input_is_sent_once_and_counted(tmp_path: Path) -> None:
-    again = batch(1, user_attributes={"$FirstName": "Anna"})
-    requests, stats = plan(tmp_path, [batch(1), again, batch(2)], connection(**SERVER))
-    [job] = [r for r in requests if r.kind == "event_bulk"]
-    assert job.event_keys == ("m1-0", "m2-0")
-    first = job.body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]["profile"]["data"]
-    assert first["attributes"]["first_name"] == "Anna"
-    assert stats.dropped[DUPLICATE_IN_INPUT] == 1
-    assert stats.events_mapped == 3
-
-
-def bulk_job(*entries: list[str]) -> KlaviyoRequest:
-    data = [
-        {
-            "type": "event-bulk-create",
-            "attributes": {
-                "profile": {"data": {"type": "profile", "attributes": {"email": f"p{n}@example.com"}}},
-                "events": {"data": [{"type": "event", "attributes": {"unique_id": uid}} for uid in uids]},
-            },
-        }
-        for n, uids in enumerate(entries)
-    ]
-    keys = tuple(uid for uids in entries for uid in uids)
-    body = {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": data}}}}
-    return KlaviyoRequest(
-        path="/api/event-bulk-create-jobs", auth="private", kind="event_bulk", body=body, event_keys=keys
-    )
-
-
-def refused(pointer: str | None, status: int = 400) -> Result:
-    return Result(status="failed", attempts=1, reason=f"http_{status}", detail="invalid", pointer=pointer)
-
-
-def test_a_bulk_job_refused_for_one_entry_fails_that_entry_and_returns_the_rest() -> None:
-    stats = ReplayStats()
-    stats.requests_planned = 1
-    pointer = "/data/attributes/events-bulk-create/data/1/attributes/profile/data/attributes/email"
-    [rest] = stats.settle(bulk_job(["a", "b"], ["c", "d"], ["e"]), refused(pointer))
-    assert rest.event_keys == ("a", "b", "e")
-    assert stats.failed == {"http_400": 2}
-    assert (stats.requests_planned, stats.requests_done) == (2, 1)
-    stats.settle(rest, Result(status="delivered", attempts=1))
-    assert (stats.events_delivered, stats.requests_done) == (3, 2)
-
-
-def test_a_job_without_a_pointer_to_an_entry_fails_whole() -> None:
-    for pointer in (None, "/data/attributes/events-bulk-create/data", "/data/attributes/events-bulk-create/data/7"):
-        stats = ReplayStats()
-        assert stats.settle(bulk_job(["a"], ["b"]), refused(pointer)) == []
-        assert stats.failed == {"http_400": 2}
-
-
-def test_nothing_is_resent_when_the_named_entry_was_all_of_the_job() -> None:
-    stats = ReplayStats()
-    assert stats.settle(bulk_job(["a", "b"]), refused("/data/attributes/events-bulk-create/data/0")) == []
-    assert stats.failed == {"http_400": 2}
+    stats.events_in, stats.queued_events, stats.events_delivered = 3, 2, 1
+    stats.dropped[DUPLICATE_IN_INPUT] = 1
+    stats.failed["retries_exhausted:http_503"] = 1
+    stats.failure_details["retries_exhausted:http_503"] = "http_503 Service Unavailable"
+    stats.stopped = "Klaviyo refused the credentials"
+    output = io.StringIO()
+    Console(file=output, width=200).print(summary_table(stats))
+    text = output.getvalue()
+    for expected in (
+        "dropped: duplicate_in_input",
+        "already queued in this replay",
+        "failed: retries_exhausted:http_503",
+        "http_503 Service Unavailable",
+        "stopped early",
+        "2 events, 0 consent changes",
+    ):
+        assert expected in text

@@ -62,8 +62,8 @@ def _has_demo_connection(path: Path) -> bool:
 async def _replay_once(console: Console, paths: list[Path], connection: Connection) -> ReplayStats:
     stats = ReplayStats()
     with replay_progress(console, stats) as refresh:
-        report = await replay(paths, connection, ReplayOptions(), stats, on_result=refresh)
-    console.print(summary_table(stats, report))
+        await replay(paths, connection, ReplayOptions(), stats, on_progress=refresh)
+    console.print(summary_table(stats))
     return stats
 
 

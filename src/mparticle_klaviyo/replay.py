@@ -1,201 +1,62 @@
-"""Replay batch files into Klaviyo: read, map, pack and deliver, counting every event's fate.
+"""Replay batch files into Klaviyo through ``serve``'s delivery engine, counting every event's fate.
 
-Server mode packs events into bulk event jobs and consents into bulk subscription jobs, across
-batches. A batch's subscription job is handed to the sender no later than the first bulk job
-carrying that batch's events, as when each batch had a subscription job of its own; the two go
-to different endpoints, so Klaviyo may still receive them in either order. When Klaviyo refuses
-a bulk job with an error pointer naming one entry, only that entry fails: the rest of the job
-is re-sent as a new job (which is treated the same way, and shrinks each time).
+The files' batches are planned into jobs exactly as ingest plans them (``plan_jobs``) and queued
+in an embedded SQLite store in a temporary directory, which a ``Dispatcher`` delivers from: the
+same mapping at send time, bulk packing, pacing, retries, error-pointer culprits and dead
+letters as ``serve``. The store's dedup keeps an event repeated in the input once.
+
+Planning and delivery overlap: jobs are queued in chunks of ``_CHUNK_JOBS`` while the dispatcher
+runs, and reading pauses while ``_AHEAD_JOBS`` wait, which bounds the temporary store and keeps
+a job's age (what ``max_retry_age_s`` limits) close to how long it waited for its turn. The run
+ends when nothing is ready or leased; the directory is deleted then, and after an error or a
+Ctrl-C. Klaviyo refusing the key (401/403), which pauses ``serve``, stops a replay.
 """
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
+from prometheus_client.metrics import MetricWrapperBase
 
 from mparticle_klaviyo.config import Connection
-from mparticle_klaviyo.delivery import DeliveryReport, Result, Sender
 from mparticle_klaviyo.delivery.clients import client_for
-from mparticle_klaviyo.delivery.payloads import (
-    BulkEventBuilder,
-    BulkSubscriptionBuilder,
-    client_event_request,
-    refusal,
-    request_units,
-    subscription_request,
-)
+from mparticle_klaviyo.delivery.dispatcher import Dispatcher, DispatchOptions
+from mparticle_klaviyo.delivery.key_pause import CAUSE
+from mparticle_klaviyo.delivery.lane import Transport
 from mparticle_klaviyo.errors import InputError
-from mparticle_klaviyo.jobs.inputs import InputItem, Mapped, map_item, read_inputs
-from mparticle_klaviyo.jobs.plan import Planned, plan_jobs
-from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
-from mparticle_klaviyo.mapping.result import MappedEvent, Subscription
-from mparticle_klaviyo.store.base import JobStore
+from mparticle_klaviyo.jobs.inputs import InputItem, read_inputs
+from mparticle_klaviyo.jobs.plan import EVENT, Planned, plan_jobs
+from mparticle_klaviyo.observe.metrics import Metrics
+from mparticle_klaviyo.overrides import connection_for_request
+from mparticle_klaviyo.replay_stats import ACCOUNT_MISMATCH, DUPLICATE_IN_INPUT, ReplayStats, SettleCounter
+from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.base import DeadFilter, JobStore
+from mparticle_klaviyo.store.sqlite import SqliteJobStore
 
-ACCOUNT_MISMATCH = "account_mismatch"
-# A server-mode event already in the same bulk job (same profile, metric and unique_id).
-DUPLICATE_IN_INPUT = "duplicate_in_input"
+__all__ = [
+    "ACCOUNT_MISMATCH",
+    "DUPLICATE_IN_INPUT",
+    "ReplayOptions",
+    "ReplayStats",
+    "dispatch_options",
+    "enqueue_files",
+    "plan_item",
+    "replay",
+]
 
-
-class ReplayStats:
-    """What happened to every batch and event of a replay."""
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.input_errors: list[tuple[str, InputError]] = []
-        self.events_in = 0
-        self.events_mapped = 0
-        self.events_delivered = 0
-        self.subscriptions_delivered = 0
-        self.requests_planned = 0
-        self.requests_done = 0
-        self.input_done = False
-        self.dropped: Counter[str] = Counter()
-        self.warnings: Counter[str] = Counter()
-        self.failed: Counter[str] = Counter()
-        self.failure_details: dict[str, str] = {}
-
-    @property
-    def failed_total(self) -> int:
-        """Events and subscriptions that Klaviyo did not accept."""
-        return sum(self.failed.values())
-
-    def record_result(self, request: KlaviyoRequest, result: Result) -> None:
-        """Count one finished request for each event (or subscribed profile) it carried."""
-        self.requests_done += 1
-        units = request_units(request)
-        if result.ok:
-            if request.kind.startswith("subscription"):
-                self.subscriptions_delivered += units
-            else:
-                self.events_delivered += units
-            return
-        self._failed(units, result)
-
-    def settle(self, request: KlaviyoRequest, result: Result) -> list[KlaviyoRequest]:
-        """Count one finished request; a bulk job refused for one entry returns the rest to re-send."""
-        split = None if result.ok else refusal(request, result.pointer)
-        if split is None:
-            self.record_result(request, result)
-            return []
-        self.requests_done += 1
-        self._failed(split.refused, result)
-        if split.rest is None:
-            return []
-        self.requests_planned += 1
-        return [split.rest]
-
-    def _failed(self, units: int, result: Result) -> None:
-        reason = result.reason or "unknown"
-        self.failed[reason] += units
-        self.failure_details.setdefault(reason, result.detail)
-
-
-class ServerPacker:
-    """Server mode: events into bulk event jobs, consents into bulk subscription jobs.
-
-    A batch's consents are handed over no later than the first event job carrying its events.
-    """
-
-    def __init__(self) -> None:
-        self.events = BulkEventBuilder()
-        self.subscriptions = BulkSubscriptionBuilder()
-
-    def add_batch(
-        self, events: list[MappedEvent], subscriptions: list[Subscription], list_id: str | None
-    ) -> Iterator[KlaviyoRequest]:
-        """Pack one batch; yields the jobs it completes."""
-        # A job cut before the batch's first event holds earlier batches only; every later cut
-        # may hold this batch's events, so its consents are pending (and flushed first) by then.
-        for event in events[:1]:
-            yield from self._add_event(event)
-        for subscription in subscriptions:
-            yield from self.subscriptions.add(subscription, list_id)
-        for event in events[1:]:
-            yield from self._add_event(event)
-
-    def _add_event(self, event: MappedEvent) -> Iterator[KlaviyoRequest]:
-        for job in self.events.add(event):
-            yield from self.subscriptions.flush()
-            yield job
-
-    def flush(self) -> Iterator[KlaviyoRequest]:
-        """The last jobs at the end of input, consents first."""
-        yield from self.subscriptions.flush()
-        yield from self.events.flush()
-
-
-class RequestPlanner:
-    """Turns input items into requests; server mode packs events and consents across batches."""
-
-    def __init__(self, connection: Connection, stats: ReplayStats, now_ms: float) -> None:
-        self.connection = connection
-        self.stats = stats
-        self.now_ms = now_ms
-        self._packer = ServerPacker() if connection.server_mode else None
-        self._subscribed: set[tuple[str | None, str | None, tuple[str, ...]]] = set()
-
-    def requests(self, items: Iterable[InputItem]) -> Iterator[KlaviyoRequest]:
-        """Every request for ``items``, in input order, flushing the last bulk jobs at the end."""
-        for item in items:
-            yield from self._count(self._item_requests(item))
-        if self._packer is not None:
-            yield from self._count(self._packer.flush())
-        self.stats.input_done = True
-
-    def _count(self, requests: Iterable[KlaviyoRequest]) -> Iterator[KlaviyoRequest]:
-        for request in requests:
-            self.stats.requests_planned += 1
-            yield request
-
-    def _item_requests(self, item: InputItem) -> Iterator[KlaviyoRequest]:
-        mapped = self._map(item)
-        if mapped is None:
-            return
-        self.stats.events_mapped += len(mapped.result.events)
-        for notice in mapped.result.notices:
-            (self.stats.dropped if notice.kind == "dropped" else self.stats.warnings)[notice.reason] += 1
-        fresh = self._new_subscriptions(mapped)
-        list_id = mapped.connection.mapping.list_id
-        if self._packer is None:
-            yield from (subscription_request(s, list_id, server_mode=False) for s in fresh)
-            yield from map(client_event_request, mapped.result.events)
-            return
-        yield from self._packer.add_batch(mapped.result.events, fresh, list_id)
-        if self._packer.events.duplicates:
-            self.stats.dropped[DUPLICATE_IN_INPUT] = self._packer.events.duplicates
-
-    def _map(self, item: InputItem) -> Mapped | None:
-        """Map one item; input errors and credential mismatches are recorded, not raised."""
-        if item.error is not None:
-            self.stats.input_errors.append((item.location, item.error))
-            return None
-        assert item.batch is not None
-        self.stats.batches += 1
-        self.stats.events_in += len(item.batch.events)
-        try:
-            mapped = map_item(item, self.connection, self.now_ms)
-        except InputError as error:
-            self.stats.input_errors.append((item.location, error))
-            return None
-        if mapped.connection.public_key != self.connection.public_key:
-            # A Firehose request for another Klaviyo account: never send it with these keys.
-            self.stats.dropped[ACCOUNT_MISMATCH] += len(item.batch.events)
-            return None
-        return mapped
-
-    def _new_subscriptions(self, mapped: Mapped) -> list[Subscription]:
-        """Each granted (profile, channels) once per replay: subscribing has side effects."""
-        fresh = []
-        for subscription in mapped.result.subscriptions:
-            key = (subscription.email, subscription.phone_number, subscription.channels)
-            if key not in self._subscribed:
-                self._subscribed.add(key)
-                fresh.append(subscription)
-        return fresh
+# Jobs per transaction and wake of the dispatcher: one claim's worth (DispatchOptions.claim_batch).
+_CHUNK_JOBS = 1000
+# Twice the dispatcher's in-flight window (max_in_flight_jobs): it never waits for reading, and a
+# job waits at most a few seconds (server mode) or about two minutes (client mode) for its turn.
+_AHEAD_JOBS = 8000
+_POLL_S = 0.05
+_DEAD_PAGE = 1000
 
 
 class ReplayOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -207,32 +68,176 @@ class ReplayOptions(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float = 10.0
 
 
+def dispatch_options(options: ReplayOptions) -> DispatchOptions:
+    """Replay's knobs on the engine; the temporary store is this process's alone."""
+    return DispatchOptions(
+        max_attempts=options.max_attempts,
+        max_age_s=options.max_retry_age_s,
+        max_concurrency=options.max_concurrency,
+        sole_owner=True,
+        poll_s=_POLL_S,
+        # Replay's backoff as before the engine: a run at a terminal should not wait 10 minutes
+        # (serve's cap) between two tries of one job.
+        backoff_base_s=0.5,
+        backoff_cap_s=30.0,
+    )
+
+
+def plan_item(item: InputItem, connection: Connection, stats: ReplayStats, planned: Planned) -> None:
+    """Add one input item's jobs to ``planned``; input errors and other accounts' requests are counted."""
+    if item.batch is None:
+        assert item.error is not None
+        stats.input_errors.append((item.location, item.error))
+        return
+    stats.batches += 1
+    stats.events_in += len(item.batch.events)
+    try:
+        if connection_for_request(connection, item.batch.settings).public_key != connection.public_key:
+            # A Firehose request for another Klaviyo account: never send it with these keys.
+            stats.dropped[ACCOUNT_MISMATCH] += len(item.batch.events)
+            return
+        plan_jobs([item.batch], connection, time.time() * 1000, planned)
+    except InputError as error:
+        stats.input_errors.append((item.location, error))
+
+
 async def replay(
     paths: list[Path],
     connection: Connection,
     options: ReplayOptions,
     stats: ReplayStats,
-    on_result: Callable[[KlaviyoRequest, Result], None] | None = None,
-) -> DeliveryReport:
+    on_progress: Callable[[], None] | None = None,
+) -> None:
     """Deliver everything in ``paths`` with ``connection``; fills ``stats`` as it goes."""
-    planner = RequestPlanner(connection, stats, time.time() * 1000)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mparticle-klaviyo-replay-") as workdir:
+        # No fsync per commit: the store lives only as long as this run.
+        store = AsyncStore(SqliteJobStore(Path(workdir) / "jobs.sqlite3", synchronous="NORMAL"))
+        try:
+            client = client_for(connection, pool_size=options.max_concurrency, timeout_s=options.timeout_s)
+            async with client:
+                run = _Run(connection, store, client, dispatch_options(options), stats, on_progress)
+                await run.deliver(read_inputs(paths))
+            await _count_dead_letters(store, connection.name, stats)
+        finally:
+            await store.close()
+    stats.elapsed_s = time.monotonic() - started
 
-    def record(request: KlaviyoRequest, result: Result) -> list[KlaviyoRequest]:
-        resend = stats.settle(request, result)
-        if on_result is not None:
-            on_result(request, result)
-        return resend
 
-    client = client_for(connection, pool_size=options.max_concurrency, timeout_s=options.timeout_s)
-    async with client:
-        sender = Sender(
-            client,
-            connection.rate_limits,
-            max_concurrency=options.max_concurrency,
-            max_attempts=options.max_attempts,
-            max_retry_age_s=options.max_retry_age_s,
+class _Run:
+    """One replay: the planner queueing into the temporary store, the dispatcher delivering from it."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        store: AsyncStore,
+        client: Transport,
+        options: DispatchOptions,
+        stats: ReplayStats,
+        on_progress: Callable[[], None] | None,
+    ) -> None:
+        self.connection = connection
+        self.store = store
+        self.stats = stats
+        self.metrics = Metrics()
+        self.counter = SettleCounter(stats, on_progress)
+        self.dispatcher = Dispatcher(connection, store, client, self.metrics, options, observer=self.counter)
+        self._loop: asyncio.Task[None] | None = None
+
+    async def deliver(self, items: Iterable[InputItem]) -> None:
+        """Plan ``items`` while the dispatcher runs, then wait until every job is settled."""
+        stop = asyncio.Event()
+        self._loop = asyncio.create_task(self.dispatcher.run(stop))
+        try:
+            if await self._plan(items):
+                await self._wait_until(lambda backlog: backlog == 0 and not self.dispatcher.busy())
+        finally:
+            stop.set()
+            await asyncio.gather(self._loop, return_exceptions=True)
+            # Normally nothing is left in flight; after an error or a Ctrl-C nothing waits for it.
+            await self.dispatcher.drain(0.0)
+            self._take_totals()
+        if self.dispatcher.credentials.paused():
+            self._stopped(await self.store.backlog(self.connection.name))
+
+    async def _plan(self, items: Iterable[InputItem]) -> bool:
+        """Queue the jobs of ``items`` chunk by chunk; False when a refused key stopped the run."""
+        planned = Planned()
+        for item in items:
+            plan_item(item, self.connection, self.stats, planned)
+            if len(planned.jobs) >= _CHUNK_JOBS:
+                await self._enqueue(planned)
+                planned = Planned()
+                if not await self._wait_until(lambda backlog: backlog < _AHEAD_JOBS):
+                    return False
+        await self._enqueue(planned)
+        self.stats.input_done = True
+        self.counter.progress()
+        return True
+
+    async def _enqueue(self, planned: Planned) -> None:
+        """Queue ``planned``'s jobs in one transaction and wake the dispatcher."""
+        self.stats.dropped.update(planned.dropped)
+        self.stats.warnings.update(planned.warnings)
+        # Consents first, so that a batch's subscription is claimed no later than its events;
+        # among themselves in input order, which is the order a profile's changes apply in.
+        consents = [job for job in planned.jobs if job.kind != EVENT]
+        events = [job for job in planned.jobs if job.kind == EVENT]
+        # Two calls that AsyncStore commits together, for two answers: a repeated consent is the
+        # same state, queued once without a word; a repeated event is reported as a drop.
+        now = time.time()
+        for_consents, for_events = await asyncio.gather(
+            self.store.enqueue(consents, now), self.store.enqueue(events, now)
         )
-        return await sender.deliver(planner.requests(read_inputs(paths)), record)
+        self.stats.queued_consents += for_consents.stored
+        self.stats.queued_events += for_events.stored
+        if for_events.duplicates:
+            self.stats.dropped[DUPLICATE_IN_INPUT] += for_events.duplicates
+        self.dispatcher.wake.set()
+        self.counter.progress()
+
+    async def _wait_until(self, done: Callable[[int], bool]) -> bool:
+        """Poll until ``done(backlog)``; False as soon as Klaviyo refused the key (nothing more goes)."""
+        assert self._loop is not None
+        while True:
+            if self._loop.done():
+                self._loop.result()  # a crashed loop surfaces here instead of a hang
+            if self.dispatcher.credentials.paused():
+                return False
+            if done(await self.store.backlog(self.connection.name)):
+                return True
+            await asyncio.sleep(_POLL_S)
+
+    def _stopped(self, left: int) -> None:
+        """Count the jobs a refused key left undelivered; say why the run stopped."""
+        refusal = self.dispatcher.credentials.state.refusal
+        reason = f"{CAUSE}:http_{refusal.status}" if refusal is not None else CAUSE
+        self.stats.failed[reason] += left
+        self.stats.failure_details[reason] = f"{self.dispatcher.credentials.cause()}; not sent"
+        unread = "" if self.stats.input_done else "; the rest of the input was not read"
+        self.stats.stopped = f"Klaviyo refused the credentials{unread}"
+
+    def _take_totals(self) -> None:
+        """Requests, retries and waits of the run, from the engine's own metrics."""
+        self.stats.requests = int(_total(self.metrics.klaviyo_latency, "_count"))
+        self.stats.retried_jobs = int(_total(self.metrics.retried, "_total"))
+        self.stats.throttled = int(_total(self.metrics.throttled, "_total"))
+        self.stats.limiter_wait_s, _ = self.dispatcher.pacing_waits()
+
+
+def _total(metric: MetricWrapperBase, suffix: str) -> float:
+    """The sum over every label set of a metric's samples named ``*suffix``."""
+    return sum(s.value for family in metric.collect() for s in family.samples if s.name.endswith(suffix))
+
+
+async def _count_dead_letters(store: AsyncStore, connection: str, stats: ReplayStats) -> None:
+    """Failed jobs by reason, with the first one's detail, from the temporary store's dead letters."""
+    where = DeadFilter(connection=connection)
+    offset = 0
+    while page := await store.dead(where, _DEAD_PAGE, offset):
+        for job in page:
+            stats.add_dead_letter(job)
+        offset += len(page)
 
 
 class EnqueueSummary(msgspec.Struct, kw_only=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -10,42 +10,53 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mparticle_klaviyo.delivery import DeliveryReport
-from mparticle_klaviyo.replay import DUPLICATE_IN_INPUT, ReplayStats
+from mparticle_klaviyo.jobs.plan import SUBSCRIPTION
+from mparticle_klaviyo.replay_stats import ACCOUNT_MISMATCH, DUPLICATE_IN_INPUT, ReplayStats
 
 # Drops that need a word of explanation in the summary.
-_DROP_DETAILS = {DUPLICATE_IN_INPUT: "already in the same bulk job: sent once, its profile changes kept"}
+_DROP_DETAILS = {
+    # Keyed as serve's store keys them: the event's time, unique_id, metric and profile.
+    DUPLICATE_IN_INPUT: "already queued in this replay: sent once, as first read",
+    ACCOUNT_MISMATCH: "a Firehose request for another Klaviyo account: not sent with these keys",
+}
 
 
 @contextmanager
-def replay_progress(console: Console, stats: ReplayStats) -> Iterator[Any]:
-    """A progress bar over requests; its total grows while input is still being read."""
+def replay_progress(console: Console, stats: ReplayStats) -> Iterator[Callable[[], None]]:
+    """A progress bar over jobs (events and consent changes): settled of queued.
+
+    Reading stays a few thousand jobs ahead of delivery, so the total is known (and shown) once
+    the input is read; until then the text says how many are queued so far.
+    """
     columns = (
         SpinnerColumn(),
         TextColumn("[bold]replay"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("requests · {task.fields[events]} events delivered · {task.fields[failed]} failed"),
+        TextColumn(
+            "jobs settled · {task.fields[queued]} queued · {task.fields[events]} Klaviyo events delivered"
+            " · {task.fields[failed]} failed"
+        ),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("replay", total=None, events=0, failed=0)
+        task = progress.add_task("replay", total=None, queued=0, events=0, failed=0)
 
-        def refresh(*_: Any) -> None:
-            total = stats.requests_planned if stats.input_done else None
+        def refresh() -> None:
             progress.update(
                 task,
-                completed=stats.requests_done,
-                total=total,
+                completed=stats.settled,
+                total=stats.queued_total if stats.input_done else None,
+                queued=stats.queued_total,
                 events=stats.events_delivered,
-                failed=stats.failed_total,
+                failed=stats.buried,
             )
 
         yield refresh
         refresh()
 
 
-def summary_table(stats: ReplayStats, report: DeliveryReport) -> Table:
+def summary_table(stats: ReplayStats) -> Table:
     """Batches, events and their fates: delivered, dropped and failed, each by reason."""
     table = Table(title="Replay summary", show_header=True, header_style="bold")
     table.add_column("what")
@@ -54,17 +65,25 @@ def summary_table(stats: ReplayStats, report: DeliveryReport) -> Table:
     table.add_row("batches read", str(stats.batches), "")
     table.add_row("input errors", str(len(stats.input_errors)), _first_error(stats))
     table.add_row("mParticle events", str(stats.events_in), "")
-    table.add_row("Klaviyo events mapped", str(stats.events_mapped), "commerce purchases add one per product")
-    table.add_row("[green]Klaviyo events delivered", str(stats.events_delivered), "")
-    table.add_row("[green]subscriptions delivered", str(stats.subscriptions_delivered), "")
     for reason, count in sorted(stats.dropped.items()):
         table.add_row(f"[yellow]dropped: {reason}", str(count), _DROP_DETAILS.get(reason, ""))
     for reason, count in sorted(stats.warnings.items()):
         table.add_row(f"[yellow]warning: {reason}", str(count), "")
+    queued = f"{stats.queued_events} events, {stats.queued_consents} consent changes"
+    table.add_row("jobs queued", str(stats.queued_total), queued)
+    per_product = "commerce purchases add one per product"
+    table.add_row("[green]Klaviyo events delivered", str(stats.events_delivered), per_product)
+    table.add_row("[green]subscriptions delivered", str(stats.subscriptions_delivered), "")
+    for kind, count in sorted(stats.consents_delivered.items()):
+        if kind != SUBSCRIPTION:
+            table.add_row(f"[green]{kind}s delivered", str(count), "")
     for reason, count in sorted(stats.failed.items()):
         table.add_row(f"[red]failed: {reason}", str(count), stats.failure_details.get(reason, ""))
-    table.add_row("HTTP requests", str(report.requests), f"{report.retries} retries, {report.throttled} answered 429")
-    table.add_row("elapsed", f"{report.elapsed_s:.2f}s", f"rate limiter waited {report.limiter_wait_s:.2f}s")
+    if stats.stopped:
+        table.add_row("[red]stopped early", "", stats.stopped)
+    retries = f"{stats.retried_jobs} job retries, {stats.throttled} answered 429"
+    table.add_row("HTTP requests", str(stats.requests), retries)
+    table.add_row("elapsed", f"{stats.elapsed_s:.2f}s", f"rate limiter waited {stats.limiter_wait_s:.2f}s")
     return table
 
 
