@@ -263,7 +263,8 @@ def test_rate_limits_of_several_endpoints_are_each_reported(tmp_path: Path) -> N
         'connections.a.rate_limits."GET /x": is not a Klaviyo endpoint we send to'
         ' (one of "POST /client/events", "POST /client/profiles", "POST /client/subscriptions",'
         ' "POST /client/event-bulk-create", "POST /api/events", "POST /api/event-bulk-create-jobs",'
-        ' "POST /api/profile-import", "POST /api/profile-subscription-bulk-create-jobs")',
+        ' "POST /api/profile-import", "POST /api/profile-subscription-bulk-create-jobs",'
+        ' "POST /api/profile-subscription-bulk-delete-jobs", "POST /api/data-privacy-deletion-jobs")',
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from pathlib import Path
@@ -93,11 +94,12 @@ def replay_command(
         bool, typer.Option("--enqueue", help="Queue into the service's job store instead of sending now.")
     ] = False,
 ) -> None:
-    """Deliver FILES to Klaviyo (or the emulator: klaviyo_url) within the account's rate limits.
+    """Deliver FILES to Klaviyo (or the emulator: klaviyo_url) through serve's delivery engine.
 
-    Retries 408/429/5xx/timeouts with backoff (429s honour Retry-After and do not count as
-    attempts), shows a progress bar and a summary. Exit code 1 when any event failed or any
-    input could not be read.
+    The files' jobs go through a temporary job store (deleted at the end) and are delivered
+    within the account's rate limits, packed into bulk jobs in server mode. Retries 408/5xx/
+    timeouts with backoff (429s honour Retry-After and do not count as attempts), shows a
+    progress bar and a summary. Exit code 1 when any event failed or any input could not be read.
     """
     from rich.console import Console
 
@@ -113,12 +115,21 @@ def replay_command(
         max_concurrency=concurrency, max_attempts=max_attempts, max_retry_age_s=max_retry_age, timeout_s=timeout
     )
     stats = ReplayStats()
-    console = Console(stderr=True)
-    with replay_progress(console, stats) as refresh:
-        report = asyncio.run(replay(paths, chosen, options, stats, on_result=refresh))
-    Console().print(summary_table(stats, report))
+    quiet_delivery_log()
+    with replay_progress(Console(stderr=True), stats) as refresh:
+        asyncio.run(replay(paths, chosen, options, stats, on_progress=refresh))
+    Console().print(summary_table(stats))
     if stats.failed_total or stats.input_errors:
         raise typer.Exit(code=1)
+
+
+def quiet_delivery_log() -> None:
+    """Only the engine's critical log lines: the summary reports every dead letter and stop.
+
+    The engine logs for ``serve``'s operators (a line per dead-lettered unit, the key pause and
+    its ``resume`` advice); at a terminal they would only break up the progress bar.
+    """
+    logging.getLogger("mparticle_klaviyo.delivery").setLevel(logging.CRITICAL)
 
 
 def _enqueue(paths: list[Path], config: Path, connection: Connection) -> None:
@@ -179,9 +190,14 @@ def _parse_rate_limit(spec: str) -> tuple[str, tuple[int, int]]:
 
 
 @app.command("registration")
-def registration_command() -> None:
+def registration_command(
+    erasure: Annotated[
+        bool, typer.Option("--erasure", help="Declare erasure (DSR) support, for connections with forward_erasure.")
+    ] = False,
+) -> None:
     """Print the Firehose module_registration_response (event types, identities, platforms, settings)."""
-    typer.echo(msgspec.json.format(_encoder.encode(registration_response()), indent=2).decode())
+    response = registration_response(erasure=erasure)
+    typer.echo(msgspec.json.format(_encoder.encode(response), indent=2).decode())
 
 
 def _show_version(value: bool) -> None:
@@ -226,6 +242,7 @@ def demo_command() -> None:
 
     from mparticle_klaviyo.demo import run_demo
 
+    quiet_delivery_log()
     try:
         code = asyncio.run(run_demo(Console()))
     except ConfigError as error:

@@ -61,6 +61,7 @@ class ConnectionSettings(BaseModel):
     external_id_identity_type: str | None = None
     consent_mapping: dict[str, str] = Field(default_factory=dict)
     consent_removal: bool = False
+    forward_erasure: bool = False
     property_mapping: dict[str, FieldPath] = Field(default_factory=dict)
     list_id: str | None = None
     revision: str = DEFAULT_REVISION
@@ -102,10 +103,12 @@ class ConnectionSettings(BaseModel):
         return parse_consent_mapping(value)
 
     @model_validator(mode="after")
-    def _removal_needs_private_key(self) -> ConnectionSettings:
+    def _private_features_need_the_private_key(self) -> ConnectionSettings:
         if self.consent_removal and self.private_api_key is None:
             # Only the private API can unsubscribe; the public key would silently not.
             raise ValueError("consent_removal needs private_api_key (Klaviyo's unsubscribe is private-key only)")
+        if self.forward_erasure and self.private_api_key is None:
+            raise ValueError("forward_erasure needs private_api_key (Klaviyo's deletion jobs are private-key only)")
         return self
 
     @field_validator("property_mapping", mode="before")

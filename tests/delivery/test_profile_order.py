@@ -1,10 +1,11 @@
-"""A profile's subscribe and unsubscribe are never open at once: the later one waits."""
+"""What of a profile may be open at once: consent changes of two kinds never, an erasure alone."""
 
 from __future__ import annotations
 
 import time
 
-from mparticle_klaviyo.delivery.consent_order import ConsentOrder
+from mparticle_klaviyo.delivery.profile_order import ProfileOrder
+from mparticle_klaviyo.jobs.erasure import ERASURE
 from mparticle_klaviyo.jobs.plan import EVENT, SUBSCRIPTION, UNSUBSCRIPTION
 from mparticle_klaviyo.store.base import Job, JobState
 
@@ -31,13 +32,13 @@ def ids(jobs: list[Job]) -> list[int]:
 
 
 def test_an_unsubscription_claimed_with_the_profiles_earlier_subscription_waits() -> None:
-    order = ConsentOrder()
+    order = ProfileOrder()
     start, held = order.admit([job(1, SUBSCRIPTION), job(2, UNSUBSCRIPTION)])
     assert (ids(start), ids(held)) == ([1], [2])
 
 
 def test_it_may_start_once_the_subscription_settled() -> None:
-    order = ConsentOrder()
+    order = ProfileOrder()
     subscribe = job(1, SUBSCRIPTION)
     order.admit([subscribe])
     assert ids(order.admit([job(2, UNSUBSCRIPTION)])[1]) == [2]
@@ -47,13 +48,13 @@ def test_it_may_start_once_the_subscription_settled() -> None:
 
 
 def test_a_subscription_after_an_open_unsubscription_waits_too() -> None:
-    order = ConsentOrder()
+    order = ProfileOrder()
     order.admit([job(1, UNSUBSCRIPTION)])
     assert ids(order.admit([job(2, SUBSCRIPTION)])[1]) == [2]
 
 
 def test_other_profiles_events_and_same_kind_changes_are_not_held() -> None:
-    order = ConsentOrder()
+    order = ProfileOrder()
     start, held = order.admit(
         [
             job(1, SUBSCRIPTION),
@@ -67,7 +68,25 @@ def test_other_profiles_events_and_same_kind_changes_are_not_held() -> None:
 
 
 def test_settling_a_job_that_was_never_open_changes_nothing() -> None:
-    order = ConsentOrder()
+    order = ProfileOrder()
     order.admit([job(1, SUBSCRIPTION)])
     order.settled([job(9, UNSUBSCRIPTION), job(10, EVENT)])
     assert len(order) == 1
+
+
+def test_an_erasure_waits_for_everything_open_of_its_profile() -> None:
+    order = ProfileOrder()
+    event = job(1, EVENT)
+    order.admit([event])
+    assert ids(order.admit([job(2, ERASURE)])[1]) == [2]
+    order.settled([event])
+    assert ids(order.admit([job(2, ERASURE)])[0]) == [2]
+
+
+def test_while_an_erasure_is_open_nothing_of_its_profile_starts() -> None:
+    order = ProfileOrder()
+    erasure = job(1, ERASURE)
+    start, held = order.admit([erasure, job(2, EVENT), job(3, SUBSCRIPTION), job(4, EVENT, "email:bob@example.com")])
+    assert (ids(start), ids(held)) == ([1, 4], [2, 3])
+    order.settled([erasure])
+    assert ids(order.admit([job(2, EVENT)])[0]) == [2]

@@ -8,8 +8,10 @@ from typing import Any
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery.units import MappedJob, Unit, Unmappable, build_units, map_job
+from mparticle_klaviyo.jobs.erasure import plan_erasure
 from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, plan_jobs
 from mparticle_klaviyo.mparticle.decode import decode_document
+from mparticle_klaviyo.mparticle.dsr import ErasureRequest
 from mparticle_klaviyo.store.base import Job, JobState
 from tests.service.e2e_helpers import connection, custom_event, purchase_event, user_batch
 
@@ -113,3 +115,47 @@ def test_a_job_over_klaviyos_limits_is_unmappable_as_dropped_limit_exceeded() ->
     result = map_job(job, conn, NOW_MS)
     assert isinstance(result, Unmappable)
     assert result.reason == "dropped:limit_exceeded"
+
+
+def test_an_erasure_job_is_one_unit_deleting_by_email_then_by_phone() -> None:
+    conn = connection(URL, server=True, forward_erasure=True)
+    new = plan_erasure(
+        ErasureRequest(request_id="r1", identities={"email": "ada@example.com", "mobile_number": "+15555550100"}), conn
+    )
+    job = Job(
+        id=1,
+        connection=conn.name,
+        key=new.key,
+        profile_key=new.profile_key,
+        kind=new.kind,
+        payload=new.payload,
+        state=JobState.LEASED,
+        attempts=0,
+        throttles=0,
+        created_at=time.time(),
+        run_at=time.time(),
+    )
+    [unit] = build_units(mapped([job], conn), server_mode=True)
+    assert unit.jobs == (job,)
+    bodies = [r.body["data"]["attributes"]["profile"]["data"]["attributes"] for r in unit.requests]
+    assert bodies == [{"email": "ada@example.com"}, {"phone_number": "+15555550100"}]
+    assert {r.path for r in unit.requests} == {"/api/data-privacy-deletion-jobs"}
+
+
+def test_an_unreadable_erasure_job_is_unmappable() -> None:
+    conn = connection(URL, server=True, forward_erasure=True)
+    job = Job(
+        id=1,
+        connection=conn.name,
+        key="erasure:x",
+        profile_key="",
+        kind="erasure",
+        payload=b"not msgpack of an erasure",
+        state=JobState.LEASED,
+        attempts=0,
+        throttles=0,
+        created_at=time.time(),
+        run_at=time.time(),
+    )
+    result = map_job(job, conn, NOW_MS)
+    assert isinstance(result, Unmappable) and result.reason == "unmappable"

@@ -17,6 +17,7 @@ from mparticle_klaviyo.delivery.payloads import (
     BulkEventBuilder,
     bulk_unsubscription_request,
     client_event_request,
+    deletion_requests,
     subscription_request,
 )
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
@@ -209,6 +210,12 @@ def test_unsubscription_jobs_mapped_from_revoked_consent_conform(openapi_spec_pa
     request = bulk_unsubscription_request(result.unsubscriptions * 2, list_id)
     assert request.path == "/api/profile-subscription-bulk-delete-jobs"
     assert errors(openapi_spec_path, request) == []
+
+
+def test_deletion_jobs_by_email_and_by_phone_conform(openapi_spec_path: Path) -> None:
+    requests = deletion_requests(EMAIL, PHONE)
+    assert [r.path for r in requests] == ["/api/data-privacy-deletion-jobs"] * 2
+    assert [errors(openapi_spec_path, r) for r in requests] == [[], []]
 
 
 def test_a_bulk_event_job_of_every_shape_and_two_profiles_conforms(openapi_spec_path: Path) -> None:

@@ -132,7 +132,9 @@ def test_the_python_sdk_batch_maps_every_supported_type(mparticle_fixtures: Path
     result = mapped(mparticle_fixtures, "events-api-python-sdk/batch_all_supported_types.json")
     assert metrics(result) == [*ALL_SIX[:4], "Added to Cart", *ALL_SIX[4:]]
     assert result.subscriptions == [
-        Subscription(channels=("email",), email="jane.doe@example.com", phone_number="+15555550100")
+        Subscription(
+            channels=("email",), email="jane.doe@example.com", phone_number="+15555550100", timestamp_ms=1700000000000
+        )
     ]
     assert [(n.reason, n.consent) for n in result.notices] == [("consent_removal_not_supported", "sms_marketing")]
 
@@ -264,7 +266,9 @@ def test_the_synthesized_firehose_request_maps_with_its_own_settings(mparticle_f
     assert "profile_photo_url" not in profile["properties"]
     assert profile["properties"]["interests"] == ["running", "jazz"]
     assert result.result.subscriptions == [
-        Subscription(channels=("email",), email="jane.doe@example.com", phone_number="+15555550100")
+        Subscription(
+            channels=("email",), email="jane.doe@example.com", phone_number="+15555550100", timestamp_ms=1700000000000
+        )
     ]
     assert [(n.reason, n.consent) for n in result.result.notices] == [
         ("consent_removal_not_supported", "sms_marketing")

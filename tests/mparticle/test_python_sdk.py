@@ -193,7 +193,9 @@ def test_sdk_consent_becomes_a_subscription_request() -> None:
     batch.consent_state = state
     result = map_batch(decode(batch), SETTINGS, NOW_MS)
     assert result.subscriptions == [
-        Subscription(channels=("email",), email="jane@example.com", phone_number="+15555550100")
+        Subscription(
+            channels=("email",), email="jane@example.com", phone_number="+15555550100", timestamp_ms=1700000000000
+        )
     ]
     request = subscription_request(result.subscriptions[0], SETTINGS.list_id, server_mode=False)
     assert request.body["data"]["relationships"] == {"list": {"data": {"type": "list", "id": "Y6nRLr"}}}

@@ -8,8 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from mparticle_klaviyo.jobs.erasure import decode_erasure_job
 from mparticle_klaviyo.jobs.plan import decode_payload, unique_id_of
-from tests.service.live import ACME_TOKEN, BETA_TOKEN, LiveApp, token
+from tests.service.live import ACME_TOKEN, BETA_TOKEN, CONNECTIONS, LiveApp, token
 from tests.service.messages import (
     audience_subscription_request,
     dsr_request,
@@ -226,3 +227,72 @@ def test_settings_about_where_data_goes_cannot_be_overridden_by_a_request(tmp_pa
     assert answer.status == 200
     # The stored request keeps its settings, but delivery ignores everything but mapping settings.
     assert decode_payload(job.payload).settings == settings
+
+
+ERASING = {
+    "acme": {**CONNECTIONS["acme"], "private_api_key": "pk_" + "e" * 32, "forward_erasure": True},
+    "beta": CONNECTIONS["beta"],
+}
+
+
+def test_with_forward_erasure_an_erasure_is_stored_then_answered(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, ERASING) as app:
+        answer = app.post("/firehose", dsr_request(), token())
+        jobs = app.jobs()
+        erasures = app.metrics.registry.get_sample_value("mpk_erasures_accepted_total", {"connection": "acme"})
+    body = answer.json()
+    assert answer.status == 200
+    assert (body["type"], body["id"], body["firehose_version"]) == ("dsr_processing_response", "dsr-1", "3.2.0")
+    assert [(j.kind, j.key, j.profile_key) for j in jobs] == [
+        ("erasure", "erasure:subject-request-1", "email:ada@example.com")
+    ]
+    assert decode_erasure_job(jobs[0].payload).email == "ada@example.com"
+    assert erasures == 1
+
+
+def test_the_same_erasure_sent_again_is_stored_once(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, ERASING) as app:
+        assert app.post("/firehose", dsr_request(), token()).status == 200
+        assert app.post("/firehose", dsr_request(), token()).status == 200
+        assert len(app.jobs()) == 1
+
+
+def test_an_erasure_for_a_connection_without_forward_erasure_is_refused(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, ERASING) as app:
+        answer = app.post("/firehose", dsr_request(), token(BETA_TOKEN))
+        assert app.jobs() == []
+    assert (answer.status, answer.error["code"], answer.error["pointer"]) == (400, "UNSUPPORTED", "/type")
+    assert "forward_erasure" in answer.error["message"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "pointer"),
+    [
+        ({"subject_request_type": "portability"}, "/subject_request_type"),
+        ({"subject_identities": {"customer_id": {"encoding": "raw", "value": "c-1"}}}, "/subject_identities"),
+        ({"subject_identities": "ada@example.com"}, "/subject_identities"),
+    ],
+)
+def test_an_erasure_that_cannot_be_forwarded_is_400_naming_the_field(
+    tmp_path: Path, changes: dict[str, Any], pointer: str
+) -> None:
+    with LiveApp(tmp_path, ERASING) as app:
+        answer = app.post("/firehose", {**dsr_request(), **changes}, token())
+        assert app.jobs() == []
+    assert (answer.status, answer.error["pointer"]) == (400, pointer)
+
+
+def test_an_erasure_without_the_token_is_401(tmp_path: Path) -> None:
+    with LiveApp(tmp_path, ERASING) as app:
+        answer = app.post("/firehose", dsr_request())
+        assert app.jobs() == []
+    assert answer.status == 401
+
+
+def test_registration_declares_erasure_support_only_when_a_connection_forwards_erasures(tmp_path: Path) -> None:
+    with LiveApp(tmp_path / "on", ERASING) as app:
+        declared = app.post("/firehose", registration_request()).json()
+    with LiveApp(tmp_path / "off") as app:
+        plain = app.post("/firehose", registration_request()).json()
+    assert declared["dsr_processing_registration"]["supported_dsr_types"] == ["erasure"]
+    assert "dsr_processing_registration" not in plain

@@ -101,6 +101,8 @@ def dsr_request() -> dict[str, Any]:
         "type": "dsr_processing_request",
         "id": "dsr-1",
         "timestamp_ms": now_ms(),
+        "subject_request_id": "subject-request-1",
         "subject_request_type": "erasure",
         "subject_identities": {"email": {"encoding": "raw", "value": "ada@example.com"}},
+        "regulation": "gdpr",
     }

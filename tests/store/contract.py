@@ -11,6 +11,7 @@ from __future__ import annotations
 from tests.store.contract_base import WEEK_S, ContractBase
 from tests.store.contract_dead import DeadContract
 from tests.store.contract_enqueue import EnqueueContract, EnqueueManyContract
+from tests.store.contract_erase import EraseContract
 from tests.store.contract_lease import LeaseContract
 from tests.store.contract_lifecycle import LifecycleContract
 from tests.store.contract_views import ViewContract
@@ -18,5 +19,7 @@ from tests.store.contract_views import ViewContract
 __all__ = ["WEEK_S", "ContractBase", "StoreContract"]
 
 
-class StoreContract(EnqueueContract, EnqueueManyContract, LeaseContract, DeadContract, ViewContract, LifecycleContract):
+class StoreContract(
+    EnqueueContract, EnqueueManyContract, LeaseContract, DeadContract, ViewContract, LifecycleContract, EraseContract
+):
     """Every behaviour base.py promises, plus the rules its docstrings leave to the implementation."""

@@ -166,6 +166,21 @@ class MemoryJobStore:
             if job.connection == connection and job.state == JobState.READY and (job.attempts or job.throttles)
         ]
 
+    def erase(self, connection: str, profile_keys: Sequence[str], before_id: int, keep_kind: str) -> list[Job]:
+        """Delete READY and DEAD jobs of these profiles below ``before_id``, except ``keep_kind``."""
+        gone = [
+            job
+            for job in sorted(self._jobs().values(), key=_job_id)
+            if job.connection == connection
+            and job.id < before_id
+            and job.state != JobState.LEASED
+            and job.kind != keep_kind
+            and job.profile_key in profile_keys
+        ]
+        for job in gone:
+            del self.data.jobs[job.id]
+        return gone
+
     def forget_before(self, cutoff: float) -> int:
         """Forget keys first seen before ``cutoff``."""
         self._jobs()

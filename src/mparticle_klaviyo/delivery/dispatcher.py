@@ -36,7 +36,6 @@ from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.delivery.barrier import Barrier
 from mparticle_klaviyo.delivery.circuit import Circuit, CircuitOptions, Paused
 from mparticle_klaviyo.delivery.clock import MonotonicClock
-from mparticle_klaviyo.delivery.consent_order import ConsentOrder
 from mparticle_klaviyo.delivery.credentials import CredentialOptions
 from mparticle_klaviyo.delivery.dead_letters import (
     MAX_AGE,
@@ -46,10 +45,12 @@ from mparticle_klaviyo.delivery.dead_letters import (
     job_fields,
     postpone_cause,
 )
+from mparticle_klaviyo.delivery.erasures import erase_behind
 from mparticle_klaviyo.delivery.key_pause import CredentialGuard
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.observer import SettleObserver
 from mparticle_klaviyo.delivery.outages import watch_outages
+from mparticle_klaviyo.delivery.profile_order import ProfileOrder
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.delivery.retry_policy import Bury, Retry, RetryPolicy
 from mparticle_klaviyo.delivery.senders import BulkSenders
@@ -66,8 +67,8 @@ _ERROR_PAUSE_S = 1.0
 
 # Jobs mapped between two yields to the event loop (~5 ms of CPU).
 _MAP_SLICE = 50
-# A consent change held behind its profile's open change of the other kind is claimed again after this.
-_CONSENT_HOLD_S = 0.5
+# A job held behind an open job of its profile (profile_order.py) is claimed again after this.
+_PROFILE_HOLD_S = 0.5
 
 
 class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,7 +132,7 @@ class Dispatcher:
         self.metrics = metrics
         self.options = options or DispatchOptions()
         self.barrier = Barrier()
-        self.consent_order = ConsentOrder()
+        self.profile_order = ProfileOrder()
         self.wake = asyncio.Event()
         # Lanes are the account's, not the connection's: connections sending to one Klaviyo
         # account must share them (``lanes``), or together they would exceed its limits.
@@ -238,8 +239,8 @@ class Dispatcher:
         jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, self._now())
         if not jobs:
             return 0
-        sendable = await self._hold_back_blocked(jobs)
-        mapped = await self._hold_back_consents(await self._map(sendable))
+        sendable = await self._hold_back_blocked(await self._erase_behind(jobs))
+        mapped = await self._hold_back_by_profile(await self._map(sendable))
         if self.connection.server_mode:
             # Bulk requests are packed when their lane lets one go, from what waits then.
             alone = [m for m in mapped if not self._bulk.add(m)]
@@ -262,13 +263,13 @@ class Dispatcher:
             self._orphans.append((unit.jobs, type(error).__name__))
         finally:
             self._in_flight -= len(unit.jobs)
-            self.consent_order.settled(unit.jobs)
+            self.profile_order.settled(unit.jobs)
             self.wake.set()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         jobs = self._tasks.pop(task, ())
         self._in_flight -= len(jobs)
-        self.consent_order.settled(jobs)
+        self.profile_order.settled(jobs)
         self.wake.set()
         if not task.cancelled() and (error := task.exception()) is not None:
             # Not Klaviyo's answer (that is settled inside the unit) but an error of ours, e.g. the
@@ -288,16 +289,26 @@ class Dispatcher:
             await self._retry(list(jobs), Retryable(reason="internal_error", detail=error))
             self._orphans.pop(0)
 
-    async def _hold_back_consents(self, mapped: list[MappedJob]) -> list[MappedJob]:
-        """A consent change waits while the other kind's change of its profile is open (see consent_order.py)."""
-        start, held = self.consent_order.admit(m.job for m in mapped)
+    async def _hold_back_by_profile(self, mapped: list[MappedJob]) -> list[MappedJob]:
+        """Jobs that must not be open with others of their profile wait a moment (profile_order.py)."""
+        start, held = self.profile_order.admit(m.job for m in mapped)
         if held:
-            due = self._now() + _CONSENT_HOLD_S
-            await self.store.retry(
-                [job.id for job in held], due, "held: a consent change of this profile is open", False
-            )
+            due = self._now() + _PROFILE_HOLD_S
+            reason = "held: another change of this profile is open"
+            await self.store.retry([job.id for job in held], due, reason, False)
         started = {job.id for job in start}
         return [m for m in mapped if m.job.id in started]
+
+    async def _erase_behind(self, jobs: list[Job]) -> list[Job]:
+        """Drop the older jobs of profiles this claim erases (erasures.py); the rest goes on."""
+        erased = await erase_behind(self.store, self.barrier, self.connection.name, jobs)
+        if erased.dropped:
+            await self.store.ack([job.id for job in erased.dropped])
+        count = len(erased.dropped) + len(erased.deleted)
+        if count:
+            self.metrics.erased.labels(self.connection.name).inc(count)
+            log.info("dropped jobs of erased profiles", extra={"connection": self.connection.name, "jobs": count})
+        return erased.keep
 
     async def _hold_back_blocked(self, jobs: list[Job]) -> list[Job]:
         """Jobs behind a failing job of their profile go back, due after that job's retry.

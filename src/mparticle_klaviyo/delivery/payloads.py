@@ -24,6 +24,7 @@ CLIENT_SUBSCRIPTIONS = "/client/subscriptions"
 BULK_EVENTS = "/api/event-bulk-create-jobs"
 BULK_SUBSCRIPTIONS = "/api/profile-subscription-bulk-create-jobs"
 BULK_UNSUBSCRIPTIONS = "/api/profile-subscription-bulk-delete-jobs"
+DATA_PRIVACY_DELETIONS = "/api/data-privacy-deletion-jobs"
 # Bulk jobs whose entries are profiles (``data.attributes.profiles.data``).
 PROFILE_BULK_KINDS = ("subscription_bulk", "unsubscription_bulk")
 CUSTOM_SOURCE = "mParticle"
@@ -75,6 +76,29 @@ def bulk_unsubscription_request(unsubscriptions: Iterable[Unsubscription], list_
         **_list_relationship(list_id),
     }
     return KlaviyoRequest(path=BULK_UNSUBSCRIPTIONS, auth="private", kind="unsubscription_bulk", body={"data": data})
+
+
+def deletion_requests(email: str | None, phone_number: str | None) -> list[KlaviyoRequest]:
+    """``data-privacy-deletion-jobs`` requests deleting every profile with this email, and this phone.
+
+    Klaviyo takes exactly one identifier per job; the email and the phone may name two profiles.
+    """
+    identifiers = [("email", email), ("phone_number", phone_number)]
+    return [
+        KlaviyoRequest(
+            path=DATA_PRIVACY_DELETIONS,
+            auth="private",
+            kind="deletion",
+            body={
+                "data": {
+                    "type": "data-privacy-deletion-job",
+                    "attributes": {"profile": {"data": {"type": "profile", "attributes": {field: value}}}},
+                }
+            },
+        )
+        for field, value in identifiers
+        if value
+    ]
 
 
 def _unsubscription_profile(unsubscription: Unsubscription) -> dict[str, Any]:

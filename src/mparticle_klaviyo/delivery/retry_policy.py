@@ -11,9 +11,9 @@
   ``max_age:<cause>`` (a 429 past it: ``max_age:throttled``).
 
 ``attempts`` are the failures counted before this answer; ``age_s`` is how long the work has
-been trying (replay: since the request's first send; serve: since the job was accepted). No
-I/O and no clock: callers sleep, reschedule or bury as told, so ``replay`` and ``serve`` give
-up on the same terms.
+been trying (the dispatcher, which ``serve`` and ``replay`` run: since the job was queued; the
+streaming ``Sender``: since the request's first send). No I/O and no clock: callers sleep,
+reschedule or bury as told, so every engine gives up on the same terms.
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ from mparticle_klaviyo.delivery.payloads import (
     BulkEventBuilder,
     bulk_unsubscription_request,
     client_event_request,
+    deletion_requests,
     subscription_request,
 )
 from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.jobs.erasure import ERASURE, decode_erasure_job
 from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, UNSUBSCRIPTION, decode_payload, unique_id_of
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.batch import map_batch
@@ -54,6 +56,8 @@ class MappedJob(msgspec.Struct, frozen=True):
 
 def map_job(job: Job, connection: Connection, now_ms: float) -> MappedJob | Unmappable:
     """Map one stored job; anything that stops it from being sent is an ``Unmappable``."""
+    if job.kind == ERASURE:
+        return _erasure(job)
     try:
         batch = decode_payload(job.payload)
         effective = connection_for_request(connection, batch.settings)
@@ -73,6 +77,14 @@ def map_job(job: Job, connection: Connection, now_ms: float) -> MappedJob | Unma
     return MappedJob(job, result.events, [client_event_request(e) for e in result.events])
 
 
+def _erasure(job: Job) -> MappedJob | Unmappable:
+    try:
+        erasure = decode_erasure_job(job.payload)
+    except msgspec.DecodeError as exc:
+        return Unmappable(job, "unmappable", str(exc))
+    return MappedJob(job, [], deletion_requests(erasure.email, erasure.phone_number))
+
+
 def _consent_requests(kind: str, result: MappedBatch, mapping: MappingSettings) -> list[KlaviyoRequest]:
     """A consent job's request: subscribe what the batch grants, or unsubscribe what it revokes."""
     if kind == SUBSCRIPTION:
@@ -90,7 +102,8 @@ def build_units(mapped: list[MappedJob], server_mode: bool) -> list[Unit]:
     to share a bulk request (the others wait in ``pending.py`` to be packed at send time)."""
     if not server_mode:
         return [Unit(tuple(m.requests), (m.job,)) for m in mapped if m.requests]
-    return [Unit(tuple(_alone(m.events)), (m.job,)) for m in mapped if m.events]
+    # Requests that share no bulk job (erasures), or events too many for one bulk job.
+    return [Unit(tuple(m.requests or _alone(m.events)), (m.job,)) for m in mapped if m.requests or m.events]
 
 
 def _alone(events: list[MappedEvent]) -> list[KlaviyoRequest]:

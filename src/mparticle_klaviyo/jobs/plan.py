@@ -49,15 +49,7 @@ def plan_jobs(
     """
     planned = planned or Planned()
     for batch in batches:
-        effective = connection_for_request(connection, batch.settings)
-        if effective.public_key != connection.public_key:
-            # Delivery uses the connection's keys: a request for another Klaviyo account must
-            # not be sent with them. Configure a connection (and Firehose token) for that account.
-            raise InputError(
-                join_pointer(*SETTINGS_POINTER, "publicApiKey"),
-                f"differs from connection {connection.name!r}'s public_api_key; "
-                "configure a connection for that account",
-            )
+        effective = same_account(connection, batch.settings)
         keyed = _with_batch_key(batch)
         mapped = plan_batch(keyed, effective.mapping, now_ms)
         planned.events += len(batch.events)
@@ -65,6 +57,21 @@ def plan_jobs(
         planned.jobs.extend(_event_jobs(keyed, mapped, connection.name))
         planned.jobs.extend(_consent_jobs(keyed, mapped, connection.name))
     return planned
+
+
+def same_account(connection: Connection, settings: dict[str, str] | None) -> Connection:
+    """``connection`` with a Firehose request's settings applied; InputError for another account.
+
+    Delivery uses the connection's keys: a request for another Klaviyo account must not be sent
+    with them. Configure a connection (and Firehose token) for that account.
+    """
+    effective = connection_for_request(connection, settings)
+    if effective.public_key != connection.public_key:
+        raise InputError(
+            join_pointer(*SETTINGS_POINTER, "publicApiKey"),
+            f"differs from connection {connection.name!r}'s public_api_key; configure a connection for that account",
+        )
+    return effective
 
 
 def planned_size(batches: list[UserBatch]) -> int:
@@ -118,14 +125,14 @@ def _event_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> list[
     """One job per mParticle event that will be sent (``plan_batch``'s ``planned``)."""
     if not mapped.planned or mapped.profile is None:
         return []
-    profile_key = _profile_key(mapped.profile.get("email"), mapped.profile.get("phone_number"))
+    who = profile_key(mapped.profile.get("email"), mapped.profile.get("phone_number"))
     events = {event.index: event for event in batch.events}
     jobs = []
     for planned in mapped.planned:
         event = events[planned.index]
-        key = event_job_key(event.timestamp_ms, planned.unique_id, profile_key, planned.metric)
+        key = event_job_key(event.timestamp_ms, planned.unique_id, who, planned.metric)
         payload = _encode_payload(msgspec.structs.replace(batch, events=(event,)))
-        jobs.append(NewJob(connection=connection, key=key, profile_key=profile_key, kind=EVENT, payload=payload))
+        jobs.append(NewJob(connection=connection, key=key, profile_key=who, kind=EVENT, payload=payload))
     return jobs
 
 
@@ -161,7 +168,7 @@ def _consent_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> lis
         NewJob(
             connection=connection,
             key=_consent_key(kind, change),
-            profile_key=_profile_key(change.email, change.phone_number),
+            profile_key=profile_key(change.email, change.phone_number),
             kind=kind,
             payload=consents_only,
         )
@@ -170,12 +177,12 @@ def _consent_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> lis
 
 
 def _consent_key(kind: str, change: Subscription | Unsubscription) -> str:
-    who = _profile_key(change.email, change.phone_number)
+    who = profile_key(change.email, change.phone_number)
     prefix = "consent" if kind == SUBSCRIPTION else "unconsent"
     key = f"{prefix}:{who}:{'+'.join(sorted(change.channels))}"
     return key if change.timestamp_ms is None else f"{key}@{int(change.timestamp_ms)}"
 
 
-def _profile_key(email: str | None, phone: str | None) -> str:
+def profile_key(email: str | None, phone: str | None) -> str:
     """What orders a profile's jobs: its email, else its phone."""
     return f"email:{email.lower()}" if email else f"phone:{phone}" if phone else ""

@@ -24,12 +24,14 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "POST /api/profile-import": ("profiles:write",),
     "POST /api/profile-subscription-bulk-create-jobs": ("lists:write", "profiles:write", "subscriptions:write"),
     "POST /api/profile-subscription-bulk-delete-jobs": ("lists:write", "profiles:write", "subscriptions:write"),
+    "POST /api/data-privacy-deletion-jobs": ("data-privacy:write",),
 }
 
 _KINDS: dict[str, RequestKind] = {
     "POST /api/event-bulk-create-jobs": "event_bulk",
     "POST /api/profile-subscription-bulk-create-jobs": "subscription_bulk",
     "POST /api/profile-subscription-bulk-delete-jobs": "unsubscription_bulk",
+    "POST /api/data-privacy-deletion-jobs": "deletion",
     "POST /client/subscriptions": "subscription",
 }
 

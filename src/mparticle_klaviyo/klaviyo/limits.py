@@ -23,6 +23,7 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "POST /api/profile-import": RateLimit(75, 750),
     "POST /api/profile-subscription-bulk-create-jobs": RateLimit(75, 750),
     "POST /api/profile-subscription-bulk-delete-jobs": RateLimit(75, 750),
+    "POST /api/data-privacy-deletion-jobs": RateLimit(3, 60),
 }
 
 MAX_EVENT_PROPERTIES = 400

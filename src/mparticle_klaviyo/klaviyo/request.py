@@ -7,7 +7,7 @@ from typing import Any, Literal
 import msgspec
 
 AuthKind = Literal["public", "private"]
-RequestKind = Literal["event", "event_bulk", "subscription", "subscription_bulk", "unsubscription_bulk"]
+RequestKind = Literal["event", "event_bulk", "subscription", "subscription_bulk", "unsubscription_bulk", "deletion"]
 
 
 class KlaviyoRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -41,6 +41,18 @@ def build_profile(batch: UserBatch, settings: MappingSettings, out: MappedBatch)
     return profile
 
 
+def subject_identifiers(identities: dict[str, str], settings: MappingSettings) -> tuple[str | None, str | None]:
+    """The email and E.164 phone that name a person to Klaviyo (an erasure's subject), or None each.
+
+    Read as a batch's are: the configured identity types, the email checked, the phone in the
+    default region (an erasure has no attributes to say the user's country).
+    """
+    email = identities.get(settings.email_identity, "").strip()
+    raw_phone = identities.get(settings.phone_identity)
+    phone = to_e164(raw_phone, settings.default_phone_region) if raw_phone else None
+    return (email if _EMAIL.match(email) else None), phone
+
+
 def _email(batch: UserBatch, settings: MappingSettings, out: MappedBatch) -> str | None:
     """The email from the configured identity type, if it looks like one."""
     email = batch.identities.get(settings.email_identity)

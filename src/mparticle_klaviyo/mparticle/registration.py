@@ -94,9 +94,14 @@ def _setting(
     return setting
 
 
-def registration_response(request_id: str | None = None, now_ms: int | None = None) -> dict[str, Any]:
-    """The registration response; ``id`` echoes the request's id when given."""
-    return {
+def registration_response(
+    request_id: str | None = None, now_ms: int | None = None, *, erasure: bool = False
+) -> dict[str, Any]:
+    """The registration response; ``id`` echoes the request's id when given.
+
+    ``erasure`` declares DSR support (erasure requests), for a connection with ``forward_erasure``.
+    """
+    response = {
         "type": "module_registration_response",
         "id": request_id or str(uuid.uuid4()),
         "timestamp_ms": now_ms if now_ms is not None else int(time.time() * 1000),
@@ -119,3 +124,9 @@ def registration_response(request_id: str | None = None, now_ms: int | None = No
             "max_data_age_hours": 24,
         },
     }
+    if erasure:
+        response["dsr_processing_registration"] = {
+            "account_settings": [_setting(*s) for s in _SETTINGS],
+            "supported_dsr_types": ["erasure"],
+        }
+    return response

@@ -33,6 +33,12 @@ class Metrics:
         self.throttled = Counter("mpk_klaviyo_429", "429 answers from Klaviyo", ["connection", "endpoint"], registry=r)
         self.backlog = Gauge("mpk_backlog_jobs", "Jobs per state", ["connection", "state"], registry=r)
         self.oldest = Gauge("mpk_oldest_job_age_seconds", "Age of the oldest ready job", ["connection"], registry=r)
+        self.erasures = Counter(
+            "mpk_erasures_accepted", "Erasure requests (GDPR/CCPA) durably queued", ["connection"], registry=r
+        )
+        self.erased = Counter(
+            "mpk_jobs_erased", "Queued jobs dropped because their profile was erased", ["connection"], registry=r
+        )
         self.blocked_profiles = Gauge(
             "mpk_blocked_profiles", "Profiles held by the barrier", ["connection"], registry=r
         )

@@ -19,9 +19,11 @@ from aiohttp import web
 
 from mparticle_klaviyo.config import Config, Connection
 from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.jobs.erasure import plan_erasure
 from mparticle_klaviyo.jobs.plan import plan_jobs, planned_size
 from mparticle_klaviyo.json_errors import decode_checked
 from mparticle_klaviyo.mparticle.decode import decode_document, decode_firehose
+from mparticle_klaviyo.mparticle.dsr import DSR_PROCESSING_REQUEST, decode_erasure
 from mparticle_klaviyo.mparticle.firehose import EVENT_PROCESSING_REQUEST, MODULE_REGISTRATION_REQUEST, Envelope
 from mparticle_klaviyo.mparticle.model import UserBatch
 from mparticle_klaviyo.mparticle.registration import FIREHOSE_VERSION, registration_response
@@ -49,7 +51,7 @@ _envelope = msgspec.json.Decoder(Envelope)
 _UNSUPPORTED_FIREHOSE = {
     "audience_subscription_request": "audiences are not supported: this is an event integration",
     "audience_membership_change_request": "audiences are not supported: this is an event integration",
-    "dsr_processing_request": "data subject requests are not supported: delete the profile in Klaviyo",
+    "dsr_processing_request": "erasure requests are not supported by this connection: set forward_erasure",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # A registration request is ~100 bytes: without credentials nothing larger is read.
@@ -68,6 +70,8 @@ class Ingest:
         self.metrics = metrics
         self.wake = wake
         self.ready = False
+        # Registration declares erasure support when a connection forwards erasures.
+        self._erasure = any(c.settings.forward_erasure for c in config.connections.values())
         self._backlog = 0
         self._backlog_at = 0.0
         service = config.service
@@ -102,7 +106,9 @@ class Ingest:
         async with self.admitted(request, self._bulk_limit()) as raw:
             kind = _envelope_type(raw)
             if kind == MODULE_REGISTRATION_REQUEST:
-                return web.json_response(registration_response(_request_id(raw)))
+                return web.json_response(registration_response(_request_id(raw), erasure=self._erasure))
+            if kind == DSR_PROCESSING_REQUEST and connection.settings.forward_erasure:
+                return await self._erasure_request(raw, connection)
             if kind in _UNSUPPORTED_FIREHOSE:
                 return error_response(400, "UNSUPPORTED", _UNSUPPORTED_FIREHOSE[kind or ""], "/type")
             if kind is None:
@@ -133,7 +139,23 @@ class Ingest:
             registration = False
         if not registration:
             raise refused
-        return web.json_response(registration_response(_request_id(raw)))
+        return web.json_response(registration_response(_request_id(raw), erasure=self._erasure))
+
+    async def _erasure_request(self, raw: bytes, connection: Connection) -> web.StreamResponse:
+        """A ``dsr_processing_request`` (erasure): stored durably as a job, then answered."""
+        job = plan_erasure(decode_erasure(raw), connection)
+        await self._check_backlog("firehose")
+        result = await self.store.enqueue([job], time.time())
+        self.metrics.erasures.labels(connection.name).inc(result.stored)
+        self.wake(connection.name)
+        return web.json_response(
+            {
+                "type": "dsr_processing_response",
+                "id": _request_id(raw) or "",
+                "timestamp_ms": int(time.time() * 1000),
+                "firehose_version": FIREHOSE_VERSION,
+            }
+        )
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """``POST /v2/events``: one batch, HTTP Basic auth."""

@@ -106,8 +106,9 @@ def openapi_document() -> dict[str, Any]:
     """The document served at ``/openapi.json``."""
     (batch, _), components = msgspec.json.schema_components([Batch, EventProcessingRequest], ref_template=_REF)
     components["BulkBatches"] = {"type": "array", "maxItems": 100, "items": batch}
-    # Every Firehose message type is posted to /firehose; only event processing requests are
-    # decoded further (registration: 200, audience and DSR: 400 UNSUPPORTED).
+    # Every Firehose message type is posted to /firehose; event processing requests are decoded
+    # further (registration: 200; audience: 400 UNSUPPORTED; DSR erasure: 200 with a
+    # dsr_processing_response where the connection sets forward_erasure, else 400 UNSUPPORTED).
     components["EventProcessingRequest"]["properties"]["type"] = {"type": "string", "enum": [EVENT_PROCESSING_REQUEST]}
     components["OtherFirehoseMessage"] = {
         "type": "object",
@@ -127,7 +128,7 @@ def openapi_document() -> dict[str, Any]:
     accepted = {"202": {"description": "Durably queued"}}
     firehose_ok = {
         "200": {
-            "description": "Registration or event processing response",
+            "description": "Registration, event processing or DSR processing response",
             "content": {"application/json": {"schema": {"type": "object"}}},
         }
     }

@@ -3,7 +3,7 @@
 The public key (company id) is checked for its format only: the client API has no call that
 proves it without recording data. A private key is proved per endpoint the connection will use
 (bulk events, bulk subscriptions when consents are mapped, bulk unsubscriptions with
-``consent_removal``) with an empty request
+``consent_removal``, deletion jobs with ``forward_erasure``) with an empty request
 (``klaviyo/check.py``): 400 means accepted, 401 refused, 403 a scope missing. ``serve`` logs the
 same lines at start and starts anyway: ingest is durable, and delivery pauses on a 401/403.
 """
@@ -19,7 +19,12 @@ import msgspec
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery.lane import Transport
-from mparticle_klaviyo.delivery.payloads import BULK_EVENTS, BULK_SUBSCRIPTIONS, BULK_UNSUBSCRIPTIONS
+from mparticle_klaviyo.delivery.payloads import (
+    BULK_EVENTS,
+    BULK_SUBSCRIPTIONS,
+    BULK_UNSUBSCRIPTIONS,
+    DATA_PRIVACY_DELETIONS,
+)
 from mparticle_klaviyo.klaviyo.check import SCOPES, Accepted, Refusal, Verdict, judge, probe_request
 from mparticle_klaviyo.mapping.consent import SUBSCRIPTION_CHANNELS
 
@@ -49,6 +54,8 @@ def features(connection: Connection) -> dict[str, str]:
         used["consent subscriptions"] = f"POST {BULK_SUBSCRIPTIONS}"
     if connection.settings.consent_removal:
         used["consent removal"] = f"POST {BULK_UNSUBSCRIPTIONS}"
+    if connection.settings.forward_erasure:
+        used["erasure"] = f"POST {DATA_PRIVACY_DELETIONS}"
     return used
 
 

@@ -174,6 +174,10 @@ class AsyncStore:
         """See ``JobStore.failing_jobs``."""
         return await self._run(partial(self.store.failing_jobs, connection))
 
+    async def erase(self, connection: str, profile_keys: Sequence[str], before_id: int, keep_kind: str) -> list[Job]:
+        """See ``JobStore.erase``."""
+        return await self._run(partial(self.store.erase, connection, profile_keys, before_id, keep_kind))
+
     async def dead(self, where: DeadFilter, limit: int = 100, offset: int = 0) -> list[Job]:
         """See ``JobStore.dead``."""
         return await self._run(partial(self.store.dead, where, limit, offset))

@@ -175,6 +175,12 @@ class JobStore(Protocol):
         """
         ...
 
+    def erase(self, connection: str, profile_keys: Sequence[str], before_id: int, keep_kind: str) -> list[Job]:
+        """Delete the READY and DEAD jobs (not LEASED ones, nor jobs of ``keep_kind``) of
+        ``connection`` whose profile key is one of ``profile_keys`` and whose id is below
+        ``before_id``: what an erasure drops. Returns the deleted jobs, by id."""
+        ...
+
     def forget_before(self, cutoff: float) -> int:
         """Drop dedup memory of keys first seen before ``cutoff``; how many."""
         ...

@@ -168,6 +168,13 @@ class SqliteJobStore:
         with self._read() as conn:
             return [sql.to_job(row) for row in conn.execute(sql.FAILING, (connection,))]
 
+    def erase(self, connection: str, profile_keys: Sequence[str], before_id: int, keep_kind: str) -> list[Job]:
+        """Delete the READY and DEAD jobs of these profiles older than ``before_id``; the deleted, by id."""
+        with self._write() as conn:
+            params = (connection, before_id, keep_kind, json.dumps(list(profile_keys)))
+            rows = conn.execute(sql.ERASE, params).fetchall()
+        return sorted(map(sql.to_job, rows), key=_job_id)
+
     def forget_before(self, cutoff: float) -> int:
         """Drop dedup memory of keys first seen before ``cutoff``; how many."""
         with self._write() as conn:

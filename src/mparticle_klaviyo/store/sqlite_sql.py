@@ -65,6 +65,14 @@ SELECT {JOB_COLUMNS} FROM jobs
 WHERE connection = ? AND state = {READY} AND (attempts > 0 OR throttles > 0) ORDER BY id
 """
 FORGET = "DELETE FROM seen WHERE first_seen < ?"
+# A scan of the connection's jobs: erasures are rare (Klaviyo takes 60 a minute), and an index
+# on profile_key would cost every enqueue.
+ERASE = f"""
+DELETE FROM jobs
+WHERE connection = ? AND id < ? AND state != {LEASED} AND kind != ?
+    AND profile_key IN (SELECT value FROM json_each(?))
+RETURNING {JOB_COLUMNS}
+"""
 
 CONNECTIONS = "SELECT connection FROM job_counts GROUP BY connection HAVING sum(n) > 0 ORDER BY connection"
 BACKLOG_ALL = f"SELECT coalesce(sum(n), 0) FROM job_counts WHERE state IN ({READY}, {LEASED})"
