@@ -26,7 +26,8 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery.clients import client_for
-from mparticle_klaviyo.delivery.dispatcher import Dispatcher, DispatchOptions
+from mparticle_klaviyo.delivery.dispatch_options import DispatchOptions
+from mparticle_klaviyo.delivery.dispatcher import Dispatcher
 from mparticle_klaviyo.delivery.key_pause import CAUSE
 from mparticle_klaviyo.delivery.lane import Transport
 from mparticle_klaviyo.errors import InputError

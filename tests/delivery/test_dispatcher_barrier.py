@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mparticle_klaviyo.delivery.backoff import Backoff
-from mparticle_klaviyo.delivery.dispatcher import DispatchOptions
+from mparticle_klaviyo.delivery.dispatch_options import DispatchOptions
 from mparticle_klaviyo.jobs.plan import unique_id_of
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
 from mparticle_klaviyo.store.base import DeadFilter, JobState

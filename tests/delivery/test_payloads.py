@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -13,11 +12,7 @@ from mparticle_klaviyo.delivery.payloads import (
     CLIENT_EVENTS,
     CLIENT_SUBSCRIPTIONS,
     BulkEventBuilder,
-    BulkSubscriptionBuilder,
     client_event_request,
-    event_requests,
-    refusal,
-    request_units,
     subscription_request,
 )
 from mparticle_klaviyo.klaviyo.limits import MAX_BODY_BYTES, MAX_BULK_EVENTS
@@ -258,129 +253,6 @@ def test_a_small_byte_limit_cuts_jobs_sooner() -> None:
 
 def test_flushing_an_empty_builder_yields_nothing() -> None:
     assert list(BulkEventBuilder().flush()) == []
-
-
-def test_event_requests_are_one_per_event_in_client_mode() -> None:
-    requests = list(event_requests([event("a"), event("b")], server_mode=False))
-    assert [(r.path, r.event_keys) for r in requests] == [(CLIENT_EVENTS, ("a",)), (CLIENT_EVENTS, ("b",))]
-
-
-def test_event_requests_are_bulk_jobs_in_server_mode() -> None:
-    requests = list(event_requests([event("a"), event("b")], server_mode=True))
-    assert [(r.path, r.event_keys) for r in requests] == [(BULK_EVENTS, ("a", "b"))]
-
-
-def test_no_events_make_no_requests() -> None:
-    assert list(event_requests([], server_mode=True)) == []
-    assert list(event_requests([], server_mode=False)) == []
-
-
-def subscribed(request: KlaviyoRequest) -> list[str]:
-    return [p["attributes"].get("email") or p["attributes"]["phone_number"] for p in profiles_of(request)]
-
-
-def profiles_of(request: KlaviyoRequest) -> list[dict[str, Any]]:
-    found = request.body["data"]["attributes"]["profiles"]["data"]
-    assert isinstance(found, list)
-    return found
-
-
-def consent(who: str, *channels: str) -> Subscription:
-    contact = {"phone_number": who} if who.startswith("+") else {"email": who}
-    return Subscription(channels=channels or ("email",), **contact)
-
-
-def pack(items: Sequence[tuple[Subscription, str | None]], builder: BulkSubscriptionBuilder) -> list[KlaviyoRequest]:
-    requests = [r for subscription, list_id in items for r in builder.add(subscription, list_id)]
-    return requests + list(builder.flush())
-
-
-def test_consents_are_packed_into_bulk_subscription_jobs_of_up_to_1000_profiles() -> None:
-    requests = pack([(consent(f"p{n}@example.com"), "L") for n in range(2500)], BulkSubscriptionBuilder())
-    assert [len(profiles_of(r)) for r in requests] == [1000, 1000, 500]
-    assert {(r.path, r.auth, r.kind, r.event_keys) for r in requests} == {
-        (BULK_SUBSCRIPTIONS, "private", "subscription_bulk", ())
-    }
-    assert subscribed(requests[1])[0] == "p1000@example.com"
-    one = subscription_request(consent("p0@example.com"), "L", server_mode=True)
-    assert requests[0].body["data"]["relationships"] == one.body["data"]["relationships"]
-    assert profiles_of(requests[0])[0] == profiles_of(one)[0]
-
-
-def test_a_subscription_job_holds_one_list_and_one_channel_set() -> None:
-    items = [
-        (consent("a@example.com"), "L"),
-        (consent("b@example.com"), "M"),
-        (consent("c@example.com", "email", "sms"), "L"),
-        (consent("d@example.com"), "L"),
-        (consent("e@example.com"), None),
-    ]
-    requests = pack(items, BulkSubscriptionBuilder())
-    assert [subscribed(r) for r in requests] == [
-        ["a@example.com", "d@example.com"],
-        ["b@example.com"],
-        ["c@example.com"],
-        ["e@example.com"],
-    ]
-    assert [r.body["data"].get("relationships", {}).get("list", {}).get("data", {}).get("id") for r in requests] == [
-        "L",
-        "M",
-        "L",
-        None,
-    ]
-
-
-def test_an_email_or_phone_already_in_a_subscription_job_waits_for_the_next() -> None:
-    builder = BulkSubscriptionBuilder()
-    both = Subscription(channels=("email",), email="a@example.com", phone_number="+15555550100")
-    items = [
-        (consent("a@example.com"), "L"),
-        (consent("+15555550100"), "L"),
-        (both, "L"),
-        (consent("b@example.com"), "L"),
-    ]
-    requests = pack(items, builder)
-    assert [subscribed(r) for r in requests] == [["a@example.com", "+15555550100"], ["a@example.com", "b@example.com"]]
-    assert builder.empty
-
-
-def test_a_refused_entry_is_cut_out_of_the_bulk_job() -> None:
-    [job] = bulk([event("a1"), event("s1", profile=SAM), event("a2"), event("s2", profile=SAM)])
-    split = refusal(job, "/data/attributes/events-bulk-create/data/0/attributes/profile/data/attributes/email")
-    assert split is not None and split.rest is not None
-    assert split.refused == 2
-    assert split.rest.event_keys == ("s1", "s2")
-    assert [uids(e) for e in entries(split.rest)] == [["s1", "s2"]]
-    assert [uids(e) for e in entries(job)] == [["a1", "a2"], ["s1", "s2"]], "the refused job is left as it was"
-
-
-def test_a_pointer_to_one_event_refuses_that_event_only() -> None:
-    [job] = bulk([event("a1"), event("s1", profile=SAM), event("a2")])
-    split = refusal(job, "/data/attributes/events-bulk-create/data/0/attributes/events/data/1/attributes/time")
-    assert split is not None and split.rest is not None
-    assert split.refused == 1
-    assert split.rest.event_keys == ("a1", "s1")
-    assert [uids(e) for e in entries(split.rest)] == [["a1"], ["s1"]]
-
-
-def test_a_refused_profile_is_cut_out_of_the_bulk_subscription_job() -> None:
-    [job] = pack([(consent(f"p{n}@example.com"), "L") for n in range(3)], BulkSubscriptionBuilder())
-    split = refusal(job, "/data/attributes/profiles/data/1/attributes/email")
-    assert split is not None and split.rest is not None
-    assert (split.refused, subscribed(split.rest)) == (1, ["p0@example.com", "p2@example.com"])
-    assert split.rest.body["data"]["relationships"] == job.body["data"]["relationships"]
-    assert (request_units(job), request_units(split.rest)) == (3, 2)
-
-
-def test_a_pointer_naming_no_entry_splits_nothing() -> None:
-    [job] = bulk([event("a1"), event("s1", profile=SAM)])
-    assert refusal(job, None) is None
-    assert refusal(job, "/data/attributes/events-bulk-create/data") is None
-    assert refusal(job, "/data/attributes/events-bulk-create/data/2") is None
-    assert refusal(job, "/data/attributes/profiles/data/0") is None
-    assert refusal(client_event_request(event("a1")), "/data/attributes/profile/data/attributes/email") is None
-    last = refusal(bulk([event("a1")])[0], "/data/attributes/events-bulk-create/data/0")
-    assert last is not None and (last.refused, last.rest) == (1, None)
 
 
 def test_a_client_subscription_carries_the_external_id() -> None:

@@ -25,7 +25,8 @@ import msgspec
 from aiohttp import web
 
 from mparticle_klaviyo.config import Connection, ConnectionSettings
-from mparticle_klaviyo.delivery.dispatcher import Dispatcher, DispatchOptions
+from mparticle_klaviyo.delivery.dispatch_options import DispatchOptions
+from mparticle_klaviyo.delivery.dispatcher import Dispatcher
 from mparticle_klaviyo.jobs.plan import plan_jobs
 from mparticle_klaviyo.klaviyo.client import KlaviyoClient
 from mparticle_klaviyo.klaviyo.emulator import Emulator, EmulatorConfig, RunningEmulator

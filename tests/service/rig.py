@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from mparticle_klaviyo.config import Connection
-from mparticle_klaviyo.delivery.dispatcher import DispatchOptions
+from mparticle_klaviyo.delivery.dispatch_options import DispatchOptions
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import EnqueueResult, Job

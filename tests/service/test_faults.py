@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mparticle_klaviyo.delivery.dispatcher import DispatchOptions
+from mparticle_klaviyo.delivery.dispatch_options import DispatchOptions
 from mparticle_klaviyo.jobs.plan import unique_id_of
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
 from mparticle_klaviyo.store.aio import AsyncStore

@@ -1,4 +1,4 @@
-"""Delivery engine: pacing (gate, two-window limiter, AIMD), retries and the streaming sender."""
+"""Delivery engine: the dispatcher, send-time packing, pacing (gate, two-window limiter, AIMD) and retries."""
 
 from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.delivery.clock import Clock, FakeClock, MonotonicClock
@@ -12,26 +12,19 @@ from mparticle_klaviyo.delivery.ratelimit import (
     derive_params,
     window_budgets,
 )
-from mparticle_klaviyo.delivery.report import DeliveryReport, Result, ResultStatus
-from mparticle_klaviyo.delivery.sender import ResultCallback, Sender
 
 __all__ = [
     "AdaptiveConcurrency",
     "Backoff",
     "BucketParams",
     "Clock",
-    "DeliveryReport",
     "FakeClock",
     "Lane",
     "LimiterParams",
     "MonotonicClock",
     "Permit",
     "RateLimiter",
-    "Result",
-    "ResultCallback",
-    "ResultStatus",
     "RetryAfterGate",
-    "Sender",
     "Signal",
     "Transport",
     "derive_params",

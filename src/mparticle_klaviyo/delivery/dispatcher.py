@@ -29,22 +29,12 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
-import msgspec
-
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.delivery.barrier import Barrier
-from mparticle_klaviyo.delivery.circuit import Circuit, CircuitOptions, Paused
+from mparticle_klaviyo.delivery.circuit import Circuit, Paused
 from mparticle_klaviyo.delivery.clock import MonotonicClock
-from mparticle_klaviyo.delivery.credentials import CredentialOptions
-from mparticle_klaviyo.delivery.dead_letters import (
-    MAX_AGE,
-    THROTTLED,
-    dead_reason,
-    iso_time,
-    job_fields,
-    postpone_cause,
-)
+from mparticle_klaviyo.delivery.dispatch_options import DispatchOptions, account_lanes
 from mparticle_klaviyo.delivery.erasures import erase_behind
 from mparticle_klaviyo.delivery.key_pause import CredentialGuard
 from mparticle_klaviyo.delivery.lane import Lane, Transport
@@ -52,10 +42,11 @@ from mparticle_klaviyo.delivery.observer import SettleObserver
 from mparticle_klaviyo.delivery.outages import watch_outages
 from mparticle_klaviyo.delivery.profile_order import ProfileOrder
 from mparticle_klaviyo.delivery.report import Tally
-from mparticle_klaviyo.delivery.retry_policy import Bury, Retry, RetryPolicy
+from mparticle_klaviyo.delivery.retry_policy import RetryPolicy
 from mparticle_klaviyo.delivery.senders import BulkSenders
-from mparticle_klaviyo.delivery.units import MappedJob, Unit, Unmappable, build_units, culprits, map_job, now_ms
-from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable, Throttled
+from mparticle_klaviyo.delivery.settle import Settler
+from mparticle_klaviyo.delivery.units import MappedJob, Unit, Unmappable, build_units, map_job, now_ms
+from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Retryable, Throttled
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.store.aio import AsyncStore
@@ -69,43 +60,6 @@ _ERROR_PAUSE_S = 1.0
 _MAP_SLICE = 50
 # A job held behind an open job of its profile (profile_order.py) is claimed again after this.
 _PROFILE_HOLD_S = 0.5
-
-
-class DispatchOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Knobs of delivery."""
-
-    claim_batch: int = 1000
-    max_in_flight_jobs: int = 4000
-    lease_s: float = 120.0
-    poll_s: float = 0.25
-    max_attempts: int = 8
-    max_age_s: float = 7 * 86400
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 600.0
-    default_retry_after_s: float = 1.0
-    max_retry_after_s: float = 600.0
-    release_every_s: float = 10.0
-    max_concurrency: int = 64
-    # True when this process is known to be the store's only deliverer (``serve`` holds the
-    # store's OwnerLock): every lease found at start is a dead process's and is released at
-    # once, and leases never expire while it runs (a unit waiting long in the limiter's queue
-    # is not claimed and sent a second time). Otherwise expired leases are released every
-    # ``release_every_s``.
-    sole_owner: bool = False
-    # When the account's circuit opens (Klaviyo unreachable) and how often it probes.
-    circuit: CircuitOptions = msgspec.field(default_factory=CircuitOptions)
-    # How often a connection paused by a 401/403 probes Klaviyo.
-    credentials: CredentialOptions = msgspec.field(default_factory=CredentialOptions)
-
-
-def account_lanes(connection: Connection, options: DispatchOptions) -> dict[str, Lane]:
-    """One lane (Retry-After gate, two-window limiter, AIMD) per rate-limited endpoint of an account."""
-    clock = MonotonicClock()
-    circuit = Circuit(clock, options.circuit)  # one per account: an outage is the account's, not an endpoint's
-    return {
-        endpoint: Lane(limit, clock, max_concurrency=options.max_concurrency, circuit=circuit)
-        for endpoint, limit in connection.rate_limits.items()
-    }
 
 
 class Dispatcher:
@@ -126,7 +80,6 @@ class Dispatcher:
         self.connection = connection
         # Unix time for the store (due times, leases, job ages); injectable so tests can age jobs.
         self._now = wall_clock
-        self._observer = observer  # hears acks and burials (replay's counts); nothing else changes
         self.store = store
         self.client: Transport = _TimedTransport(client, metrics)  # each request's latency, per endpoint
         self.metrics = metrics
@@ -144,14 +97,15 @@ class Dispatcher:
             connection.name, lambda: self.client, self._lanes, metrics, self.options.credentials, wake=self.wake.set
         )
         self._backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s, rng)
-        # The same decisions as the streaming Sender's (delivery/retry_policy.py).
         self.policy = RetryPolicy(
             max_attempts=self.options.max_attempts,
             max_age_s=self.options.max_age_s,
             default_retry_after_s=self.options.default_retry_after_s,
             max_retry_after_s=self.options.max_retry_after_s,
         )
-        self._blocker_due: dict[int, float] = {}
+        self.settler = Settler(
+            connection.name, store, metrics, self.policy, self._backoff, self.barrier, wall_clock, observer
+        )
         self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
         self._orphans: list[tuple[tuple[Job, ...], str]] = []
         self._in_flight = 0
@@ -215,7 +169,7 @@ class Dispatcher:
         """After a restart, profiles with failing jobs are blocked again, as before the crash."""
         for job in await self.store.failing_jobs(self.connection.name):
             self.barrier.failed(job.profile_key, job.id)
-            self._blocker_due[job.id] = job.run_at
+            self.settler.blocker_due[job.id] = job.run_at
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Sleep until woken (new jobs), a unit finishes, or the poll interval passes."""
@@ -286,7 +240,7 @@ class Dispatcher:
         """
         while self._orphans:
             jobs, error = self._orphans[0]
-            await self._retry(list(jobs), Retryable(reason="internal_error", detail=error))
+            await self.settler.retry(list(jobs), Retryable(reason="internal_error", detail=error))
             self._orphans.pop(0)
 
     async def _hold_back_by_profile(self, mapped: list[MappedJob]) -> list[MappedJob]:
@@ -321,7 +275,7 @@ class Dispatcher:
         held: dict[float, list[int]] = {}
         now = self._now()
         for job_id, blocker in admission.held.items():
-            due = max(now + 0.5, self._blocker_due.get(blocker, now) + 0.1)
+            due = max(now + 0.5, self.settler.blocker_due.get(blocker, now) + 0.1)
             held.setdefault(due, []).append(job_id)
         sent = set(admission.send)
         sendable = [job for job in jobs if job.id in sent]
@@ -339,7 +293,7 @@ class Dispatcher:
                 await asyncio.sleep(0)
             result = map_job(job, self.connection, stamp)
             if isinstance(result, Unmappable):
-                await self._bury([job], result.reason, result.detail)
+                await self.settler.bury([job], result.reason, result.detail)
             else:
                 mapped.append(result)
         return mapped
@@ -353,7 +307,7 @@ class Dispatcher:
         for index, request in enumerate(unit.requests):
             lane = self._lanes.get(request.endpoint)
             if lane is None:
-                await self._bury(list(unit.jobs), "unknown_endpoint", request.endpoint)
+                await self.settler.bury(list(unit.jobs), "unknown_endpoint", request.endpoint)
                 return
             if index == 0 and first is not None:
                 sent = first
@@ -362,140 +316,20 @@ class Dispatcher:
                 sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id, hold)
             if self.credentials.stops(request.endpoint, sent):
                 # Not an attempt. Due at once, yet not claimed while paused: a resume sends it at once.
-                await self._postpone(unit.jobs, 0.0, self.credentials.cause())
+                await self.settler.postpone(unit.jobs, 0.0, self.credentials.cause())
                 return
             if isinstance(sent, Paused):
-                await self._postpone(unit.jobs, sent.retry_in_s, f"klaviyo_unreachable: {sent.reason}")
+                await self.settler.postpone(unit.jobs, sent.retry_in_s, f"klaviyo_unreachable: {sent.reason}")
                 return
             outcome = sent
             if isinstance(outcome, Throttled):
                 self.metrics.throttled.labels(self.connection.name, request.endpoint).inc()
-                lane.gate.close_for(self._gate_seconds(outcome))
-                await self._postpone(unit.jobs, lane.gate.remaining(), "throttled (429)")
+                lane.gate.close_for(self.policy.gate_seconds(outcome))
+                await self.settler.postpone(unit.jobs, lane.gate.remaining(), "throttled (429)")
                 return
             if not isinstance(outcome, Delivered):
                 break
-        await self._settle(unit, outcome)
-
-    async def _settle(self, unit: Unit, outcome: Outcome) -> None:
-        jobs = list(unit.jobs)
-        if isinstance(outcome, Delivered):
-            await self.store.ack([job.id for job in jobs])
-            for job in jobs:
-                self._done(job)
-                self.metrics.delivered.labels(self.connection.name, job.kind).inc()
-            if self._observer is not None:
-                self._observer.acked(unit.jobs, unit.requests)
-        elif isinstance(outcome, Permanent):
-            await self._permanent(unit, outcome)
-        elif isinstance(outcome, Retryable):
-            await self._retry(jobs, outcome)
-
-    async def _postpone(self, unit_jobs: tuple[Job, ...], wait_s: float, error: str) -> None:
-        """A 429 or an outage: back in the queue, due in ``wait_s``; not an attempt, but neither
-        stops the clock: a job still throttled or paused past ``max_age_s`` is dead-lettered."""
-        now = self._now()
-        due = now + wait_s
-        cause = postpone_cause(error)  # "throttled" or "klaviyo_unreachable"
-        status = 429 if cause == THROTTLED else None
-        expired = [job for job in unit_jobs if now - job.created_at > self.options.max_age_s]
-        if expired:
-            await self._bury(expired, dead_reason(MAX_AGE, cause), f"{error} past max_age_s", status=status)
-        jobs = [job for job in unit_jobs if job not in expired]
-        if not jobs:
-            return
-        await self.store.retry([job.id for job in jobs], due, error, False)
-        for job in jobs:
-            self._blocked(job, due)
-        fields = {"reason": cause, "status": status, "attempts": max(job.attempts for job in jobs)}
-        message = THROTTLED if status == 429 else "postponed"
-        self._log_jobs(logging.INFO, message, jobs, **fields, next_due=iso_time(due))
-
-    async def _retry(self, jobs: list[Job], outcome: Retryable) -> None:
-        """A transient failure: try again later, or give up as the retry policy says."""
-        now = self._now()
-        error = f"{outcome.reason} {outcome.detail}".strip()
-        again, delay = await self._give_up(jobs, outcome, error, now)
-        if not again:
-            return
-        # A unit's jobs failed together and are retried together: one delay, one write (a 503 on
-        # a 1000-job bulk request is not 1000 transactions, and its jobs stay in one request).
-        due = now + delay
-        await self.store.retry([j.id for j in again], due, error, True)
-        for job in again:
-            self._blocked(job, due)
-        self.metrics.retried.labels(self.connection.name, outcome.reason).inc(len(again))
-        # The count after this failure; jobs of one unit may differ, so the highest of them.
-        attempts = max(j.attempts for j in again) + 1
-        fields = {"reason": outcome.reason, "status": outcome.status, "attempts": attempts}
-        self._log_jobs(logging.INFO, "retrying", again, **fields, next_due=iso_time(due))
-
-    async def _give_up(self, jobs: list[Job], outcome: Retryable, error: str, now: float) -> tuple[list[Job], float]:
-        """Bury the jobs the retry policy gives up on; the others, and the delay of the most tried."""
-        decisions = [
-            (job, self.policy.decide(outcome, job.attempts, now - job.created_at, self._backoff)) for job in jobs
-        ]
-        buried: dict[str, list[Job]] = {}
-        for job, decision in decisions:
-            if isinstance(decision, Bury):
-                buried.setdefault(decision.reason, []).append(job)
-        for reason, gone in buried.items():
-            await self._bury(gone, reason, error, status=outcome.status, failed=True)
-        again = [(job, d) for job, d in decisions if isinstance(d, Retry)]
-        if not again:
-            return [], 0.0
-        _, most_tried = max(again, key=lambda pair: pair[0].attempts)
-        assert isinstance(most_tried, Retry)
-        return [job for job, _ in again], most_tried.delay_s
-
-    async def _permanent(self, unit: Unit, outcome: Permanent) -> None:
-        """Dead-letter the jobs Klaviyo refused; in a bulk job only the entry its pointer names."""
-        refused = culprits(unit, outcome.pointer)
-        decision = self.policy.decide(outcome, 0, 0.0, self._backoff)
-        reason = decision.reason if isinstance(decision, Bury) else f"http_{outcome.status}"
-        # error_summary already names the pointer in the detail; add it only when it does not.
-        where = f" (at {outcome.pointer})" if outcome.pointer and outcome.pointer not in outcome.detail else ""
-        detail = f"{outcome.reason}: {outcome.detail}{where}"
-        # Klaviyo's refusal is the job's failure: counted, so a refused job shows 1 attempt.
-        await self._bury(refused, reason, detail, status=outcome.status or None, failed=True)
-        buried = {job.id for job in refused}
-        innocent = [job for job in unit.jobs if job.id not in buried]
-        if innocent:
-            # Sent with a bad neighbour; not their fault, so no attempt is counted.
-            now = self._now()
-            await self.store.retry([job.id for job in innocent], now, "resend without a rejected neighbour", False)
-            fields = {"reason": "rejected_neighbour", "status": None, "next_due": iso_time(now)}
-            self._log_jobs(logging.INFO, "resending", innocent, **fields)
-
-    async def _bury(
-        self, jobs: list[Job], reason: str, detail: str, *, status: int | None = None, failed: bool = False
-    ) -> None:
-        """Dead-letter ``jobs``; ``failed``: the failure that buries them counts as an attempt."""
-        await self.store.bury([job.id for job in jobs], reason, detail, self._now(), failed=failed)
-        # Ids, reason and status only: the detail quotes Klaviyo's answer, which may echo data.
-        attempts = max((job.attempts for job in jobs), default=0) + int(failed)
-        self._log_jobs(logging.WARNING, "dead-lettered", jobs, reason=reason, status=status, attempts=attempts)
-        for job in jobs:
-            self._done(job)
-            self.metrics.dead.labels(self.connection.name, reason.split(":")[0]).inc()
-        if self._observer is not None:
-            self._observer.buried(jobs, reason)
-
-    def _log_jobs(self, level: int, message: str, jobs: list[Job], **fields: object) -> None:
-        """One log line about ``jobs`` of this connection: ids (at most 20, and the count), ``fields``."""
-        ids = [job.id for job in jobs]
-        log.log(level, message, extra={"connection": self.connection.name, **job_fields(ids), **fields})
-
-    def _blocked(self, job: Job, due: float) -> None:
-        self.barrier.failed(job.profile_key, job.id)
-        self._blocker_due[job.id] = due
-
-    def _done(self, job: Job) -> None:
-        self.barrier.done(job.profile_key, job.id)
-        self._blocker_due.pop(job.id, None)
-
-    def _gate_seconds(self, outcome: Throttled) -> float:
-        return self.policy.gate_seconds(outcome)
+        await self.settler.settle(unit, outcome)
 
     def busy(self) -> bool:
         """Whether anything claimed is still waiting or being sent (tests wait for idleness)."""

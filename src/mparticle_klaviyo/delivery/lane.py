@@ -41,7 +41,7 @@ class Packed(NamedTuple, Generic[T]):
 
 
 class Transport(Protocol):
-    """What a ``Sender`` needs from a client: send one request, get its classified outcome."""
+    """What a lane needs from a client: send one request, get its classified outcome."""
 
     async def send(self, request: KlaviyoRequest) -> Outcome:
         """Send ``request``; never raise for network trouble."""

@@ -2,20 +2,19 @@
 
 Client mode (public key): one ``POST /client/events`` per event. Server mode (private key):
 ``POST /api/event-bulk-create-jobs`` carrying up to 1000 events grouped per profile, as the
-bulk API requires; ``BulkEventBuilder`` packs them across batches within Klaviyo's limits, and
-``BulkSubscriptionBuilder`` packs consents into ``profile-subscription-bulk-create-jobs``.
-``refusal`` reads Klaviyo's error pointer on a refused bulk job: what it names, and the rest.
+bulk API requires; ``BulkEventBuilder`` packs them within Klaviyo's limits (``pending.py``
+packs what waits at send time). Consents: ``/client/subscriptions``, or bulk subscribe and
+unsubscribe jobs; erasures: ``data-privacy-deletion-jobs``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
 
-from mparticle_klaviyo.klaviyo.limits import MAX_BODY_BYTES, MAX_BULK_EVENTS, MAX_BULK_PROFILES
+from mparticle_klaviyo.klaviyo.limits import MAX_BODY_BYTES, MAX_BULK_EVENTS
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.result import MappedEvent, Subscription, Unsubscription
 
@@ -25,8 +24,6 @@ BULK_EVENTS = "/api/event-bulk-create-jobs"
 BULK_SUBSCRIPTIONS = "/api/profile-subscription-bulk-create-jobs"
 BULK_UNSUBSCRIPTIONS = "/api/profile-subscription-bulk-delete-jobs"
 DATA_PRIVACY_DELETIONS = "/api/data-privacy-deletion-jobs"
-# Bulk jobs whose entries are profiles (``data.attributes.profiles.data``).
-PROFILE_BULK_KINDS = ("subscription_bulk", "unsubscription_bulk")
 CUSTOM_SOURCE = "mParticle"
 
 # Room kept below the 5 MB body limit for the JSON:API envelope around events and profiles.
@@ -310,149 +307,3 @@ def _same_event(holder: tuple[_Identity, MappedEvent], who: _Identity, event: Ma
 def _metric(event: MappedEvent) -> str:
     name: str = event.attributes["metric"]["data"]["attributes"]["name"]
     return name
-
-
-class _SubscriptionJob:
-    """The subscriptions of one pending bulk subscription job, and the identifiers they use."""
-
-    __slots__ = ("ids", "subscriptions")
-
-    def __init__(self) -> None:
-        self.subscriptions: list[Subscription] = []
-        self.ids: set[tuple[str, str]] = set()
-
-    def has(self, subscription: Subscription) -> bool:
-        """Whether the job already subscribes this email or phone number."""
-        return any(i in self.ids for i in _subscriber_ids(subscription))
-
-    def add(self, subscription: Subscription) -> None:
-        """Add one profile's subscription."""
-        self.subscriptions.append(subscription)
-        self.ids.update(_subscriber_ids(subscription))
-
-
-def _subscriber_ids(subscription: Subscription) -> list[tuple[str, str]]:
-    ids = [("email", subscription.email), ("phone_number", subscription.phone_number)]
-    return [(kind, value) for kind, value in ids if value]
-
-
-class BulkSubscriptionBuilder:
-    """Packs consents into bulk subscription jobs: <= 1000 profiles, one list and channel set each.
-
-    An email or phone number is never twice in one job (a second subscription for it waits for
-    the next job), so Klaviyo never has to pick between two versions of a profile.
-    """
-
-    def __init__(self, max_profiles: int = MAX_BULK_PROFILES) -> None:
-        self._max_profiles = max_profiles
-        self._jobs: dict[tuple[str | None, tuple[str, ...]], _SubscriptionJob] = {}
-
-    def add(self, subscription: Subscription, list_id: str | None) -> Iterator[KlaviyoRequest]:
-        """Add one profile's subscription; yields a job that is full, or that already has it."""
-        key = (list_id, subscription.channels)
-        job = self._jobs.get(key)
-        if job is not None and job.has(subscription):
-            del self._jobs[key]
-            yield bulk_subscription_request(job.subscriptions, list_id)
-            job = None
-        if job is None:
-            job = self._jobs[key] = _SubscriptionJob()
-        job.add(subscription)
-        if len(job.subscriptions) >= self._max_profiles:
-            del self._jobs[key]
-            yield bulk_subscription_request(job.subscriptions, list_id)
-
-    @property
-    def empty(self) -> bool:
-        """Whether no subscription is pending."""
-        return not self._jobs
-
-    def flush(self) -> Iterator[KlaviyoRequest]:
-        """Yield every pending job, oldest group first, and start afresh."""
-        jobs, self._jobs = self._jobs, {}
-        for (list_id, _), job in jobs.items():
-            yield bulk_subscription_request(job.subscriptions, list_id)
-
-
-class Refusal(msgspec.Struct, frozen=True):
-    """What Klaviyo's error pointer names in a refused bulk job, and the job without it.
-
-    ``refused`` counts the events (event jobs) or profiles (subscription jobs) named; ``rest``
-    is None when nothing else was in the job.
-    """
-
-    refused: int
-    rest: KlaviyoRequest | None
-
-
-_ENTRY_POINTER = re.compile(r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?")
-_PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)")
-
-
-def refusal(request: KlaviyoRequest, pointer: str | None) -> Refusal | None:
-    """Split a refused bulk job at Klaviyo's error pointer; None when it names no entry."""
-    if request.kind == "event_bulk":
-        match = _ENTRY_POINTER.match(pointer or "")
-        return None if match is None else _event_refusal(request, int(match.group(1)), match.group(2))
-    if request.kind in PROFILE_BULK_KINDS:
-        match = _PROFILE_POINTER.match(pointer or "")
-        return None if match is None else _profile_refusal(request, int(match.group(1)))
-    return None
-
-
-def _event_refusal(request: KlaviyoRequest, index: int, event_index: str | None) -> Refusal | None:
-    """The named entry (or only the named event of it) out of an event bulk job."""
-    attributes = request.body["data"]["attributes"]
-    entries: list[dict[str, Any]] = attributes["events-bulk-create"]["data"]
-    if index >= len(entries):
-        return None
-    entry = entries[index]
-    events: list[dict[str, Any]] = entry["attributes"]["events"]["data"]
-    kept = entries[:index] + entries[index + 1 :]
-    refused = events
-    if event_index is not None and int(event_index) < len(events):
-        position = int(event_index)
-        refused = [events[position]]
-        others = events[:position] + events[position + 1 :]
-        if others:
-            events_data = {**entry["attributes"]["events"], "data": others}
-            kept.insert(index, {**entry, "attributes": {**entry["attributes"], "events": events_data}})
-    if not kept:
-        return Refusal(len(refused), None)
-    # A unique_id is never twice in one job (BulkEventBuilder), so it names one event.
-    gone = {e["attributes"].get("unique_id") for e in refused}
-    body = {"data": {**request.body["data"], "attributes": {**attributes, "events-bulk-create": {"data": kept}}}}
-    keys = tuple(k for k in request.event_keys if k not in gone)
-    return Refusal(len(refused), msgspec.structs.replace(request, body=body, event_keys=keys))
-
-
-def _profile_refusal(request: KlaviyoRequest, index: int) -> Refusal | None:
-    """The named profile out of a bulk subscription job."""
-    attributes = request.body["data"]["attributes"]
-    profiles: list[Any] = attributes["profiles"]["data"]
-    if index >= len(profiles):
-        return None
-    kept = profiles[:index] + profiles[index + 1 :]
-    if not kept:
-        return Refusal(1, None)
-    body = {"data": {**request.body["data"], "attributes": {**attributes, "profiles": {"data": kept}}}}
-    return Refusal(1, msgspec.structs.replace(request, body=body))
-
-
-def request_units(request: KlaviyoRequest) -> int:
-    """What a request carries for a summary: its events, or the profiles it (un)subscribes."""
-    if request.kind in PROFILE_BULK_KINDS:
-        return len(request.body["data"]["attributes"]["profiles"]["data"])
-    return len(request.event_keys) or 1
-
-
-def event_requests(events: Iterable[MappedEvent], server_mode: bool) -> Iterator[KlaviyoRequest]:
-    """All requests for a sequence of events (one job stream in server mode)."""
-    if not server_mode:
-        for event in events:
-            yield client_event_request(event)
-        return
-    builder = BulkEventBuilder()
-    for event in events:
-        yield from builder.add(event)
-    yield from builder.flush()

@@ -10,10 +10,9 @@
   transient failure past ``max_attempts`` is ``retries_exhausted:<cause>``, past ``max_age_s``
   ``max_age:<cause>`` (a 429 past it: ``max_age:throttled``).
 
-``attempts`` are the failures counted before this answer; ``age_s`` is how long the work has
-been trying (the dispatcher, which ``serve`` and ``replay`` run: since the job was queued; the
-streaming ``Sender``: since the request's first send). No I/O and no clock: callers sleep,
-reschedule or bury as told, so every engine gives up on the same terms.
+``attempts`` are the failures counted before this answer; ``age_s`` is how long the job has
+been trying (since it was queued). No I/O and no clock: the dispatcher, which ``serve`` and
+``replay`` both run, reschedules or buries as told.
 """
 
 from __future__ import annotations

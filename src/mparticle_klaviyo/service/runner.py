@@ -23,7 +23,8 @@ from aiohttp import web
 
 from mparticle_klaviyo.config import Config, Connection
 from mparticle_klaviyo.delivery.clients import client_for
-from mparticle_klaviyo.delivery.dispatcher import Dispatcher, DispatchOptions, account_lanes
+from mparticle_klaviyo.delivery.dispatch_options import DispatchOptions, account_lanes
+from mparticle_klaviyo.delivery.dispatcher import Dispatcher
 from mparticle_klaviyo.delivery.key_pause import ResumeRequests, answer_resume_requests
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.klaviyo.classify import Outcome
