@@ -6,10 +6,12 @@ import json
 import time
 from typing import Any
 
+import msgspec
+
 from mparticle_klaviyo.config import Connection
-from mparticle_klaviyo.delivery.units import MappedJob, Unit, Unmappable, build_units, map_job
+from mparticle_klaviyo.delivery.units import MappedJob, PreparedUsers, Unit, Unmappable, build_units, map_job
 from mparticle_klaviyo.jobs.erasure import plan_erasure
-from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, plan_jobs
+from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, decode_payload, plan_jobs
 from mparticle_klaviyo.mparticle.decode import decode_document
 from mparticle_klaviyo.mparticle.dsr import ErasureRequest
 from mparticle_klaviyo.store.base import Job, JobState
@@ -158,4 +160,42 @@ def test_an_unreadable_erasure_job_is_unmappable() -> None:
         run_at=time.time(),
     )
     result = map_job(job, conn, NOW_MS)
+    assert isinstance(result, Unmappable) and result.reason == "unmappable"
+
+
+def test_jobs_of_one_batch_share_one_prepared_user_and_map_as_the_batch_does() -> None:
+    conn = connection(URL, server=True)
+    jobs = jobs_of([user_batch("ada", [custom_event("m1"), custom_event("m2"), purchase_event("p1")])], conn)
+    users = PreparedUsers(conn)
+    cached = [map_job(job, conn, NOW_MS, users) for job in jobs]
+    plain = [map_job(job, conn, NOW_MS) for job in jobs]
+    assert all(isinstance(m, MappedJob) for m in cached)
+    assert [m.events for m in cached if isinstance(m, MappedJob)] == [
+        m.events for m in plain if isinstance(m, MappedJob)
+    ]
+    profiles = {id(e.profile) for m in cached if isinstance(m, MappedJob) for e in m.events}
+    assert len(profiles) == 1, "the user's profile was built once for its three jobs"
+
+
+def test_the_prepared_users_are_bounded_oldest_first() -> None:
+    conn = connection(URL, server=True)
+    users = PreparedUsers(conn, size=2)
+    jobs = jobs_of([user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(3)], conn)
+    for job in jobs:
+        map_job(job, conn, NOW_MS, users)
+    assert len(users) == 2
+
+
+def test_a_payload_stored_before_the_framing_still_maps() -> None:
+    conn = connection(URL, server=True)
+    [job] = jobs_of([user_batch("ada", [custom_event("m1")])], conn)
+    legacy = msgspec.msgpack.encode(decode_payload(job.payload))  # how earlier releases stored a job
+    result = map_job(msgspec.structs.replace(job, payload=legacy), conn, NOW_MS, PreparedUsers(conn))
+    assert isinstance(result, MappedJob) and [e.unique_id for e in result.events] == ["m1"]
+
+
+def test_a_frame_cut_short_is_unmappable_not_a_crash() -> None:
+    conn = connection(URL, server=True)
+    [job] = jobs_of([user_batch("ada", [custom_event("m1")])], conn)
+    result = map_job(msgspec.structs.replace(job, payload=job.payload[:8]), conn, NOW_MS, PreparedUsers(conn))
     assert isinstance(result, Unmappable) and result.reason == "unmappable"

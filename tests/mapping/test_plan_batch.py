@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mparticle_klaviyo.mapping.batch import map_batch, plan_batch
+from mparticle_klaviyo.mapping.batch import map_batch, map_events, plan_batch, prepare_user
 from mparticle_klaviyo.mapping.result import LIMIT_EXCEEDED, MappedBatch
 from mparticle_klaviyo.mapping.settings import MappingSettings
 from mparticle_klaviyo.mparticle.model import SUPPORTED_EVENT_TYPES, Commerce, Consent, Event, Item, UserBatch
@@ -112,3 +112,16 @@ def test_a_batch_without_identity_plans_nothing() -> None:
     plan = plan_batch(decode_one(batch_doc(custom(), identities={})), SETTINGS, NOW_MS)
     assert plan.planned == [] and plan.profile is None
     assert drops(plan) == {0: "no_email_or_phone"}
+
+
+@given(batch=batches())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_a_prepared_user_maps_each_event_alone_as_the_whole_batch_maps_it(batch: UserBatch) -> None:
+    # Delivery maps one job (one event) at a time with the user prepared once.
+    whole = map_batch(batch, SETTINGS, NOW_MS)
+    user = prepare_user(batch, SETTINGS)
+    alone = [map_events(user, [event], NOW_MS) for event in batch.events]
+    assert [e for one in alone for e in one.events] == whole.events
+    event_notices = [n for one in alone for n in one.notices if n.event is not None]
+    assert event_notices == [n for n in whole.notices if n.event is not None]
+    assert map_events(user, [], NOW_MS).subscriptions == whole.subscriptions

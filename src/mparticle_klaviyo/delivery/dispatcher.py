@@ -45,7 +45,7 @@ from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.delivery.retry_policy import RetryPolicy
 from mparticle_klaviyo.delivery.senders import BulkSenders
 from mparticle_klaviyo.delivery.settle import Settler
-from mparticle_klaviyo.delivery.units import MappedJob, Unit, Unmappable, build_units, map_job, now_ms
+from mparticle_klaviyo.delivery.units import MappedJob, PreparedUsers, Unit, Unmappable, build_units, map_job, now_ms
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Retryable, Throttled
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.observe.metrics import Metrics
@@ -110,6 +110,7 @@ class Dispatcher:
         self._orphans: list[tuple[tuple[Job, ...], str]] = []
         self._in_flight = 0
         self._tally = Tally()
+        self._users = PreparedUsers(connection)
         self._bulk = BulkSenders(self._lanes, lambda: self.client, self._tally, self._handle_packed)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -291,7 +292,7 @@ class Dispatcher:
             if n % _MAP_SLICE == 0:
                 # Mapping a 1000-job claim takes ~100 ms of CPU: let ingest requests in between.
                 await asyncio.sleep(0)
-            result = map_job(job, self.connection, stamp)
+            result = map_job(job, self.connection, stamp, self._users)
             if isinstance(result, Unmappable):
                 await self.settler.bury([job], result.reason, result.detail)
             else:

@@ -22,11 +22,20 @@ from mparticle_klaviyo.delivery.payloads import (
 )
 from mparticle_klaviyo.errors import InputError
 from mparticle_klaviyo.jobs.erasure import ERASURE, decode_erasure_job
-from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, UNSUBSCRIPTION, decode_payload, unique_id_of
+from mparticle_klaviyo.jobs.plan import (
+    SUBSCRIPTION,
+    UNSUBSCRIPTION,
+    decode_event,
+    decode_payload,
+    decode_user,
+    payload_parts,
+    unique_id_of,
+)
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
-from mparticle_klaviyo.mapping.batch import map_batch
+from mparticle_klaviyo.mapping.batch import PreparedUser, map_events, prepare_user
 from mparticle_klaviyo.mapping.result import MappedBatch, MappedEvent, Notice
 from mparticle_klaviyo.mapping.settings import MappingSettings
+from mparticle_klaviyo.mparticle.model import UserBatch
 from mparticle_klaviyo.overrides import connection_for_request
 from mparticle_klaviyo.store.base import Job
 
@@ -54,16 +63,51 @@ class MappedJob(msgspec.Struct, frozen=True):
     requests: list[KlaviyoRequest]
 
 
-def map_job(job: Job, connection: Connection, now_ms: float) -> MappedJob | Unmappable:
-    """Map one stored job; anything that stops it from being sent is an ``Unmappable``."""
+class PreparedUsers:
+    """Users prepared for mapping (``prepare_user``), by the stored bytes of their user part.
+
+    A batch's jobs share its user part byte for byte, so its profile (phone parsing, attribute
+    placement, consent) is built once instead of once per job. Bounded: the oldest go first.
+    """
+
+    def __init__(self, connection: Connection, size: int = 4096) -> None:
+        self._connection = connection
+        self._size = size
+        self._users: dict[bytes, tuple[Connection, PreparedUser]] = {}
+
+    def get(self, part: bytes) -> tuple[Connection, PreparedUser]:
+        """The connection (with the batch's Firehose settings) and the prepared user; may raise
+        ``msgspec.DecodeError`` or ``InputError`` for a part that cannot be read or applied."""
+        found = self._users.get(part)
+        if found is None:
+            found = _prepared(decode_user(part), self._connection)
+            if len(self._users) >= self._size:
+                del self._users[next(iter(self._users))]
+            self._users[part] = found
+        return found
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+
+def _prepared(batch: UserBatch, connection: Connection) -> tuple[Connection, PreparedUser]:
+    effective = connection_for_request(connection, batch.settings)
+    return effective, prepare_user(batch, effective.mapping)
+
+
+def map_job(
+    job: Job, connection: Connection, now_ms: float, users: PreparedUsers | None = None
+) -> MappedJob | Unmappable:
+    """Map one stored job; anything that stops it from being sent is an ``Unmappable``.
+
+    ``users`` lets the jobs of one batch share their user's mapping (see ``PreparedUsers``).
+    """
     if job.kind == ERASURE:
         return _erasure(job)
     try:
-        batch = decode_payload(job.payload)
-        effective = connection_for_request(connection, batch.settings)
+        effective, result = _map_payload(job.payload, connection, now_ms, users)
     except (msgspec.DecodeError, InputError) as exc:
         return Unmappable(job, "unmappable", str(exc))
-    result = map_batch(batch, effective.mapping, now_ms)
     mapping = effective.mapping
     if job.kind in (SUBSCRIPTION, UNSUBSCRIPTION):
         requests = _consent_requests(job.kind, result, mapping)
@@ -75,6 +119,19 @@ def map_job(job: Job, connection: Connection, now_ms: float) -> MappedJob | Unma
     if mapping.server_mode:
         return MappedJob(job, result.events, [])
     return MappedJob(job, result.events, [client_event_request(e) for e in result.events])
+
+
+def _map_payload(
+    payload: bytes, connection: Connection, now_ms: float, users: PreparedUsers | None
+) -> tuple[Connection, MappedBatch]:
+    parts = payload_parts(payload)
+    if parts is None or users is None:
+        batch = decode_payload(payload)
+        effective, user = _prepared(batch, connection)
+        return effective, map_events(user, batch.events, now_ms)
+    effective, user = users.get(parts[0])
+    event = decode_event(parts[1])
+    return effective, map_events(user, () if event is None else (event,), now_ms)
 
 
 def _erasure(job: Job) -> MappedJob | Unmappable:

@@ -1,7 +1,8 @@
 """Accepted batches -> store jobs, and store jobs -> batches again (map at dispatch).
 
-A job holds one mParticle event as normalised input: the user's batch with only that event,
-so delivery maps it, once, with the code of the day. Ingest only plans each batch
+A job holds one mParticle event as normalised input: the user's batch with only that event
+(framed as the user part, encoded once per batch, then the event), so delivery maps it, once,
+with the code of the day, building each user's profile once however many jobs it has. Ingest only plans each batch
 (``plan_batch``): the events to send with their keys and profile, and what to drop and why.
 """
 
@@ -29,6 +30,12 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(UserBatch)
 _json = msgspec.json.Encoder()
 _json_decoder = msgspec.json.Decoder(UserBatch)
+_event_decoder = msgspec.msgpack.Decoder(Event)
+_json_event_decoder = msgspec.json.Decoder(Event)
+# A framed payload starts with this byte, which neither a msgpack map nor JSON ("{") starts with,
+# then the user part's length in 4 bytes.
+_FRAMED = b"\x01"
+_HEADER = 5
 
 
 class Planned(msgspec.Struct, kw_only=True):
@@ -88,10 +95,46 @@ def planned_size(batches: list[UserBatch]) -> int:
 
 
 def decode_payload(payload: bytes) -> UserBatch:
-    """The stored batch of one job."""
-    if payload[:1] == b"{":  # see _encode_payload; a msgpack map never starts with this byte
-        return _json_decoder.decode(payload)
-    return _decoder.decode(payload)
+    """The stored batch of one job (its user part with its one event, or none for a consent job)."""
+    parts = payload_parts(payload)
+    if parts is None:  # stored by a release before the user part was framed
+        return decode_user(payload)
+    user, event = decode_user(parts[0]), decode_event(parts[1])
+    return msgspec.structs.replace(user, events=() if event is None else (event,))
+
+
+def payload_parts(payload: bytes) -> tuple[bytes, bytes] | None:
+    """A framed payload's user part and event part (empty for none); None for an older payload.
+
+    Raises ``msgspec.DecodeError`` for a frame cut short.
+    """
+    if payload[:1] != _FRAMED:
+        return None
+    size = int.from_bytes(payload[1:_HEADER], "big")
+    if len(payload) < _HEADER + size:
+        raise msgspec.DecodeError("stored payload is cut short")
+    return payload[_HEADER : _HEADER + size], payload[_HEADER + size :]
+
+
+def decode_user(part: bytes) -> UserBatch:
+    """A stored user part (a batch; msgpack, or JSON for integers beyond 64 bits)."""
+    if part[:1] == b"{":  # see _encode_payload; a msgpack map never starts with this byte
+        return _json_decoder.decode(part)
+    return _decoder.decode(part)
+
+
+def decode_event(part: bytes) -> Event | None:
+    """A stored event part; None when empty (a consent job)."""
+    if not part:
+        return None
+    if part[:1] == b"{":
+        return _json_event_decoder.decode(part)
+    return _event_decoder.decode(part)
+
+
+def _framed(user: bytes, event: bytes = b"") -> bytes:
+    """One job's payload: the batch's user part, encoded once per batch, then the job's event."""
+    return _FRAMED + len(user).to_bytes(_HEADER - 1, "big") + user + event
 
 
 def _encode_payload(batch: UserBatch) -> bytes:
@@ -127,11 +170,12 @@ def _event_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> list[
         return []
     who = profile_key(mapped.profile.get("email"), mapped.profile.get("phone_number"))
     events = {event.index: event for event in batch.events}
+    user = _encode_payload(msgspec.structs.replace(batch, events=()))
     jobs = []
     for planned in mapped.planned:
         event = events[planned.index]
         key = event_job_key(event.timestamp_ms, planned.unique_id, who, planned.metric)
-        payload = _encode_payload(msgspec.structs.replace(batch, events=(event,)))
+        payload = _framed(user, _encode_event(event))
         jobs.append(NewJob(connection=connection, key=key, profile_key=who, kind=EVENT, payload=payload))
     return jobs
 
@@ -163,7 +207,7 @@ def _consent_jobs(batch: UserBatch, mapped: MappedBatch, connection: str) -> lis
     changes = [(SUBSCRIPTION, s) for s in mapped.subscriptions] + [(UNSUBSCRIPTION, u) for u in mapped.unsubscriptions]
     if not changes:
         return []
-    consents_only = _encode_payload(msgspec.structs.replace(batch, events=()))
+    consents_only = _framed(_encode_payload(msgspec.structs.replace(batch, events=())))
     return [
         NewJob(
             connection=connection,
