@@ -150,6 +150,8 @@ async def open_loop(url: str, bodies: Bodies, events_per_s: float, duration_s: f
             if body is None:
                 break
             tasks.append(asyncio.create_task(one(client, body, due)))
+        if not tasks:
+            raise SystemExit("the body pool ran out before the paced phase: raise --pool-events")
         await asyncio.wait(tasks, timeout=60)
         return Phase(statuses=statuses, seconds=loop.time() - start, latencies=latencies)
 

@@ -85,12 +85,14 @@ def planned_size(batches: list[UserBatch]) -> int:
     """About how many bytes the jobs of ``batches`` will hold, before they are built.
 
     Each event's job stores the batch's user part (identities, attributes, consent) with that
-    one event, so the user part counts once per event; measured by encoding it once per batch.
+    one event, so the user part counts once per event. Two encodings per batch (its user part,
+    and the whole batch for the events' share), not one per event.
     """
     total = 0
     for batch in batches:
         shared = len(_encode_payload(msgspec.structs.replace(batch, events=())))
-        total += shared * max(1, len(batch.events)) + sum(len(_encode_event(e)) for e in batch.events)
+        events = len(_encode_payload(batch)) - shared if batch.events else 0
+        total += shared * max(1, len(batch.events)) + events + _HEADER * len(batch.events)
     return total
 
 
