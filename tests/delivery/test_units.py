@@ -14,32 +14,24 @@ from mparticle_klaviyo.jobs.erasure import plan_erasure
 from mparticle_klaviyo.jobs.plan import SUBSCRIPTION, decode_payload, plan_jobs
 from mparticle_klaviyo.mparticle.decode import decode_document
 from mparticle_klaviyo.mparticle.dsr import ErasureRequest
-from mparticle_klaviyo.store.base import Job, JobState
+from mparticle_klaviyo.store.base import Job, JobState, NewJob
 from tests.service.e2e_helpers import connection, custom_event, purchase_event, user_batch
 
 URL = "http://127.0.0.1:9"
 NOW_MS = time.time() * 1000
 
 
+def leased(new: NewJob, job_id: int = 1) -> Job:
+    """``new`` as the store hands it out when claimed."""
+    now = time.time()
+    fields = {f: getattr(new, f) for f in ("connection", "key", "profile_key", "kind", "payload")}
+    return Job(id=job_id, state=JobState.LEASED, attempts=0, throttles=0, created_at=now, run_at=now, **fields)
+
+
 def jobs_of(batches: list[dict[str, Any]], conn: Connection) -> list[Job]:
     """The jobs ingest would store for ``batches``, as claimed from the store."""
     planned = plan_jobs(decode_document(json.dumps(batches).encode()), conn, NOW_MS)
-    return [
-        Job(
-            id=n,
-            connection=conn.name,
-            key=new.key,
-            profile_key=new.profile_key,
-            kind=new.kind,
-            payload=new.payload,
-            state=JobState.LEASED,
-            attempts=0,
-            throttles=0,
-            created_at=time.time(),
-            run_at=time.time(),
-        )
-        for n, new in enumerate(planned.jobs, start=1)
-    ]
+    return [leased(new, n) for n, new in enumerate(planned.jobs, start=1)]
 
 
 def mapped(jobs: list[Job], conn: Connection) -> list[MappedJob]:
@@ -124,19 +116,7 @@ def test_an_erasure_job_is_one_unit_deleting_by_email_then_by_phone() -> None:
     new = plan_erasure(
         ErasureRequest(request_id="r1", identities={"email": "ada@example.com", "mobile_number": "+15555550100"}), conn
     )
-    job = Job(
-        id=1,
-        connection=conn.name,
-        key=new.key,
-        profile_key=new.profile_key,
-        kind=new.kind,
-        payload=new.payload,
-        state=JobState.LEASED,
-        attempts=0,
-        throttles=0,
-        created_at=time.time(),
-        run_at=time.time(),
-    )
+    job = leased(new)
     [unit] = build_units(mapped([job], conn), server_mode=True)
     assert unit.jobs == (job,)
     bodies = [r.body["data"]["attributes"]["profile"]["data"]["attributes"] for r in unit.requests]
@@ -146,19 +126,8 @@ def test_an_erasure_job_is_one_unit_deleting_by_email_then_by_phone() -> None:
 
 def test_an_unreadable_erasure_job_is_unmappable() -> None:
     conn = connection(URL, server=True, forward_erasure=True)
-    job = Job(
-        id=1,
-        connection=conn.name,
-        key="erasure:x",
-        profile_key="",
-        kind="erasure",
-        payload=b"not msgpack of an erasure",
-        state=JobState.LEASED,
-        attempts=0,
-        throttles=0,
-        created_at=time.time(),
-        run_at=time.time(),
-    )
+    bad = NewJob(connection=conn.name, key="erasure:x", profile_key="", kind="erasure", payload=b"not an erasure")
+    job = leased(bad)
     result = map_job(job, conn, NOW_MS)
     assert isinstance(result, Unmappable) and result.reason == "unmappable"
 

@@ -98,31 +98,26 @@ def deletion_requests(email: str | None, phone_number: str | None) -> list[Klavi
     ]
 
 
-def _unsubscription_profile(unsubscription: Unsubscription) -> dict[str, Any]:
-    attributes: dict[str, Any] = {}
-    if unsubscription.email:
-        attributes["email"] = unsubscription.email
-    if unsubscription.phone_number:
-        attributes["phone_number"] = unsubscription.phone_number
-    attributes["subscriptions"] = {
-        channel: {"marketing": {"consent": "UNSUBSCRIBED"}} for channel in unsubscription.channels
-    }
-    return {"type": "profile", "attributes": attributes}
-
-
 def _list_relationship(list_id: str | None) -> dict[str, Any]:
     return {"relationships": {"list": {"data": {"type": "list", "id": list_id}}}} if list_id else {}
 
 
 def _subscription_profile(subscription: Subscription) -> dict[str, Any]:
+    return _consent_profile(subscription, "SUBSCRIBED")
+
+
+def _unsubscription_profile(unsubscription: Unsubscription) -> dict[str, Any]:
+    return _consent_profile(unsubscription, "UNSUBSCRIBED")
+
+
+def _consent_profile(change: Subscription | Unsubscription, consent: str) -> dict[str, Any]:
+    """A bulk job's profile entry: its identifiers and the marketing consent for each channel."""
     attributes: dict[str, Any] = {}
-    if subscription.email:
-        attributes["email"] = subscription.email
-    if subscription.phone_number:
-        attributes["phone_number"] = subscription.phone_number
-    attributes["subscriptions"] = {
-        channel: {"marketing": {"consent": "SUBSCRIBED"}} for channel in subscription.channels
-    }
+    if change.email:
+        attributes["email"] = change.email
+    if change.phone_number:
+        attributes["phone_number"] = change.phone_number
+    attributes["subscriptions"] = {channel: {"marketing": {"consent": consent}} for channel in change.channels}
     return {"type": "profile", "attributes": attributes}
 
 

@@ -99,15 +99,12 @@ def apply_consent(
         for channel in wanted:
             out.notices.append(Notice(kind="dropped", reason=CONSENT_NEEDS_LIST_ID, consent=channel))
         return
-    subscribable = [c for c in wanted if _has_identifier(c, profile, out)]
+    subscribable = _klaviyo_channels(wanted, profile, out)
     if subscribable:
+        who = _identifiers(profile)
         out.subscriptions.append(
             Subscription(
-                channels=tuple(SUBSCRIPTION_CHANNELS[c] for c in subscribable),
-                email=profile.get("email"),
-                phone_number=profile.get("phone_number"),
-                external_id=profile.get("external_id"),
-                timestamp_ms=timestamp_ms,
+                channels=subscribable, external_id=profile.get("external_id"), timestamp_ms=timestamp_ms, **who
             )
         )
 
@@ -116,16 +113,20 @@ def apply_revocations(
     channels: list[str], profile: dict[str, Any], out: MappedBatch, timestamp_ms: float | None = None
 ) -> None:
     """Unsubscribe the profile from the revoked email/SMS channels it has an identifier for."""
-    removable = [c for c in channels if _has_identifier(c, profile, out)]
+    removable = _klaviyo_channels(channels, profile, out)
     if removable:
         out.unsubscriptions.append(
-            Unsubscription(
-                channels=tuple(SUBSCRIPTION_CHANNELS[c] for c in removable),
-                email=profile.get("email"),
-                phone_number=profile.get("phone_number"),
-                timestamp_ms=timestamp_ms,
-            )
+            Unsubscription(channels=removable, timestamp_ms=timestamp_ms, **_identifiers(profile))
         )
+
+
+def _klaviyo_channels(channels: list[str], profile: dict[str, Any], out: MappedBatch) -> tuple[str, ...]:
+    """Klaviyo's names of the channels the profile has an identifier for (the rest reported)."""
+    return tuple(SUBSCRIPTION_CHANNELS[c] for c in channels if _has_identifier(c, profile, out))
+
+
+def _identifiers(profile: dict[str, Any]) -> dict[str, Any]:
+    return {"email": profile.get("email"), "phone_number": profile.get("phone_number")}
 
 
 def apply_ccpa(consents: tuple[Consent, ...], profile: dict[str, Any], out: MappedBatch) -> None:
