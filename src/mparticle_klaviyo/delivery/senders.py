@@ -30,9 +30,15 @@ class BulkSenders:
     """The waiting jobs and running senders of every bulk endpoint of one connection."""
 
     def __init__(
-        self, lanes: Mapping[str, Lane], client: Callable[[], Transport], tally: Tally, handle: Handler
+        self,
+        lanes: Mapping[str, Lane],
+        client: Callable[[], Transport],
+        tally: Tally,
+        handle: Handler,
+        hold: Callable[[], bool] = lambda: False,
     ) -> None:
         self._lanes = lanes
+        self._hold = hold  # True: pack nothing more (the dispatcher is quiescing)
         self._client = client  # asked at each send: the dispatcher's client may be replaced
         self._tally = tally
         self._handle = handle
@@ -55,7 +61,9 @@ class BulkSenders:
             pending.add(mapped)
             return True
         # A job too large for one request of its own is sent as a unit of several requests.
-        if not BulkEventBuilder().fits(mapped.events):
+        # One event always fits (mapping drops an event whose body could not); measuring every
+        # claimed job here took ~15 ms of event loop per 1,000-job claim.
+        if len(mapped.events) > 1 and not BulkEventBuilder().fits(mapped.events):
             return False
         self._pending[f"POST {BULK_EVENTS}"].add(mapped)
         return True
@@ -89,11 +97,17 @@ class BulkSenders:
             self._running[endpoint] -= 1
 
     def _pack(self, pending: Pending) -> Packed[Unit] | None:
+        if self._hold():
+            return None  # nothing is sent; what waits is released by the dispatcher's drain
         unit = pending.take()
         if unit is None:
             return None
         self._sending[id(unit)] = unit
         return Packed(unit.requests[0], unit.jobs[0].id, unit)
+
+    def sending(self) -> int:
+        """Units packed into a request that is not settled yet."""
+        return len(self._sending)
 
     def waiting(self) -> int:
         """Jobs waiting to be packed."""
