@@ -1,8 +1,9 @@
-"""Shared test fixtures: the ../shared fixture tree, with a skip that fails under CI."""
+"""Shared test fixtures: the ../shared fixture tree, a fresh PostgreSQL schema, and a skip that fails under CI."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -42,3 +43,12 @@ def mparticle_fixtures() -> Path:
 def openapi_spec_path() -> Path:
     """Klaviyo's official OpenAPI spec in ../shared."""
     return require_shared(OPENAPI_SPEC)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL of the machine's PostgreSQL whose tables land in a fresh schema, dropped after the test."""
+    from tests.store.pg import fresh_schema
+
+    with fresh_schema() as url:
+        yield url

@@ -435,3 +435,22 @@ def test_consent_removal_needs_the_private_key(tmp_path: Path) -> None:
         tmp_path, '[connections.acme]\npublic_api_key = "PK1234"\nprivate_api_key = "pk_abc"\nconsent_removal = true\n'
     )
     assert config.connections["acme"].mapping.consent_removal is True
+
+
+DB_PASSWORD = "db-pw-never_shown_0123"
+
+
+def test_the_store_may_be_a_postgresql_url_whose_password_no_repr_shows(tmp_path: Path) -> None:
+    url = f"postgresql://mpk:{DB_PASSWORD}@db.internal:5432/jobs"
+    config = load(tmp_path, f'[service]\nstore = "{url}"\n[connections.a]\npublic_api_key = "{PUBLIC}"\n')
+    assert config.service.store == url
+    assert DB_PASSWORD not in repr(config.service) + str(config.service)
+
+
+def test_a_store_url_of_another_kind_is_a_problem_that_does_not_quote_it(tmp_path: Path) -> None:
+    url = f"mysql://mpk:{DB_PASSWORD}@db.internal/jobs"
+    found = problems(tmp_path, f'[service]\nstore = "{url}"\n[connections.a]\npublic_api_key = "{PUBLIC}"\n')
+    assert found == [
+        "service.store: must be a SQLite file path or a postgresql:// URL (no other kind of URL is supported)"
+    ]
+    assert DB_PASSWORD not in " ".join(found)

@@ -43,6 +43,7 @@ from mparticle_klaviyo.mapping.settings import (
 )
 from mparticle_klaviyo.mparticle.names import DEFAULT_SUPPORTED_PLATFORMS
 from mparticle_klaviyo.secret import Secret
+from mparticle_klaviyo.store.location import check_store
 
 DEFAULT_CONFIG_FILE = "mparticle-klaviyo.toml"
 DEFAULT_KLAVIYO_URL = "https://a.klaviyo.com"
@@ -169,7 +170,8 @@ class ServiceSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests, one-off runs)
-    store: str = "mparticle-klaviyo.sqlite3"
+    # A SQLite file path or a postgresql:// URL; kept out of reprs, as a URL may hold a password.
+    store: str = Field(default="mparticle-klaviyo.sqlite3", repr=False)
     high_water_mark: int = Field(default=1_000_000, ge=1)
     max_batch_bytes: int = Field(default=128 * 1024, ge=1024)
     max_batches_per_request: int = Field(default=100, ge=1)
@@ -193,6 +195,11 @@ class ServiceSettings(BaseModel):
     @classmethod
     def _not_blank(cls, value: str) -> str:
         return check_not_blank(value)
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        return check_store(value)
 
     @field_validator("log_level")
     @classmethod

@@ -1,4 +1,5 @@
-"""``StoreWatch`` on real SQLite files: deleted, moved, replaced, read-only, full, failing writes.
+"""``StoreWatch`` on real SQLite files: deleted, moved, replaced, read-only, full, failing writes;
+and on a real PostgreSQL server, where only a lost connection counts.
 
 Free space and the clock are injected where the real ones cannot be steered; the optional
 ``tmpfs`` tests (root and ``mount`` only) fill and remount a real filesystem instead.
@@ -20,8 +21,11 @@ import pytest
 
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import EnqueueResult, NewJob
+from mparticle_klaviyo.store.errors import StoreUnreachableError
+from mparticle_klaviyo.store.postgres import PostgresJobStore
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from mparticle_klaviyo.store.watch import (
+    WRITE_ERROR_HOLD_S,
     ProblemKind,
     StoreUnavailableError,
     StoreWatch,
@@ -29,6 +33,7 @@ from mparticle_klaviyo.store.watch import (
 )
 from tests.service.e2e_helpers import run_async
 from tests.store.helpers import A, hold_store_thread, new_job, new_jobs
+from tests.store.pg import admin, schema_of, terminate
 from tests.tmpfs import tmpfs
 
 MIB = 1024 * 1024
@@ -418,3 +423,56 @@ def test_a_really_full_disk_fails_the_enqueue_and_recovers_when_space_is_freed(t
 
     with tmpfs(tmp_path / "disk", 1) as disk:
         run_async(scenario(disk))
+
+
+# ----------------------------------------------------------------------------- a database server (PostgreSQL)
+
+SHOWN_URL = "postgresql://mpk:***@db.internal/jobs"
+
+
+def test_a_database_watch_checks_no_file_and_no_disk() -> None:
+    disk = Disk(free=0)
+    watch = StoreWatch(None, 64 * MIB, Clock(), statvfs=disk, label=SHOWN_URL)
+    assert watch.check() is None
+    assert (disk.calls, watch.path, watch.label) == (0, None, SHOWN_URL)
+
+
+def test_a_lost_database_connection_holds_ingest_then_lets_the_next_commit_try() -> None:
+    clock = Clock()
+    watch = StoreWatch(None, 0, clock, label=SHOWN_URL)
+    assert watch.note_write_error(StoreUnreachableError("connection refused"))
+    problem = watch.check()
+    assert problem is not None and problem.kind == ProblemKind.UNREACHABLE and not problem.restart_needed
+    assert problem.message == "the job store database is unreachable: connection refused"
+    clock.now += WRITE_ERROR_HOLD_S
+    assert watch.check() is None
+
+
+def test_the_error_line_of_an_unreachable_database_names_it_as_shown(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mparticle_klaviyo.store")
+    watch = StoreWatch(None, 0, Clock(), label=SHOWN_URL)
+    watch.note_write_error(StoreUnreachableError("server closed the connection unexpectedly"))
+    [record] = caplog.records
+    assert record.levelname == "ERROR" and "unreachable" in record.getMessage()
+    assert record.store == SHOWN_URL  # type: ignore[attr-defined]
+
+
+def test_an_enqueue_that_loses_its_database_connection_holds_ingest_until_the_next_try(postgres_url: str) -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        inner = PostgresJobStore(postgres_url)
+        store = AsyncStore(inner, StoreWatch(None, 0, clock, label=inner.location.shown))
+        assert await store.enqueue(new_jobs("k1"), time.time()) == EnqueueResult(stored=1, duplicates=0)
+        with admin() as conn:
+            terminate(conn, schema_of(postgres_url))
+        with pytest.raises(StoreUnreachableError):
+            await store.enqueue(new_jobs("k2"), time.time())
+        with pytest.raises(StoreUnavailableError) as held:
+            await store.enqueue(new_jobs("k3"), time.time())
+        assert held.value.problem.kind == ProblemKind.UNREACHABLE
+        clock.now += WRITE_ERROR_HOLD_S
+        assert await store.enqueue(new_jobs("k2", "k3"), time.time()) == EnqueueResult(stored=2, duplicates=0)
+        assert await store.backlog() == 3
+        await store.close()
+
+    run_async(scenario())

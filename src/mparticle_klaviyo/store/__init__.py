@@ -1,1 +1,1 @@
-"""Durable job stores: the contract (base.py) and the embedded SQLite store."""
+"""Durable job stores: the contract (base.py), SQLite and PostgreSQL, and the factory that opens either."""

@@ -1,11 +1,13 @@
 """Run a synchronous ``JobStore`` from asyncio: every call on one dedicated thread.
 
 One thread means one writer, which is what SQLite wants (no SQLITE_BUSY between our own
-writes), and it keeps blocking fsyncs off the event loop.
+writes), and it keeps blocking fsyncs off the event loop. The PostgreSQL store runs here too
+for now, so its calls queue on this thread as SQLite's do (a claim waits behind an enqueue's
+commit); a natively async PostgreSQL store is a later slice.
 
 With a ``StoreWatch``, an enqueue is refused (``StoreUnavailableError``) while the store has a
 problem, and checked again after its commit: a commit into a file deleted meanwhile must not be
-acknowledged. Failing store calls are reported to the watch.
+acknowledged. Failing store calls are reported to the watch (a lost PostgreSQL connection too).
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ Invariants every implementation keeps (tests/store/contract.py checks them):
 * A ``DeadFilter`` reason matches a dead reason that equals it or is made of it and other
   ``:``-separated parts: ``http_503``, ``retries_exhausted`` and ``retries_exhausted:http_503``
   all match ``retries_exhausted:http_503``; ``http_50`` does not.
-* Ids grow with enqueue order, so ``id`` order is arrival order.
+* Ids grow with enqueue order, so ``id`` order is arrival order. (On PostgreSQL this holds while
+  one process enqueues, as ``serve`` does today; order between concurrent writers is for the
+  multi-node work to guarantee per profile.)
 """
 
 from __future__ import annotations

@@ -25,3 +25,11 @@ class SchemaVersionError(StoreError):
         )
         self.found = found
         self.supported = supported
+
+
+class StoreUnreachableError(StoreError):
+    """The store's database server cannot be reached, or dropped the connection (the call did not happen)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the job store database is unreachable: {reason}")
+        self.reason = reason

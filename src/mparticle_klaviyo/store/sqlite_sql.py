@@ -1,4 +1,4 @@
-"""SQL of the SQLite job store, and the conversions between rows and ``Job``.
+"""SQL of the SQLite job store (rows become ``Job``s through store/rows.py, shared with PostgreSQL).
 
 Every statement is a constant (or one of the eight DeadFilter variants) so that sqlite3's
 statement cache keeps it prepared. Id lists travel as one JSON array bound to ``json_each``,
@@ -10,16 +10,15 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from typing import Any
 
-from mparticle_klaviyo.store.base import DeadFilter, Job, JobState
+from mparticle_klaviyo.store.base import DeadFilter, JobState
+from mparticle_klaviyo.store.rows import JOB_COLUMNS as JOB_COLUMNS
+from mparticle_klaviyo.store.rows import STATES as STATES
+from mparticle_klaviyo.store.rows import float_or_none as float_or_none
+from mparticle_klaviyo.store.rows import to_job as to_job
 
 READY, LEASED, DEAD = int(JobState.READY), int(JobState.LEASED), int(JobState.DEAD)
 
-JOB_COLUMNS = (
-    "id, connection, key, profile_key, kind, payload, state, attempts, throttles,"
-    " created_at, run_at, lease_until, last_error, dead_reason"
-)
 _IDS = "id IN (SELECT value FROM json_each(?))"
 
 # Keys of one connection (a JSON array) that are still remembered (first seen at or after the cutoff).
@@ -93,8 +92,6 @@ SELECT c.connection, c.state, c.n, CASE c.state {_oldest(READY)} {_oldest(LEASED
 FROM job_counts c WHERE c.n > 0 ORDER BY c.connection, c.state
 """
 
-STATES = {int(state): state for state in JobState}
-
 
 @functools.cache
 def insert_jobs(rows: int) -> str:
@@ -144,29 +141,3 @@ def purge_dead(where: DeadFilter) -> tuple[str, list[object]]:
     """SQL and parameters deleting the dead jobs ``where`` names."""
     clause, params = _dead_where(where)
     return f"DELETE FROM jobs WHERE {clause}", params
-
-
-def to_job(row: Sequence[Any]) -> Job:
-    """A ``Job`` from a row of JOB_COLUMNS."""
-    return Job(
-        id=row[0],
-        connection=row[1],
-        key=row[2],
-        profile_key=row[3],
-        kind=row[4],
-        payload=row[5],
-        state=STATES[row[6]],
-        attempts=row[7],
-        throttles=row[8],
-        # RETURNING hands back a whole REAL as the int SQLite stored it as: make it a float again.
-        created_at=float(row[9]),
-        run_at=float(row[10]),
-        lease_until=float_or_none(row[11]),
-        last_error=row[12],
-        dead_reason=row[13],
-    )
-
-
-def float_or_none(value: float | None) -> float | None:
-    """A REAL column's value as a float (SQLite may hand back a whole REAL as an int)."""
-    return None if value is None else float(value)

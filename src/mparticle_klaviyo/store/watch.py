@@ -1,5 +1,9 @@
 """Watch the job store's files and disk, so that ``serve`` never acknowledges what it could lose.
 
+For a PostgreSQL store (``path=None``) the files and the disk are the database server's, out of
+sight: only failed calls count there, and a lost connection (``StoreUnreachableError``) holds
+ingest like a failed write.
+
 A 202 promises that the events are durable in the store. That promise breaks silently when the
 store's files are deleted or replaced under the running process (SQLite goes on writing into
 the unlinked inode, and a restart opens an empty file), when writes fail, or when the disk fills
@@ -28,7 +32,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from mparticle_klaviyo.store.errors import StoreError
+from mparticle_klaviyo.store.errors import StoreError, StoreUnreachableError
 
 log = logging.getLogger("mparticle_klaviyo.store")
 
@@ -66,6 +70,7 @@ class ProblemKind(enum.StrEnum):
     READ_ONLY = "read_only"
     LOW_DISK = "low_disk"
     INACCESSIBLE = "inaccessible"
+    UNREACHABLE = "unreachable"
 
 
 class StoreProblem(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,21 +133,24 @@ class StoreWatch:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None,
         min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
         clock: Callable[[], float] = time.monotonic,
         *,
         statvfs: Statvfs = os.statvfs,
         hold_s: float = WRITE_ERROR_HOLD_S,
+        label: str | None = None,
     ) -> None:
+        """Watch the SQLite file ``path``, or (``path=None``) a database server named ``label`` in logs."""
         if min_free_bytes < 0:
             raise ValueError("min_free_bytes must be >= 0")
-        self.path = os.path.abspath(path)
+        self.path = None if path is None else os.path.abspath(path)
+        self.label = label or self.path or "database"
         self.min_free_bytes = min_free_bytes
         self.hold_s = hold_s
         self._clock = clock
         self._statvfs = statvfs
-        self._files = [_Watched(self.path + suffix) for suffix in WATCHED_SUFFIXES]
+        self._files = [] if self.path is None else [_Watched(self.path + suffix) for suffix in WATCHED_SUFFIXES]
         self._lost: StoreProblem | None = None
         self._disk: StoreProblem | None = None
         self._disk_at = float("-inf")
@@ -176,7 +184,10 @@ class StoreWatch:
         reason = write_failure(error)
         if reason is None:
             return False
-        self._write = StoreProblem(kind=ProblemKind.WRITE_FAILED, message=f"a job store write failed: {reason}")
+        if isinstance(error, StoreUnreachableError):
+            self._write = StoreProblem(kind=ProblemKind.UNREACHABLE, message=str(error))
+        else:
+            self._write = StoreProblem(kind=ProblemKind.WRITE_FAILED, message=f"a job store write failed: {reason}")
         self._write_at = self._clock()
         self._disk_at = float("-inf")  # look at the disk now: a full one is the likeliest cause
         self.check()
@@ -212,6 +223,8 @@ class StoreWatch:
         return None
 
     def _disk_problem(self) -> StoreProblem | None:
+        if self.path is None:
+            return None  # the database server's disk: not ours to see
         # statvfs is cheap on a local disk but not on every filesystem: once a second is enough.
         now = self._clock()
         if now - self._disk_at >= FREE_SPACE_EVERY_S:
@@ -220,7 +233,7 @@ class StoreWatch:
         return self._disk
 
     def _measure_disk(self) -> StoreProblem | None:
-        directory = os.path.dirname(self.path)
+        directory = os.path.dirname(self.path or ".")
         try:
             stats = self._statvfs(directory)
         except OSError as error:
@@ -244,7 +257,7 @@ class StoreWatch:
         if _kind(self._problem) == _kind(problem):
             return
         if problem is None:
-            log.info("job store usable again: acknowledging ingest again", extra={"store": self.path})
+            log.info("job store usable again: acknowledging ingest again", extra={"store": self.label})
             return
         then = (
             "until serve is restarted (jobs already queued are still delivered from the open file)"
@@ -253,12 +266,14 @@ class StoreWatch:
         )
         log.error(
             f"job store unavailable: {problem.message}; ingest answers 503 and /readyz is not ready {then}",
-            extra={"store": self.path, "problem": str(problem.kind), "restart_needed": problem.restart_needed},
+            extra={"store": self.label, "problem": str(problem.kind), "restart_needed": problem.restart_needed},
         )
 
 
 def write_failure(error: BaseException) -> str | None:
-    """Why ``error`` means the store's file or disk is failing (None: it does not, e.g. a busy lock)."""
+    """Why ``error`` means the store's file, disk or server is failing (None: it does not, e.g. a busy lock)."""
+    if isinstance(error, StoreUnreachableError):
+        return error.reason
     if isinstance(error, sqlite3.Error):
         code = getattr(error, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in _SQLITE_FAILURES:

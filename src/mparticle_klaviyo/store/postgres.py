@@ -1,0 +1,279 @@
+"""The PostgreSQL job store: the same contract as SQLite's, on a database many processes share.
+
+Synchronous (psycopg 3 with its connection pool), like the SQLite store: the service runs it on
+``AsyncStore``'s one thread for now. A natively async store, so that a claim never waits behind
+an enqueue, is a later slice of the scale-out work; so are delivery leases per Klaviyo account
+(until then one ``serve`` delivers per database) and per-profile order between concurrent
+writers: ids follow commit order only while one process enqueues at a time.
+
+Every call is one transaction on a connection from the pool. A connection the server dropped is
+thrown away by the pool and the call fails with ``StoreUnreachableError`` (the service holds
+ingest for a few seconds, then tries again on a fresh connection). Errors never show the
+URL's password (``PostgresLocation.scrub``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from mparticle_klaviyo.store import postgres_sql as sql
+from mparticle_klaviyo.store.base import DeadFilter, EnqueueResult, Job, NewJob, StateCount
+from mparticle_klaviyo.store.errors import StoreClosedError, StoreError, StoreUnreachableError
+from mparticle_klaviyo.store.location import PostgresLocation, parse_store
+from mparticle_klaviyo.store.postgres_schema import migrate
+from mparticle_klaviyo.store.rows import STATES, to_job
+
+DEFAULT_DEDUP_WINDOW_S = 7 * 86400.0
+# Seconds to wait for the server when connecting, and for a connection from the pool: an
+# enqueue waits at most this long before ingest answers 503 while the server is down.
+CONNECT_TIMEOUT_S = 5
+POOL_TIMEOUT_S = 5.0
+APPLICATION_NAME = "mparticle-klaviyo"
+# AsyncStore calls from one thread, so one connection is kept open; a few more let other
+# threads call in at the same time without queueing for it.
+POOL_MIN_SIZE, POOL_MAX_SIZE = 1, 4
+
+Cursor = psycopg.Cursor[Any]
+
+
+class PostgresJobStore:
+    """``JobStore`` on a PostgreSQL database (the current schema of the URL's connection)."""
+
+    def __init__(self, location: PostgresLocation | str, *, dedup_window_s: float = DEFAULT_DEDUP_WINDOW_S) -> None:
+        if dedup_window_s < 0:
+            raise ValueError("dedup_window_s must be >= 0")
+        self.location = _location(location)
+        self.dedup_window_s = dedup_window_s
+        self.schema_version = migrate_database(self.location)
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = self._open_pool()
+
+    def _open_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self.location.url.reveal(),
+            min_size=POOL_MIN_SIZE,
+            max_size=POOL_MAX_SIZE,
+            kwargs=connect_defaults(self.location),
+            timeout=POOL_TIMEOUT_S,
+            name="mparticle-klaviyo-store",
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+        except PoolTimeout as error:
+            pool.close()
+            raise StoreUnreachableError(self.location.scrub(str(error))) from None
+        return pool
+
+    def __repr__(self) -> str:
+        return f"PostgresJobStore({self.location.shown!r})"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Cursor]:
+        """A cursor in one transaction, committed when the block ends; driver failures made ours."""
+        pool = self._pool
+        if pool is None:
+            raise StoreClosedError()
+        try:
+            with pool.connection() as conn:
+                try:
+                    with conn.transaction(), conn.cursor() as cursor:
+                        yield cursor
+                except psycopg.OperationalError as error:
+                    if not conn.broken:
+                        raise  # e.g. a statement timeout: the server is there
+                    raise StoreUnreachableError(self.location.scrub(str(error))) from None
+        except PoolTimeout as error:
+            # No connection within POOL_TIMEOUT_S: the pool could not reach the server.
+            raise StoreUnreachableError(self.location.scrub(str(error))) from None
+
+    def enqueue(self, jobs: Sequence[NewJob], now: float) -> EnqueueResult:
+        """Store new jobs in one durable transaction, skipping (connection, key) repeats."""
+        return self.enqueue_many([jobs], now)[0]
+
+    def enqueue_many(self, calls: Sequence[Sequence[NewJob]], now: float) -> list[EnqueueResult]:
+        """``enqueue`` each of ``calls`` in order, in one durable transaction (group commit)."""
+        if not any(calls):
+            self._check_open()
+            return [EnqueueResult(stored=0, duplicates=0) for _ in calls]
+        taken: set[tuple[str, str]] = set()
+        firsts = [_first_in_group(jobs, taken) for jobs in calls]
+        with self._transaction() as cursor:
+            fresh = _remember(cursor, [job for jobs in firsts for job in jobs], now, now - self.dedup_window_s)
+            news = [[job for job in jobs if (job.connection, job.key) in fresh] for jobs in firsts]
+            _copy_jobs(cursor, [job for jobs in news for job in jobs], now)
+        return [
+            EnqueueResult(stored=len(new), duplicates=len(jobs) - len(new))
+            for jobs, new in zip(calls, news, strict=True)
+        ]
+
+    def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
+        """Lease up to ``limit`` due READY jobs of ``connection``, oldest first (locked rows skipped)."""
+        if limit <= 0:
+            self._check_open()
+            return []
+        params = {"connection": connection, "now": now, "limit": limit, "lease_until": now + lease_s}
+        with self._transaction() as cursor:
+            rows = cursor.execute(sql.CLAIM, params).fetchall()
+        return sorted(map(to_job, rows), key=_job_id)
+
+    def ack(self, ids: Sequence[int]) -> None:
+        """Delete delivered jobs; dead ones are left alone (only redrive and purge touch the DLQ)."""
+        self._write(sql.ACK, {"ids": list(ids)})
+
+    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool) -> None:
+        """Return live (leased or ready) jobs to READY, due at ``run_at``; count an attempt or a throttle."""
+        params = {"ids": list(ids), "run_at": run_at, "error": error, "attempts": int(failed)}
+        self._write(sql.RETRY, {**params, "throttles": int(not failed)})
+
+    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
+        """Move live jobs to DEAD with a reason and Klaviyo's answer (a dead job keeps its first reason)."""
+        params = {"ids": list(ids), "reason": reason, "detail": detail, "now": now, "attempts": int(failed)}
+        self._write(sql.BURY, params)
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Return leased jobs to READY as they were (graceful shutdown); counts nothing."""
+        self._write(sql.RELEASE, {"ids": list(ids)})
+
+    def release_expired(self, now: float) -> int:
+        """Return jobs whose lease has expired to READY (crash recovery); how many."""
+        return self._write(sql.RELEASE_EXPIRED, {"now": now})
+
+    def connections(self) -> list[str]:
+        """Connections that have jobs in any state."""
+        return [row[0] for row in self._rows(sql.CONNECTIONS, {})]
+
+    def counts(self) -> list[StateCount]:
+        """Backlog per connection and state, with the created_at of each group's first-arrived job."""
+        return [StateCount(row[0], STATES[row[1]], row[2], row[3]) for row in self._rows(sql.COUNTS, {})]
+
+    def backlog(self, connection: str | None = None) -> int:
+        """READY plus LEASED jobs (of one connection, or all): what is still to deliver."""
+        if connection is None:
+            return int(self._rows(sql.BACKLOG_ALL, {})[0][0])
+        return int(self._rows(sql.BACKLOG_ONE, {"connection": connection})[0][0])
+
+    def dead(self, where: DeadFilter, limit: int = 100, offset: int = 0) -> list[Job]:
+        """Dead jobs matching ``where``, oldest first."""
+        if limit <= 0:
+            self._check_open()
+            return []
+        return [to_job(row) for row in self._rows(*sql.select_dead(where, limit, max(0, offset)))]
+
+    def redrive(self, where: DeadFilter, now: float) -> int:
+        """Make matching dead jobs READY again with attempts and throttles reset; how many."""
+        return self._write(*sql.redrive_dead(where, now))
+
+    def purge(self, where: DeadFilter) -> int:
+        """Delete matching dead jobs; how many."""
+        return self._write(*sql.purge_dead(where))
+
+    def failing_jobs(self, connection: str) -> list[Job]:
+        """READY jobs that already failed or were throttled (attempts or throttles > 0), by id."""
+        return [to_job(row) for row in self._rows(sql.FAILING, {"connection": connection})]
+
+    def erase(self, connection: str, profile_keys: Sequence[str], before_id: int, keep_kind: str) -> list[Job]:
+        """Delete the READY and DEAD jobs of these profiles older than ``before_id``; the deleted, by id."""
+        params = {
+            "connection": connection,
+            "before_id": before_id,
+            "keep_kind": keep_kind,
+            "profile_keys": list(profile_keys),
+        }
+        return sorted(map(to_job, self._rows(sql.ERASE, params)), key=_job_id)
+
+    def forget_before(self, cutoff: float) -> int:
+        """Drop dedup memory of keys first seen before ``cutoff``; how many."""
+        return self._write(sql.FORGET, {"cutoff": cutoff})
+
+    def close(self) -> None:
+        """Close the pool's connections; later calls raise StoreClosedError (closing twice is harmless)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _check_open(self) -> None:
+        if self._pool is None:
+            raise StoreClosedError()
+
+    def _write(self, query: str, params: dict[str, Any]) -> int:
+        """Run one changing statement in its own transaction; the rows it changed."""
+        with self._transaction() as cursor:
+            return cursor.execute(query, params).rowcount
+
+    def _rows(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self._transaction() as cursor:
+            return cursor.execute(query, params).fetchall()
+
+
+def migrate_database(location: PostgresLocation | str) -> int:
+    """Apply the store's migrations on one connection of its own; the schema version."""
+    where = _location(location)
+    try:
+        with psycopg.connect(where.url.reveal(), **connect_defaults(where)) as conn:
+            return migrate(conn)
+    except psycopg.OperationalError as error:
+        raise StoreUnreachableError(where.scrub(str(error))) from None
+    except psycopg.Error as error:  # a malformed URL, a refused login, a failed migration
+        raise StoreError(f"cannot open the job store database: {where.scrub(str(error))}") from None
+
+
+def connect_defaults(location: PostgresLocation) -> dict[str, Any]:
+    """Connection parameters we set where the URL does not: a connect timeout, and an application name."""
+    # The name tells an operator looking at pg_stat_activity whose sessions these are.
+    given = conninfo_to_dict(location.url.reveal())
+    defaults: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": APPLICATION_NAME}
+    return {name: value for name, value in defaults.items() if name not in given}
+
+
+def _location(location: PostgresLocation | str) -> PostgresLocation:
+    parsed = parse_store(location) if isinstance(location, str) else location
+    if not isinstance(parsed, PostgresLocation):
+        raise ValueError("not a postgresql:// URL")
+    return parsed
+
+
+def _first_in_group(jobs: Sequence[NewJob], taken: set[tuple[str, str]]) -> list[NewJob]:
+    """The jobs of one call whose keys no earlier job of the group (this call or an earlier one) has.
+
+    Adds their keys to ``taken``. Whether each key is new to the store is for the seen table to say.
+    """
+    firsts: list[NewJob] = []
+    for job in jobs:
+        pair = (job.connection, job.key)
+        if pair not in taken:
+            taken.add(pair)
+            firsts.append(job)
+    return firsts
+
+
+def _remember(cursor: Cursor, jobs: list[NewJob], now: float, cutoff: float) -> set[tuple[str, str]]:
+    """Remember the keys of ``jobs`` (each once) from ``now``; those that were not remembered yet."""
+    params = {
+        "connections": [job.connection for job in jobs],
+        "keys": [job.key for job in jobs],
+        "now": now,
+        "cutoff": cutoff,
+    }
+    return {(row[0], row[1]) for row in cursor.execute(sql.REMEMBER_KEYS, params).fetchall()}
+
+
+def _copy_jobs(cursor: Cursor, jobs: list[NewJob], now: float) -> None:
+    """Insert ``jobs`` in order (so ids follow it) with one COPY."""
+    if not jobs:
+        return
+    with cursor.copy(sql.COPY_JOBS) as copy:
+        for job in jobs:
+            copy.write_row((job.connection, job.key, job.profile_key, job.kind, job.payload, now, job.run_at))
+
+
+def _job_id(job: Job) -> int:
+    return job.id
