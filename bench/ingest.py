@@ -197,11 +197,11 @@ async def run_service(args: argparse.Namespace, pool: list[bytes]) -> ServiceRun
             paced=paced,
             max_cores=cores,
             emulator_cores=emulator_cores,
-            accepted_jobs=readings.get("mpk_events_accepted_total", 0.0),
+            accepted_jobs=readings.get("mpk_jobs_queued_total", 0.0),
             delivered_jobs=readings.get("mpk_jobs_delivered_total", 0.0),
             delivered_events=counters["events_recorded"],
             seconds=seconds,
-            backlog_end=readings.get("mpk_events_accepted_total", 0.0)
+            backlog_end=readings.get("mpk_jobs_queued_total", 0.0)
             - readings.get("mpk_jobs_delivered_total", 0.0)
             - readings.get("mpk_jobs_dead_lettered_total", 0.0),
             fsync_p50_ms=fsync_p50,

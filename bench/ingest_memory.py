@@ -238,7 +238,7 @@ async def serve_burst(emulator_url: str, bodies: list[bytes], args: argparse.Nam
     with tempfile.TemporaryDirectory(prefix="bench-ingest-memory-") as tmp, contextlib.ExitStack() as stack:
         serve = await fresh_serve(stack, Path(tmp), emulator_url, args)
         burst = await measure(serve, bodies, args)
-        stored = (await metrics(serve.url)).get("mpk_events_accepted_total", 0.0)
+        stored = (await metrics(serve.url)).get("mpk_jobs_queued_total", 0.0)
         return dataclasses.replace(burst, stored=stored)
 
 

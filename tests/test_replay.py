@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,16 @@ from mparticle_klaviyo.replay import (
     plan_item,
     replay,
 )
-from mparticle_klaviyo.report_view import summary_table
+from mparticle_klaviyo.replay_checkpoint import Checkpoint, location
+from mparticle_klaviyo.report_view import progress_fields, summary_table
 from tests.e2e.helpers import emulator_state, post_control, with_emulator
+from tests.service.e2e_helpers import FAST_LIMITS, RecordingEmulator, start_recording_emulator
 
 NOW_MS = 1_764_000_000_000
 SERVER: dict[str, Any] = {"private_api_key": "pk_demo_private_key"}
 CONSENT: dict[str, Any] = {"consent_mapping": {"news": "email"}}
 BULK_POINTER = "/data/attributes/events-bulk-create/data/"
+FAST: dict[str, Any] = {"rate_limits": {endpoint: list(limits) for endpoint, limits in FAST_LIMITS.items()}}
 
 
 def connection(url: str = "http://127.0.0.1:1", **settings: Any) -> Connection:
@@ -258,26 +262,86 @@ def test_the_temporary_store_is_deleted_after_an_error(tmp_path: Path, monkeypat
     assert list(root.iterdir()) == []
 
 
-def test_a_cancelled_replay_stops_promptly_and_leaves_no_temporary_store(
+def test_a_cancelled_replay_settles_what_is_out_sends_nothing_new_and_leaves_no_temporary_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # asyncio.run turns Ctrl-C into this cancellation of the main task.
     root = temp_root(monkeypatch, tmp_path)
     source = write(tmp_path, [batch(u) for u in range(20)])
 
-    async def scenario(running: RunningEmulator) -> float:
-        await post_control(running, "/_emulator/faults", {"delay_ms": 5000})
-        task = asyncio.create_task(replay([source], connection(running.url), ReplayOptions(), ReplayStats()))
+    async def scenario() -> tuple[ReplayStats, RecordingEmulator, float]:
+        emulator = await start_recording_emulator()
+        emulator.add_fault({"delay_ms": 1000})
+        stats = ReplayStats()
+        options = ReplayOptions(max_concurrency=4)
+        task = asyncio.create_task(replay([source], connection(emulator.url, **FAST), options, stats))
         await until(lambda: any(root.iterdir()))
         await asyncio.sleep(0.3)  # requests are out and waiting for their answers
-        started = asyncio.get_running_loop().time()
+        cancelled_at = time.monotonic()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return asyncio.get_running_loop().time() - started
+        await emulator.close()
+        return stats, emulator, cancelled_at
 
-    assert with_emulator(scenario) < 2.0
+    stats, emulator, cancelled_at = asyncio.run(scenario())
+    answered = [a for a in emulator.arrivals if a.status == 202]
+    assert 0 < len(answered) < 20
+    assert [a for a in emulator.arrivals if a.at > cancelled_at] == [], "nothing was sent after the Ctrl-C"
+    assert stats.events_delivered == len(emulator.unique_ids()) == len(answered), "what Klaviyo took is settled"
+    assert stats.interrupted
     assert list(root.iterdir()) == []
+
+
+def checkpointed_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ReplayStats, ReplayStats, RecordingEmulator, Checkpoint]:
+    """A replay of 30 batches (60 events) cancelled midway, then resumed from its checkpoint."""
+    # Small chunks, and reading that waits for delivery: the cancel comes with input unread.
+    monkeypatch.setattr(replay_module, "_CHUNK_JOBS", 10)
+    monkeypatch.setattr(replay_module, "_AHEAD_JOBS", 20)
+    source = write(tmp_path, [batch(u, events=2) for u in range(30)])
+    checkpoint = Checkpoint(location([source]))
+
+    async def scenario() -> tuple[ReplayStats, ReplayStats, RecordingEmulator]:
+        emulator = await start_recording_emulator()
+        emulator.add_fault({"delay_ms": 300, "count": 12})
+        conn, first = connection(emulator.url, **FAST), ReplayStats()
+        task = asyncio.create_task(
+            replay([source], conn, ReplayOptions(max_concurrency=4), first, checkpoint=checkpoint)
+        )
+        await until(lambda: len(emulator.unique_ids()) >= 4)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert checkpoint.exists()
+        second = ReplayStats()
+        await replay([source], conn, ReplayOptions(), second, checkpoint=checkpoint, resume=True)
+        await emulator.close()
+        return first, second, emulator
+
+    first, second, emulator = asyncio.run(scenario())
+    return first, second, emulator, checkpoint
+
+
+def test_a_resumed_replay_delivers_the_rest_and_nothing_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second, emulator, checkpoint = checkpointed_run(tmp_path, monkeypatch)
+    every = sorted(f"m{user}-{n}" for user in range(30) for n in range(2))
+    assert first.events_delivered < 60 and not first.input_done, "interrupted with input left to read"
+    assert sorted(emulator.unique_ids()) == every, "every event delivered, each once"
+    assert emulator.state()["duplicates_dropped"] == 0, "nothing Klaviyo accepted was sent again"
+    assert (second.batches, second.events_in, second.queued_events) == (30, 60, 60)
+    assert (second.events_delivered, second.failed_total, second.dropped) == (60, 0, {})
+    assert not checkpoint.directory.exists(), "a complete run deletes its checkpoint"
+
+
+def test_the_summary_of_an_interrupted_replay_covers_what_its_checkpoint_covers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, *_ = checkpointed_run(tmp_path, monkeypatch)
+    assert first.interrupted and first.checkpoint is not None
+    assert first.queued_events == 2 * first.batches, "batches read but not queued are left to the resume"
+    assert first.settled <= first.queued_total
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -306,3 +370,45 @@ def test_the_summary_shows_each_fate_by_reason_with_its_detail() -> None:
         "2 events, 0 consent changes",
     ):
         assert expected in text
+
+
+def test_the_progress_shows_the_total_and_an_eta_once_the_input_is_read() -> None:
+    stats = ReplayStats()
+    stats.queued_events, stats.settled, stats.input_done = 100, 40, True
+    fields = progress_fields(stats, elapsed_s=20.0)
+    assert (fields["settled"], fields["expected"], fields["eta"]) == ("40", "100", "0:00:30")
+
+
+def test_while_reading_the_total_is_estimated_from_the_share_of_lines_read() -> None:
+    stats = ReplayStats()
+    stats.file_lines, stats.reading_at = [300, 100], (1, 0)  # the first file read: 3/4 of the lines
+    stats.queued_events, stats.settled = 150, 50
+    assert progress_fields(stats, elapsed_s=10.0)["expected"] == "~200"
+    assert progress_fields(stats, elapsed_s=10.0)["eta"] == "0:00:30"
+
+
+def test_without_counts_the_total_and_the_eta_are_unknown() -> None:
+    stats = ReplayStats()
+    stats.queued_events = 10
+    assert (progress_fields(stats, 5.0)["expected"], progress_fields(stats, 5.0)["eta"]) == ("?", "?")
+
+
+def test_the_eta_of_a_resumed_replay_uses_this_runs_rate_only() -> None:
+    stats = ReplayStats()
+    stats.queued_events, stats.input_done, stats.settled, stats.settled_before = 100, True, 60, 50
+    assert progress_fields(stats, elapsed_s=10.0)["eta"] == "0:00:40"  # 10 settled in 10 s, 40 left
+
+
+def test_the_summary_of_an_interrupted_replay_says_how_to_resume() -> None:
+    stats = ReplayStats()
+    stats.queued_events, stats.settled, stats.interrupted, stats.checkpoint = (
+        10,
+        4,
+        True,
+        "/data/in.jsonl.replay-checkpoint",
+    )
+    output = io.StringIO()
+    Console(file=output, width=250).print(summary_table(stats))
+    assert "interrupted (Ctrl-C)" in output.getvalue()
+    assert "6 job(s) not settled; checkpoint /data/in.jsonl.replay-checkpoint" in output.getvalue()
+    assert "replay --resume" in output.getvalue()

@@ -93,18 +93,21 @@ def replay_command(
     enqueue: Annotated[
         bool, typer.Option("--enqueue", help="Queue into the service's job store instead of sending now.")
     ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted replay of FILES from its checkpoint.")
+    ] = False,
 ) -> None:
     """Deliver FILES to Klaviyo (or the emulator: klaviyo_url) through serve's delivery engine.
 
-    The files' jobs go through a temporary job store (deleted at the end) and are delivered
-    within the account's rate limits, packed into bulk jobs in server mode. Retries 408/5xx/
-    timeouts with backoff (429s honour Retry-After and do not count as attempts), shows a
-    progress bar and a summary. Exit code 1 when any event failed or any input could not be read.
+    The files' jobs go through a job store in FILE.replay-checkpoint/ beside the first file and
+    are delivered within the account's rate limits, packed into bulk jobs in server mode.
+    Retries 408/5xx/timeouts with backoff (429s honour Retry-After and do not count as
+    attempts), shows a progress bar with an ETA and a summary. Ctrl-C lets requests already out
+    finish, prints the summary so far and keeps the checkpoint for --resume; a complete run
+    deletes it. Exit code 1 when any event failed or any input could not be read, 130 after Ctrl-C.
     """
-    from rich.console import Console
-
-    from mparticle_klaviyo.replay import ReplayOptions, ReplayStats, replay
-    from mparticle_klaviyo.report_view import replay_progress, summary_table
+    from mparticle_klaviyo.cli_replay import run_replay
+    from mparticle_klaviyo.replay import ReplayOptions
 
     chosen = load_connection(config, connection)
     paths = _existing(files)
@@ -114,13 +117,10 @@ def replay_command(
     options = ReplayOptions(
         max_concurrency=concurrency, max_attempts=max_attempts, max_retry_age_s=max_retry_age, timeout_s=timeout
     )
-    stats = ReplayStats()
     quiet_delivery_log()
-    with replay_progress(Console(stderr=True), stats) as refresh:
-        asyncio.run(replay(paths, chosen, options, stats, on_progress=refresh))
-    Console().print(summary_table(stats))
-    if stats.failed_total or stats.input_errors:
-        raise typer.Exit(code=1)
+    code = run_replay(paths, chosen, options, resume)
+    if code:
+        raise typer.Exit(code=code)
 
 
 def quiet_delivery_log() -> None:
@@ -135,14 +135,19 @@ def quiet_delivery_log() -> None:
 def _enqueue(paths: list[Path], config: Path, connection: Connection) -> None:
     """``replay --enqueue``: plan jobs as ingest would and commit them to the store."""
     from mparticle_klaviyo.replay import enqueue_files
-    from mparticle_klaviyo.store.sqlite import SqliteJobStore
+    from mparticle_klaviyo.store.errors import StoreError
+    from mparticle_klaviyo.store.factory import open_store
 
     service = load_config(config).service
-    store = SqliteJobStore(Path(service.store), dedup_window_s=service.dedup_window_s)
     try:
-        result = enqueue_files(paths, connection, store)
-    finally:
-        store.close()
+        store = open_store(service.store, dedup_window_s=service.dedup_window_s)
+        try:
+            result = enqueue_files(paths, connection, store)
+        finally:
+            store.close()
+    except StoreError as error:  # its message never holds the database password
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
     typer.echo(
         f"queued {result.stored} job(s) ({result.duplicates} already queued before) from {result.batches} batch(es); "
         f"{result.input_errors} input error(s); dropped: {dict(result.dropped) or 'none'}"

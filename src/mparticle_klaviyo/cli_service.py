@@ -21,9 +21,9 @@ from mparticle_klaviyo.delivery.lane import Transport
 from mparticle_klaviyo.delivery.units import now_ms
 from mparticle_klaviyo.errors import ConfigError
 from mparticle_klaviyo.jobs.plan import decode_payload
-from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, StateCount
+from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, JobStore
 from mparticle_klaviyo.store.errors import StoreError
-from mparticle_klaviyo.store.sqlite import SqliteJobStore
+from mparticle_klaviyo.store.factory import describe, exists, locate, migrate_store, open_store
 
 # Merged into the main command line by ``cli.main`` (this module does not import ``cli``).
 service_app = typer.Typer()
@@ -49,12 +49,16 @@ def _config(path: Path) -> Config:
         raise fail_config(error) from None
 
 
-def _store(config: Config) -> SqliteJobStore:
-    path = Path(config.service.store)
-    if not path.exists():
-        typer.echo(f"error: no job store at {path} (has `serve` run with this config?)", err=True)
+def _store(config: Config) -> JobStore:
+    if not exists(config.service.store):
+        where = describe(config.service.store)
+        typer.echo(f"error: no job store at {where} (has `serve` run with this config?)", err=True)
         raise typer.Exit(code=2)
-    return SqliteJobStore(path, dedup_window_s=config.service.dedup_window_s)
+    try:
+        return open_store(config.service.store, dedup_window_s=config.service.dedup_window_s)
+    except StoreError as error:  # e.g. the database is unreachable; never shows its password
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 @service_app.command("serve")
@@ -63,7 +67,8 @@ def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
 
     Stops gracefully on SIGTERM/SIGINT. Logs are JSON lines on stderr.
 
-    One serve per store file: a second one on the same store exits with code 2.
+    One serve per store file: a second one on the same store exits with code 2. On a PostgreSQL
+    store, run one serve per database for now: nothing stops a second one yet.
     """
     from mparticle_klaviyo.observe.logs import configure_logging
     from mparticle_klaviyo.service.runner import serve
@@ -81,65 +86,57 @@ def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
         raise typer.Exit(code=2) from None
 
 
+@service_app.command("migrate")
+def migrate_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
+    """Create or upgrade the job store's tables and print its schema version.
+
+    The store is [service] store: a SQLite file or a postgresql:// URL. `serve`, `status`, `dlq`
+    and `replay --enqueue` migrate when they open it too; processes migrating at once apply each
+    step once.
+    """
+    loaded = _config(config)
+    try:
+        version = migrate_store(loaded.service.store)
+    except StoreError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    except OSError as error:  # the SQLite file's folder missing or unwritable
+        typer.echo(f"error: cannot open the job store {describe(loaded.service.store)}: {error.strerror}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"job store {describe(loaded.service.store)}: schema version {version}")
+
+
 @service_app.command("status")
 def status_command(
     config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
     sample: Annotated[float, typer.Option(min=0, help="Seconds between two /metrics reads for rates (0: none).")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")] = False,
 ) -> None:
-    """Backlog per connection and state, the oldest job's age, outages and rates from the running service."""
+    """Backlog, dead letters by reason, and from the running service: totals, rates, pauses, credentials."""
+    from mparticle_klaviyo.service.status import build_status, dead_letters, scrape_metrics
+
     loaded = _config(config)
     store = _store(loaded)
     try:
-        counts = store.counts()
+        counts, dead = store.counts(), dead_letters(store)
     finally:
         store.close()
-    console = Console()
-    console.print(_backlog_table(counts))
-    for line in _outages(_metrics_url(loaded)) + _paused(_metrics_url(loaded)):
-        console.print(line, markup=False, highlight=False)
-    if sample > 0:
-        console.print(_rates_table(loaded, sample))
+    url = _metrics_url(loaded)
+    status = build_status(
+        store=describe(loaded.service.store),
+        counts=counts,
+        dead=dead,
+        connections=loaded.connections,
+        metrics_url=url,
+        scrape=scrape_metrics(url, sample),
+        now=time.time(),
+    )
+    if as_json:
+        typer.echo(msgspec.json.format(msgspec.json.encode(status), indent=2).decode())
+        return
+    from mparticle_klaviyo.status_view import print_status
 
-
-def _backlog_table(counts: list[StateCount]) -> Table:
-    table = Table(title="Job store", header_style="bold")
-    for column in ("connection", "state", "jobs", "oldest job age"):
-        table.add_column(column, justify="right" if column in ("jobs", "oldest job age") else "left")
-    now = time.time()
-    for count in sorted(counts, key=lambda c: (c.connection, c.state)):
-        age = "" if count.oldest_created_at is None else f"{now - count.oldest_created_at:,.0f}s"
-        table.add_row(count.connection, count.state.name.lower(), f"{count.count:,}", age)
-    if not counts:
-        table.add_row("(empty)", "", "0", "")
-    return table
-
-
-def _rates_table(config: Config, seconds: float) -> Table | str:
-    """Per-second rates from two reads of the service's /metrics, ``seconds`` apart."""
-    url = _metrics_url(config)
-    try:
-        first = _read_counters(url)
-        time.sleep(seconds)
-        second = _read_counters(url)
-    except OSError:
-        return f"rates: the service is not reachable at {url}"
-    table = Table(title=f"Rates over {seconds:g}s (from {url})", header_style="bold")
-    table.add_column("metric")
-    table.add_column("connection")
-    table.add_column("per second", justify="right")
-    for (name, connection), value in sorted(second.items()):
-        table.add_row(name, connection, f"{(value - first.get((name, connection), 0.0)) / seconds:,.1f}")
-    return table
-
-
-_RATE_METRICS = {
-    "mpk_events_received": "events received",
-    "mpk_events_accepted": "events queued",
-    "mpk_jobs_delivered": "jobs delivered",
-    "mpk_jobs_retried": "jobs retried",
-    "mpk_jobs_dead_lettered": "jobs dead-lettered",
-    "mpk_klaviyo_429": "429s from Klaviyo",
-}
+    print_status(Console(), status)
 
 
 def _metrics_url(config: Config) -> str:
@@ -148,29 +145,9 @@ def _metrics_url(config: Config) -> str:
 
 def _scrape(url: str) -> list[Metric]:
     """The metric families of the running service's /metrics (OSError when it is not there)."""
-    from urllib.request import urlopen
+    from mparticle_klaviyo.service.status import read_families
 
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urlopen(url, timeout=5) as response:
-        return list(text_string_to_metric_families(response.read().decode()))
-
-
-def _outages(url: str) -> list[str]:
-    """One line per connection whose circuit is open: ``<connection>: Klaviyo unreachable since <time>``."""
-    try:
-        families = _scrape(url)
-    except OSError:
-        return []  # no service, no outage to tell; the rates table says it is not reachable
-    now = time.time()
-    return [
-        f"{sample.labels.get('connection', '')}: Klaviyo unreachable since "
-        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(sample.value))} ({now - sample.value:,.0f}s)"
-        for family in families
-        if family.name == "mpk_klaviyo_unreachable_since_seconds"
-        for sample in family.samples
-        if sample.value > 0
-    ]
+    return read_families(url)
 
 
 def _paused(url: str) -> list[str]:
@@ -193,33 +170,26 @@ def _paused(url: str) -> list[str]:
     return lines
 
 
-def _read_counters(url: str) -> dict[tuple[str, str], float]:
-    """Counter totals by (metric, connection) from a Prometheus text exposition."""
-    totals: dict[tuple[str, str], float] = {}
-    for family in _scrape(url):
-        label = _RATE_METRICS.get(family.name)
-        if label is None:
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                key = (label, sample.labels.get("connection", ""))
-                totals[key] = totals.get(key, 0.0) + sample.value
-    return totals
-
-
 @dlq.command("list")
 def dlq_list(
     config: ConfigOption = Path(DEFAULT_CONFIG_FILE),
     connection: ConnectionFilter = None,
     reason: ReasonFilter = None,
     limit: Annotated[int, typer.Option(min=1, help="Most rows to show.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")] = False,
 ) -> None:
     """Dead-lettered jobs, oldest first, with their reason and Klaviyo's answer."""
     store = _store(_config(config))
     try:
-        jobs = store.dead(DeadFilter(connection=connection, reason=reason), limit)
+        # One more than shown: whether there are more is worth saying to a script.
+        jobs = store.dead(DeadFilter(connection=connection, reason=reason), limit + 1)
     finally:
         store.close()
+    more, jobs = len(jobs) > limit, jobs[:limit]
+    if as_json:
+        listed = {"dead_letters": [_listed(job) for job in jobs], "limit": limit, "more": more}
+        typer.echo(msgspec.json.format(msgspec.json.encode(listed), indent=2).decode())
+        return
     if not jobs:
         typer.echo(_no_match(DeadFilter(connection=connection, reason=reason)))
         return
@@ -248,6 +218,20 @@ def dlq_show(
         typer.echo(f"error: no dead job {job_id}", err=True)
         raise typer.Exit(code=1)
     typer.echo(msgspec.json.format(msgspec.json.encode(_job_view(found[0])), indent=2).decode())
+
+
+def _listed(job: Job) -> dict[str, object]:
+    """A dead job as ``dlq list --json`` gives it: no key and no input (they hold personal data)."""
+    return {
+        "id": job.id,
+        "connection": job.connection,
+        "kind": job.kind,
+        "reason": job.dead_reason,
+        "detail": job.last_error,
+        "attempts": job.attempts,
+        "throttles": job.throttles,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.created_at)),
+    }
 
 
 def _job_view(job: Job) -> dict[str, object]:
@@ -305,7 +289,7 @@ def dlq_redrive(
     typer.echo(f"redrove {count} job(s)" if count else _no_match(where))
 
 
-def _preview_redrive(store: SqliteJobStore, where: DeadFilter, config: Config) -> None:
+def _preview_redrive(store: JobStore, where: DeadFilter, config: Config) -> None:
     """Per matching dead job: its id, connection and reason, and what today's code would send."""
     stamp, count = now_ms(), 0
     while page := store.dead(where, _PREVIEW_PAGE, count):
@@ -407,7 +391,7 @@ def resume_command(
         typer.echo(f"{name}: delivery is not paused")
         return
     try:
-        ResumeRequests(loaded.service.store).ask(name)
+        ResumeRequests(locate(loaded.service.store).local_name).ask(name)
     except OSError as error:
         typer.echo(f"error: cannot leave the request for serve beside its store: {error}", err=True)
         raise typer.Exit(code=1) from None

@@ -8,17 +8,24 @@ letters as ``serve``. The store's dedup keeps an event repeated in the input onc
 Planning and delivery overlap: jobs are queued in chunks of ``_CHUNK_JOBS`` while the dispatcher
 runs, and reading pauses while ``_AHEAD_JOBS`` wait, which bounds the temporary store and keeps
 a job's age (what ``max_retry_age_s`` limits) close to how long it waited for its turn. The run
-ends when nothing is ready or leased; the directory is deleted then, and after an error or a
-Ctrl-C. Klaviyo refusing the key (401/403), which pauses ``serve``, stops a replay.
+ends when nothing is ready or leased; the directory is deleted then, and after an error. Klaviyo
+refusing the key (401/403), which pauses ``serve``, stops a replay.
+
+With a ``Checkpoint`` (the CLI always gives one) the store lives in the checkpoint directory
+instead, and an interrupted, stopped or failed run leaves it for ``replay --resume``
+(``replay_checkpoint.py``). A Ctrl-C (the task cancelled) first lets every unit already sending
+finish (``Dispatcher.quiesce``): what Klaviyo accepted is acked, never sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import tempfile
+import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -33,16 +40,20 @@ from mparticle_klaviyo.delivery.lane import Transport
 from mparticle_klaviyo.errors import InputError
 from mparticle_klaviyo.jobs.inputs import InputItem, read_inputs
 from mparticle_klaviyo.jobs.plan import EVENT, Planned, plan_jobs
+from mparticle_klaviyo.mparticle.files import count_lines
 from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.overrides import connection_for_request
+from mparticle_klaviyo.replay_checkpoint import Checkpoint, Recorder
+from mparticle_klaviyo.replay_enqueue import EnqueueSummary, enqueue_files
 from mparticle_klaviyo.replay_stats import ACCOUNT_MISMATCH, DUPLICATE_IN_INPUT, ReplayStats, SettleCounter
 from mparticle_klaviyo.store.aio import AsyncStore
-from mparticle_klaviyo.store.base import DeadFilter, JobStore
+from mparticle_klaviyo.store.base import DeadFilter
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 
 __all__ = [
     "ACCOUNT_MISMATCH",
     "DUPLICATE_IN_INPUT",
+    "EnqueueSummary",
     "ReplayOptions",
     "ReplayStats",
     "dispatch_options",
@@ -67,6 +78,11 @@ class ReplayOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 8
     max_retry_age_s: float = 900.0
     timeout_s: float = 10.0
+
+    @property
+    def quiesce_s(self) -> float:
+        """How long a Ctrl-C waits for requests already out: their answer or their timeout."""
+        return self.timeout_s + 1.0
 
 
 def dispatch_options(options: ReplayOptions) -> DispatchOptions:
@@ -108,21 +124,63 @@ async def replay(
     options: ReplayOptions,
     stats: ReplayStats,
     on_progress: Callable[[], None] | None = None,
+    checkpoint: Checkpoint | None = None,
+    resume: bool = False,
 ) -> None:
-    """Deliver everything in ``paths`` with ``connection``; fills ``stats`` as it goes."""
+    """Deliver everything in ``paths`` with ``connection``; fills ``stats`` as it goes.
+
+    ``checkpoint``: keep the store there, and leave it unless the run completes; ``resume``:
+    continue the run it records (``CheckpointError`` when there is none for these inputs).
+    """
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="mparticle-klaviyo-replay-") as workdir:
-        # No fsync per commit: the store lives only as long as this run.
-        store = AsyncStore(SqliteJobStore(Path(workdir) / "jobs.sqlite3", synchronous="NORMAL"))
+    recorder = Recorder.begin(checkpoint, paths, connection, stats, resume) if checkpoint else None
+    before = stats.elapsed_s
+    _count_input_lines(paths, stats)
+    with _store_file(checkpoint) as store_path:
+        # No fsync per commit: the store outlives a crash of this process, not of the machine.
+        store = AsyncStore(SqliteJobStore(store_path, synchronous="NORMAL"))
+        complete = False
         try:
             client = client_for(connection, pool_size=options.max_concurrency, timeout_s=options.timeout_s)
             async with client:
-                run = _Run(connection, store, client, dispatch_options(options), stats, on_progress)
-                await run.deliver(read_inputs(paths))
-            await _count_dead_letters(store, connection.name, stats)
+                run = _Run(connection, store, client, dispatch_options(options), stats, on_progress, recorder)
+                skip = recorder.position if recorder else 0
+                await run.deliver(read_inputs(paths), skip=skip, grace_s=options.quiesce_s)
+            complete = stats.stopped is None
+        except asyncio.CancelledError:
+            stats.interrupted = True
+            raise
         finally:
+            with contextlib.suppress(Exception):  # the summary's failures; never hides the run's own error
+                await _count_dead_letters(store, connection.name, stats)
             await store.close()
-    stats.elapsed_s = time.monotonic() - started
+            stats.elapsed_s = before + time.monotonic() - started
+            if recorder is not None:
+                recorder.finish(stats, complete)
+
+
+@contextlib.contextmanager
+def _store_file(checkpoint: Checkpoint | None) -> Iterator[Path]:
+    """The store's file: in the checkpoint directory, or in a temporary one deleted afterwards."""
+    if checkpoint is not None:
+        yield checkpoint.store_path
+        return
+    with tempfile.TemporaryDirectory(prefix="mparticle-klaviyo-replay-") as workdir:
+        yield Path(workdir) / "jobs.sqlite3"
+
+
+def _count_input_lines(paths: list[Path], stats: ReplayStats) -> None:
+    """Count the input's lines beside the run, for the progress bar's estimate of the total.
+
+    A daemon thread: it reads the files once more (fast, nothing is decoded), and must never
+    hold up the end of the run or a Ctrl-C.
+    """
+
+    def count() -> None:
+        with contextlib.suppress(OSError, EOFError, ValueError):
+            stats.file_lines = [count_lines(path) for path in paths]
+
+    threading.Thread(target=count, name="replay-count-lines", daemon=True).start()
 
 
 class _Run:
@@ -136,6 +194,7 @@ class _Run:
         options: DispatchOptions,
         stats: ReplayStats,
         on_progress: Callable[[], None] | None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.connection = connection
         self.store = store
@@ -143,40 +202,58 @@ class _Run:
         self.metrics = Metrics()
         self.counter = SettleCounter(stats, on_progress)
         self.dispatcher = Dispatcher(connection, store, client, self.metrics, options, observer=self.counter)
+        self.recorder = recorder
         self._loop: asyncio.Task[None] | None = None
+        # Counts of earlier runs of a resumed replay: this run's engine metrics add to them.
+        self._before = (stats.requests, stats.retried_jobs, stats.throttled, stats.limiter_wait_s)
 
-    async def deliver(self, items: Iterable[InputItem]) -> None:
-        """Plan ``items`` while the dispatcher runs, then wait until every job is settled."""
+    async def deliver(self, items: Iterable[InputItem], skip: int = 0, grace_s: float = 0.0) -> None:
+        """Plan ``items`` (past the first ``skip``) while the dispatcher runs, then wait until every job is settled.
+
+        Cancelled (Ctrl-C): nothing new is sent, and units already sending get ``grace_s`` to settle.
+        """
         stop = asyncio.Event()
         self._loop = asyncio.create_task(self.dispatcher.run(stop))
         try:
-            if await self._plan(items):
+            if self.stats.input_done or await self._plan(items, skip):
                 await self._wait_until(lambda backlog: backlog == 0 and not self.dispatcher.busy())
+        except asyncio.CancelledError:
+            await self.dispatcher.quiesce(grace_s)
+            raise
         finally:
             stop.set()
             await asyncio.gather(self._loop, return_exceptions=True)
-            # Normally nothing is left in flight; after an error or a Ctrl-C nothing waits for it.
+            # What has not started sending goes back to the queue (a checkpoint keeps it).
             await self.dispatcher.drain(0.0)
             self._take_totals()
         if self.dispatcher.credentials.paused():
             self._stopped(await self.store.backlog(self.connection.name))
 
-    async def _plan(self, items: Iterable[InputItem]) -> bool:
-        """Queue the jobs of ``items`` chunk by chunk; False when a refused key stopped the run."""
-        planned = Planned()
-        for item in items:
+    async def _plan(self, items: Iterable[InputItem], skip: int) -> bool:
+        """Queue the jobs of ``items`` chunk by chunk; False when a refused key stopped the run.
+
+        The first ``skip`` items were planned by the run a checkpoint resumes: only read past.
+        """
+        planned, position = Planned(), skip
+        for item in itertools.islice(self._read(items), skip, None):
+            position += 1
             plan_item(item, self.connection, self.stats, planned)
             if len(planned.jobs) >= _CHUNK_JOBS:
-                await self._enqueue(planned)
+                await self._enqueue(planned, position)
                 planned = Planned()
                 if not await self._wait_until(lambda backlog: backlog < _AHEAD_JOBS):
                     return False
-        await self._enqueue(planned)
         self.stats.input_done = True
-        self.counter.progress()
+        await self._enqueue(planned, position)
         return True
 
-    async def _enqueue(self, planned: Planned) -> None:
+    def _read(self, items: Iterable[InputItem]) -> Iterator[InputItem]:
+        """``items``, noting for the progress estimate where reading is."""
+        for item in items:
+            self.stats.reading_at = (item.file, item.line)
+            yield item
+
+    async def _enqueue(self, planned: Planned, position: int) -> None:
         """Queue ``planned``'s jobs in one transaction and wake the dispatcher."""
         self.stats.dropped.update(planned.dropped)
         self.stats.warnings.update(planned.warnings)
@@ -194,6 +271,8 @@ class _Run:
         self.stats.queued_events += for_events.stored
         if for_events.duplicates:
             self.stats.dropped[DUPLICATE_IN_INPUT] += for_events.duplicates
+        if self.recorder is not None:
+            self.recorder.committed(position, self.stats)  # after the commit: never ahead of the store
         self.dispatcher.wake.set()
         self.counter.progress()
 
@@ -207,6 +286,8 @@ class _Run:
                 return False
             if done(await self.store.backlog(self.connection.name)):
                 return True
+            if self.recorder is not None:
+                self.recorder.progress(self.stats)
             await asyncio.sleep(_POLL_S)
 
     def _stopped(self, left: int) -> None:
@@ -220,10 +301,11 @@ class _Run:
 
     def _take_totals(self) -> None:
         """Requests, retries and waits of the run, from the engine's own metrics."""
-        self.stats.requests = int(_total(self.metrics.klaviyo_latency, "_count"))
-        self.stats.retried_jobs = int(_total(self.metrics.retried, "_total"))
-        self.stats.throttled = int(_total(self.metrics.throttled, "_total"))
-        self.stats.limiter_wait_s, _ = self.dispatcher.pacing_waits()
+        requests, retried, throttled, waited = self._before
+        self.stats.requests = requests + int(_total(self.metrics.requests, "_total"))
+        self.stats.retried_jobs = retried + int(_total(self.metrics.retried, "_total"))
+        self.stats.throttled = throttled + int(_total(self.metrics.throttled, "_total"))
+        self.stats.limiter_wait_s = waited + self.dispatcher.pacing_waits()[0]
 
 
 def _total(metric: MetricWrapperBase, suffix: str) -> float:
@@ -239,43 +321,3 @@ async def _count_dead_letters(store: AsyncStore, connection: str, stats: ReplayS
         for job in page:
             stats.add_dead_letter(job)
         offset += len(page)
-
-
-class EnqueueSummary(msgspec.Struct, kw_only=True):
-    """What ``replay --enqueue`` queued."""
-
-    batches: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    input_errors: int = 0
-    dropped: dict[str, int] = msgspec.field(default_factory=dict)
-
-
-def enqueue_files(paths: list[Path], connection: Connection, store: JobStore, chunk: int = 500) -> EnqueueSummary:
-    """Queue every forwardable event of ``paths`` for the service, in transactions of ``chunk`` batches."""
-    summary = EnqueueSummary()
-    dropped: Counter[str] = Counter()
-    planned = Planned()
-
-    def commit() -> None:
-        nonlocal planned
-        result = store.enqueue(planned.jobs, time.time())
-        summary.stored += result.stored
-        summary.duplicates += result.duplicates
-        dropped.update(planned.dropped)
-        planned = Planned()
-
-    for item in read_inputs(paths):
-        if item.batch is None:
-            summary.input_errors += 1
-            continue
-        summary.batches += 1
-        try:
-            plan_jobs([item.batch], connection, time.time() * 1000, planned)
-        except InputError:
-            summary.input_errors += 1
-        if summary.batches % chunk == 0:
-            commit()
-    commit()
-    summary.dropped = dict(dropped)
-    return summary

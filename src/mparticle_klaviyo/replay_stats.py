@@ -45,6 +45,15 @@ class ReplayStats:
         self.throttled = 0
         self.elapsed_s = 0.0
         self.limiter_wait_s = 0.0
+        # For the progress bar's total and ETA: the lines of each input file (None: not counted
+        # yet), where reading is (file index, line), and what earlier runs of a resumed replay
+        # settled (this run's rate leaves it out).
+        self.file_lines: list[int] | None = None
+        self.reading_at = (0, 0)
+        self.settled_before = 0
+        # Ctrl-C: the run stopped early; where its checkpoint is (None: it could not leave one).
+        self.interrupted = False
+        self.checkpoint: str | None = None
 
     @property
     def queued_total(self) -> int:
@@ -60,6 +69,32 @@ class ReplayStats:
     def failed_total(self) -> int:
         """Jobs that were not delivered: dead-lettered, or left behind by a stop."""
         return sum(self.failed.values())
+
+    def expected_total(self) -> tuple[int | None, bool]:
+        """Jobs this replay will have queued, and whether that is an estimate.
+
+        Exact once the input is read; before, the jobs queued so far scaled by the share of
+        input lines read; None while nothing is known.
+        """
+        if self.input_done:
+            return self.queued_total, False
+        lines = self.file_lines
+        if not lines or self.queued_total == 0:
+            return None, True
+        file, line = self.reading_at
+        read = sum(lines[:file]) + line
+        if read <= 0:
+            return None, True
+        share = min(read / max(sum(lines), 1), 1.0)
+        return max(round(self.queued_total / share), self.queued_total), True
+
+    def eta_s(self, elapsed_s: float) -> float | None:
+        """Seconds left at this run's rate of settling (``elapsed_s`` into it); None while unknown."""
+        total, _ = self.expected_total()
+        settled_now = self.settled - self.settled_before
+        if total is None or settled_now <= 0 or elapsed_s <= 0:
+            return None
+        return max(total - self.settled, 0) / (settled_now / elapsed_s)
 
     def add_dead_letter(self, job: Job) -> None:
         """Count one dead-lettered job under its reason; the first job's detail explains the reason."""

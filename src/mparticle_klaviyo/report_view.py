@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mparticle_klaviyo.jobs.plan import SUBSCRIPTION
@@ -23,37 +24,54 @@ _DROP_DETAILS = {
 
 @contextmanager
 def replay_progress(console: Console, stats: ReplayStats) -> Iterator[Callable[[], None]]:
-    """A progress bar over jobs (events and consent changes): settled of queued.
+    """A progress bar over jobs (events and consent changes): settled of the total, and an ETA.
 
-    Reading stays a few thousand jobs ahead of delivery, so the total is known (and shown) once
-    the input is read; until then the text says how many are queued so far.
+    Reading stays a few thousand jobs ahead of delivery, so the total is exact once the input is
+    read; until then it is estimated (``~``) from the share of the input's lines read.
     """
     columns = (
         SpinnerColumn(),
         TextColumn("[bold]replay"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.fields[settled]}/{task.fields[expected]}"),
         TextColumn(
             "jobs settled · {task.fields[queued]} queued · {task.fields[events]} Klaviyo events delivered"
             " · {task.fields[failed]} failed"
         ),
         TimeElapsedColumn(),
+        TextColumn("ETA {task.fields[eta]}"),
     )
+    started = time.monotonic()
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("replay", total=None, queued=0, events=0, failed=0)
+        task = progress.add_task("replay", total=None, **progress_fields(stats, 0.0))
 
         def refresh() -> None:
-            progress.update(
-                task,
-                completed=stats.settled,
-                total=stats.queued_total if stats.input_done else None,
-                queued=stats.queued_total,
-                events=stats.events_delivered,
-                failed=stats.buried,
-            )
+            total, _ = stats.expected_total()
+            fields = progress_fields(stats, time.monotonic() - started)
+            progress.update(task, completed=stats.settled, total=total, **fields)
 
         yield refresh
         refresh()
+
+
+def progress_fields(stats: ReplayStats, elapsed_s: float) -> dict[str, Any]:
+    """The progress bar's texts: settled, expected total (``~`` while estimated, ``?`` unknown), ETA."""
+    total, estimated = stats.expected_total()
+    eta = stats.eta_s(elapsed_s)
+    return {
+        "settled": f"{stats.settled:,}",
+        "expected": "?" if total is None else f"{'~' if estimated else ''}{total:,}",
+        "queued": f"{stats.queued_total:,}",
+        "events": f"{stats.events_delivered:,}",
+        "failed": f"{stats.buried:,}",
+        "eta": "?" if eta is None else _clock(eta),
+    }
+
+
+def _clock(seconds: float) -> str:
+    """``1:02:03`` (hours:minutes:seconds)."""
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def summary_table(stats: ReplayStats) -> Table:
@@ -81,10 +99,23 @@ def summary_table(stats: ReplayStats) -> Table:
         table.add_row(f"[red]failed: {reason}", str(count), stats.failure_details.get(reason, ""))
     if stats.stopped:
         table.add_row("[red]stopped early", "", stats.stopped)
+    if stats.interrupted:
+        table.add_row("[yellow]interrupted (Ctrl-C)", "", _resume_hint(stats))
+    elif stats.stopped and stats.checkpoint:
+        table.add_row("[yellow]checkpoint", "", _resume_hint(stats))
     retries = f"{stats.retried_jobs} job retries, {stats.throttled} answered 429"
     table.add_row("HTTP requests", str(stats.requests), retries)
     table.add_row("elapsed", f"{stats.elapsed_s:.2f}s", f"rate limiter waited {stats.limiter_wait_s:.2f}s")
     return table
+
+
+def _resume_hint(stats: ReplayStats) -> str:
+    """Where the checkpoint is and how to continue; or that there is none."""
+    if stats.checkpoint is None:
+        return "no checkpoint was left: a new replay starts over"
+    left = stats.queued_total - stats.settled
+    where = f"checkpoint {stats.checkpoint}"
+    return f"{left:,} job(s) not settled; {where}: continue with `replay --resume` and the same files"
 
 
 def _first_error(stats: ReplayStats) -> str:

@@ -296,7 +296,7 @@ def test_connections_to_one_klaviyo_account_share_one_circuit_and_others_do_not(
             assert sorted(acme.listener.connections) == (["acme", "beta"] if shared else ["acme"])
         finally:
             asyncio.run(service.store.close())
-            service.owner.release()
+            service.release_owner()
 
 
 def test_status_says_since_when_klaviyo_is_unreachable_for_a_connection(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from tests.service.e2e_helpers import (
     purchase_event,
     run_async,
     user_batch,
+    wait_until,
 )
 from tests.service.rig import DeliveryRig
 
@@ -139,5 +140,48 @@ def test_a_job_that_no_longer_maps_is_dead_lettered_as_unmappable_without_a_requ
             [dead] = await rig.dead()
             assert dead.dead_reason == "unmappable"
             assert rig.emulator.arrivals == []
+
+    run_async(scenario())
+
+
+async def _quiesced(rig: DeliveryRig, sending: int) -> tuple[float, int]:
+    """Wait until ``sending`` requests are out (slow answers), quiesce, then stop; (when, jobs left)."""
+    await wait_until(lambda: _true(rig.emulator.emulator.state.requests >= sending), 10.0, "requests out")
+    quiesced_at = time.monotonic()
+    await rig.delivery.dispatcher.quiesce(5.0)
+    await rig.shutdown(drain_s=0.0)
+    return quiesced_at, await rig.store.backlog()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def test_a_quiesce_settles_the_requests_already_out_and_sends_nothing_new(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        batches = [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(30)]
+        async with DeliveryRig(tmp_path, batches=batches, faults=[{"delay_ms": 500}]) as rig:
+            quiesced_at, left = await _quiesced(rig, 2)
+            answered = [a for a in rig.emulator.arrivals if a.status == 202]
+            assert [a for a in rig.emulator.arrivals if a.at > quiesced_at] == [], "nothing new went out"
+            assert 0 < len(answered) < 30
+            assert left == 30 - len(answered), "every answered job was acked; the others wait, not leased"
+            assert len(rig.emulator.unique_ids()) == len(answered)
+
+    run_async(scenario())
+
+
+def test_a_quiesce_in_server_mode_settles_the_bulk_job_out_and_packs_no_other(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        batches = [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(20)]
+        knobs = options(claim_batch=5, max_in_flight_jobs=20)
+        async with DeliveryRig(tmp_path, server=True, options=knobs, start=False, faults=[{"delay_ms": 500}]) as rig:
+            await rig.enqueue(batches)
+            rig.start()
+            quiesced_at, left = await _quiesced(rig, 1)
+            sent = [a for a in rig.emulator.arrivals if a.path == BULK]
+            assert [a for a in sent if a.at > quiesced_at] == []
+            assert sum(a.events for a in sent if a.status == 202) == 20 - left
+            assert len(rig.emulator.unique_ids()) == 20 - left
 
     run_async(scenario())

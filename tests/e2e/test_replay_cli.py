@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -41,9 +42,12 @@ def write_jsonl(path: Path, batches: list[dict[str, Any]]) -> Path:
 
 
 def test_replay_delivers_every_mapped_event_of_the_examples_and_reports_drops(tmp_path: Path) -> None:
+    # Copies: replay keeps its checkpoint beside the first file, never in the source tree.
+    examples = [Path(shutil.copy(example, tmp_path)) for example in sorted(EXAMPLES.iterdir())]
+
     async def scenario(emulator: RunningEmulator) -> None:
         config = write_config(tmp_path, emulator.url, consent_mapping='{"email_marketing": "email"}')
-        result = await run_cli("replay", *map(str, sorted(EXAMPLES.iterdir())), "--config", str(config), cwd=tmp_path)
+        result = await run_cli("replay", *map(str, examples), "--config", str(config), cwd=tmp_path)
         state = await emulator_state(emulator)
         assert result.code == 1, "the examples hold one undecodable line, which must make the exit code 1"
         assert len(state["events"]) == 17
@@ -260,13 +264,16 @@ def test_server_mode_packs_consent_subscriptions_of_many_batches_into_bulk_jobs(
     with_emulator(scenario, EmulatorConfig(rate_limits=limits))
 
 
-def test_ctrl_c_stops_a_replay_and_leaves_no_temporary_store(tmp_path: Path) -> None:
+def test_ctrl_c_stops_a_stuck_replay_once_its_requests_are_answered_and_keeps_only_its_checkpoint(
+    tmp_path: Path,
+) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [batch(u, [custom(u)]) for u in range(20)])
     scratch = tmp_path / "tmp"
     scratch.mkdir()
+    store = tmp_path / "in.jsonl.replay-checkpoint" / "jobs.sqlite3"
 
     async def scenario(emulator: RunningEmulator) -> None:
-        await post_control(emulator, "/_emulator/faults", {"delay_ms": 5000})  # the run is stuck in sends
+        await post_control(emulator, "/_emulator/faults", {"delay_ms": 3000})  # the run is stuck in sends
         path = write_config(tmp_path, emulator.url)
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "mparticle_klaviyo", "replay", str(source), "--config", str(path)),
@@ -276,13 +283,87 @@ def test_ctrl_c_stops_a_replay_and_leaves_no_temporary_store(tmp_path: Path) -> 
             stderr=asyncio.subprocess.PIPE,
         )
         async with asyncio.timeout(30):
-            while not any(scratch.glob("mparticle-klaviyo-replay-*/jobs.sqlite3")):
+            while not store.exists():
                 await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         process.send_signal(signal.SIGINT)
-        await asyncio.wait_for(process.communicate(), 10)
-        assert process.returncode != 0
-        assert list(scratch.iterdir()) == []
+        stdout, _ = await asyncio.wait_for(process.communicate(), 10)
+        state = await emulator_state(emulator)
+        assert process.returncode == 130
+        # The requests out at the Ctrl-C were answered (3 s later) and settled before the exit.
+        assert summary_count(stdout.decode(), "Klaviyo events delivered") == state["events_recorded"] > 0
+        assert store.exists() and list(scratch.iterdir()) == []
+
+    with_emulator(scenario)
+
+
+def test_ctrl_c_prints_the_summary_so_far_and_resume_delivers_the_rest_once(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [batch(u, [custom(u * 10 + i) for i in range(2)]) for u in range(20)])
+    checkpoint = tmp_path / "in.jsonl.replay-checkpoint"
+
+    async def scenario(emulator: RunningEmulator) -> None:
+        # Two requests at a time, the first ten answered slowly: the Ctrl-C comes early in the run.
+        await post_control(emulator, "/_emulator/faults", {"delay_ms": 400, "count": 10})
+        path = write_config(tmp_path, emulator.url)
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "mparticle_klaviyo", "replay", str(source), "--config", str(path)),
+            "--concurrency",
+            "2",
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            while not (await emulator_state(emulator))["events"]:
+                await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, _ = await asyncio.wait_for(process.communicate(), 20)
+        first = (await emulator_state(emulator))["events_recorded"]
+        assert process.returncode == 130
+        assert "interrupted (Ctrl-C)" in stdout.decode() and "replay --resume" in stdout.decode()
+        assert summary_count(stdout.decode(), "Klaviyo events delivered") == first < 40
+        assert (checkpoint / "checkpoint.json").exists()
+        again = await run_cli("replay", str(source), "--config", str(path), cwd=tmp_path)
+        assert again.code == 2 and "add --resume" in again.stderr, "a new run does not start over it"
+        resumed = await run_cli("replay", str(source), "--config", str(path), "--resume", cwd=tmp_path)
+        state = await emulator_state(emulator)
+        assert resumed.code == 0, resumed.stdout + resumed.stderr
+        assert sorted(e["unique_id"] for e in state["events"]) == sorted(
+            f"msg-{u * 10 + i}" for u in range(20) for i in range(2)
+        )
+        assert state["duplicates_dropped"] == 0, "nothing Klaviyo accepted was sent twice"
+        assert summary_count(resumed.stdout, "Klaviyo events delivered") == 40
+        assert not checkpoint.exists()
+
+    with_emulator(scenario)
+
+
+def test_replay_warns_when_the_connection_paces_at_the_default_tier_limits(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [batch(1, [custom(1)])])
+
+    async def scenario(emulator: RunningEmulator) -> None:
+        default = await run_cli(
+            "replay", str(source), "--config", str(write_config(tmp_path, emulator.url)), cwd=tmp_path
+        )
+        limits = {"POST /client/events": [350, 3500]}
+        configured = write_config(tmp_path, emulator.url, rate_limits=limits)
+        chosen = await run_cli("replay", str(source), "--config", str(configured), cwd=tmp_path)
+        assert default.code == chosen.code == 0, default.stderr + chosen.stderr
+        assert "sets no rate_limits" in default.stderr and "(XL)" in default.stderr
+        assert "rate_limits" not in chosen.stderr
+
+    with_emulator(scenario)
+
+
+def test_the_progress_bar_shows_the_total_and_an_eta(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [batch(u, [custom(u)]) for u in range(3)])
+
+    async def scenario(emulator: RunningEmulator) -> None:
+        config = str(write_config(tmp_path, emulator.url))
+        wide = {**os.environ, "COLUMNS": "250"}
+        result = await run_cli("replay", str(source), "--config", config, cwd=tmp_path, env=wide)
+        assert result.code == 0, result.stderr
+        assert " 3/3 jobs settled" in result.stderr and "ETA 0:00:00" in result.stderr
 
     with_emulator(scenario)
 

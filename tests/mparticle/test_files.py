@@ -6,7 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
-from mparticle_klaviyo.mparticle.files import open_input, read_records
+from mparticle_klaviyo.mparticle.files import count_lines, open_input, read_records
 from tests.mapping.builders import batch_doc, custom, encode
 
 
@@ -185,3 +185,15 @@ def test_a_file_starting_with_a_utf8_byte_order_mark_is_read(tmp_path: Path) -> 
     [record] = list(read_records(path))
     assert record.error is None
     assert record.batches is not None and record.batches[0].identities == {"email": "a@example.com"}
+
+
+def test_count_lines_counts_the_lines_of_plain_and_gzipped_files_with_or_without_a_last_newline(
+    tmp_path: Path,
+) -> None:
+    plain, unterminated, packed = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl.gz"
+    plain.write_bytes(b"{}\n{}\n{}\n")
+    unterminated.write_bytes(b"{}\n{}")
+    packed.write_bytes(gzip.compress(b"{}\n" * 5))
+    assert [count_lines(path, chunk=2) for path in (plain, unterminated, packed)] == [3, 2, 5]
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert count_lines(tmp_path / "empty.jsonl") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import sqlite3
 import time
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mparticle_klaviyo.jobs.plan import unique_id_of
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
-from tests.service.live import LiveApp, basic, send, token, webhook
+from tests.service.live import BETA_KEY, BETA_SECRET, LiveApp, basic, send, token, webhook
 from tests.service.messages import batch, event, firehose_events, outbound_batch
 
 
@@ -95,14 +96,14 @@ def test_a_resent_firehose_request_is_queued_once(tmp_path: Path) -> None:
         assert len(app.jobs()) == 1
 
 
-def test_duplicates_are_counted_apart_from_accepted_events(tmp_path: Path) -> None:
+def test_duplicates_are_counted_apart_from_queued_jobs(tmp_path: Path) -> None:
     with LiveApp(tmp_path) as app:
         app.post("/v2/events", batch(), basic())
         app.post("/v2/events", batch(), basic())
         found = samples(app.get("/metrics").body.decode())
     assert found[("mpk_events_received_total", (("connection", "acme"), ("input", "events_api")))] == 2
-    assert found[("mpk_events_accepted_total", (("connection", "acme"),))] == 1
-    assert found[("mpk_events_duplicate_total", (("connection", "acme"),))] == 1
+    assert found[("mpk_jobs_queued_total", (("connection", "acme"),))] == 1
+    assert found[("mpk_jobs_duplicate_total", (("connection", "acme"),))] == 1
 
 
 def test_events_that_can_never_be_sent_are_answered_202_counted_and_not_stored(tmp_path: Path) -> None:
@@ -160,7 +161,7 @@ def test_metrics_are_prometheus_text(tmp_path: Path) -> None:
     names = {family.name for family in text_string_to_metric_families(answer.body.decode())}
     assert answer.status == 200
     assert answer.headers["content-type"].startswith("text/plain")
-    assert {"mpk_events_received", "mpk_events_accepted", "mpk_requests_rejected", "mpk_ingest_seconds"} <= names
+    assert {"mpk_events_received", "mpk_jobs_queued", "mpk_requests_rejected", "mpk_ingest_seconds"} <= names
 
 
 def test_healthz_answers_200_while_the_process_runs(tmp_path: Path) -> None:
@@ -297,3 +298,115 @@ def test_every_refused_request_is_one_log_line_with_its_code_and_pointer_and_nev
     fields = tuple(getattr(line, name) for name in ("status", "code", "pointer", "input"))
     assert fields == (400, "BAD_REQUEST", "/events/0/event_type", "v2")
     assert "do-not-log" not in caplog.text
+
+
+def test_probes_and_scrapes_stay_out_of_ingest_latency_and_refusals(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mparticle_klaviyo.ingest")
+    with LiveApp(tmp_path) as app:
+        assert app.get("/readyz").status == 503, "not ready yet: a load balancer asks again"
+        for path in ("/healthz", "/metrics", "/openapi.json"):
+            assert app.get(path).status == 200
+        app.post("/v2/events", batch(), basic())
+        found = samples(app.get("/metrics").body.decode())
+    timed = {dict(labels)["input"] for (name, labels) in found if name == "mpk_ingest_seconds_count"}
+    refused = [labels for (name, labels) in found if name == "mpk_requests_rejected_total"]
+    assert timed == {"v2"}
+    assert refused == [], "a /readyz 503 is not a refused ingest request (an ingest 5xx alert would fire)"
+    assert [r for r in caplog.records if r.getMessage() == "ingest request refused"] == []
+
+
+def refusal(caplog: pytest.LogCaptureFixture) -> dict[str, object]:
+    """The one ``ingest request refused`` line logged, as its fields."""
+    [line] = [r for r in caplog.records if r.getMessage() == "ingest request refused"]
+    fields = ("status", "code", "pointer", "input", "connection", "remote")
+    return {name: getattr(line, name, "absent") for name in fields}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "code", "connection"),
+    [
+        ("/v2/events", {}, 401, "UNAUTHORIZED", None),
+        ("/firehose", token("wrong-token"), 403, "FORBIDDEN", None),
+        ("/webhook/acme", webhook("Bearer wrong"), 403, "FORBIDDEN", "acme"),
+        (
+            "/webhook/beta",
+            {"Content-Encoding": "br", **webhook("Basic d2ViaG9vay1iZXRhOnNlY3JldA==")},
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "beta",
+        ),
+        ("/v2/events", {"Content-Length": str(10 * 1024 * 1024), **basic()}, 413, "PAYLOAD_TOO_LARGE", "acme"),
+    ],
+    ids=["401", "403-firehose", "403-webhook", "415", "413"],
+)
+def test_a_refused_request_is_one_line_naming_its_status_code_and_connection(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+    connection: str | None,
+) -> None:
+    caplog.set_level(logging.INFO, logger="mparticle_klaviyo.ingest")
+    body = b'{"events": [], "secret": "do-not-log"}'
+    with LiveApp(tmp_path) as app:
+        answer = send(app.url, "POST", path, body, {"Content-Type": "application/json", **headers})
+    assert answer.status == status
+    line = refusal(caplog)
+    assert (line["status"], line["code"], line["input"], line["connection"]) == (
+        status,
+        code,
+        path.split("/")[1],
+        connection,
+    )
+    assert line["remote"] == "127.0.0.1"
+    assert "do-not-log" not in caplog.text
+
+
+def test_a_body_that_stalls_is_one_408_line_naming_its_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mparticle_klaviyo.ingest")
+    with LiveApp(tmp_path, body_idle_timeout_s=0.2) as app:
+        answer = app.stall("/v2/events", basic())
+    assert answer.status == 408
+    assert refusal(caplog) == {
+        "status": 408,
+        "code": "REQUEST_TIMEOUT",
+        "pointer": None,
+        "input": "v2",
+        "connection": "acme",
+        "remote": "127.0.0.1",
+    }
+
+
+def test_a_bad_batch_is_logged_with_the_connection_it_authenticated_as(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mparticle_klaviyo.ingest")
+    with LiveApp(tmp_path) as app:
+        assert app.post("/v2/events", {"events": [{"event_type": 3}]}, basic(BETA_KEY, BETA_SECRET)).status == 400
+    assert refusal(caplog)["connection"] == "beta"
+
+
+def test_a_refusal_on_a_kept_alive_connection_never_names_the_previous_requests_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mparticle_klaviyo.ingest")
+    with LiveApp(tmp_path) as app:
+        host, port = app.url.removeprefix("http://").rsplit(":", 1)
+        client = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            for headers in (basic(), {}):  # acme's bad batch (400, kept alive), then no credentials (401)
+                client.request("POST", "/v2/events", body=b"{", headers={"Content-Type": "application/json", **headers})
+                client.getresponse().read()
+        finally:
+            client.close()
+    lines = [r for r in caplog.records if r.getMessage() == "ingest request refused"]
+    assert [(getattr(r, "status", None), getattr(r, "connection", "absent")) for r in lines] == [
+        (400, "acme"),
+        (401, None),
+    ]

@@ -142,6 +142,63 @@ def test_status_shows_rates_read_from_the_running_service(tmp_path: Path) -> Non
     run_async(scenario(), timeout_s=60)
 
 
+def test_status_json_gives_the_backlog_and_the_dead_letters_by_reason(tmp_path: Path) -> None:
+    seed_store(tmp_path)
+    code, out, err = cli(tmp_path, "status", "--config", config_file(tmp_path), "--sample", "0", "--json")
+    assert code == 0, err
+    status = json.loads(out)
+    backlog = {(row["connection"], row["state"]): row["jobs"] for row in status["backlog"]}
+    assert backlog == {("acme", "ready"): 2, ("acme", "dead"): 2, ("beta", "dead"): 2}
+    assert status["dead_letters"] == [
+        {"connection": "acme", "reason": "http_400", "jobs": 1},
+        {"connection": "acme", "reason": "retries_exhausted:http_503", "jobs": 1},
+        {"connection": "beta", "reason": "http_400", "jobs": 1},
+        {"connection": "beta", "reason": "retries_exhausted:http_503", "jobs": 1},
+    ]
+    assert status["service"]["reachable"] is False
+    assert [(c["name"], c["credentials"]["state"]) for c in status["connections"]] == [("acme", "unknown")]
+
+
+def test_status_shows_the_dead_letters_by_reason(tmp_path: Path) -> None:
+    seed_store(tmp_path)
+    code, out, err = cli(tmp_path, "status", "--config", config_file(tmp_path), "--sample", "0")
+    assert code == 0, err
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.split("Dead letters")[1].splitlines()]
+    assert ["beta", "retries_exhausted:http_503", "1"] in rows
+
+
+def test_status_json_reads_totals_gates_and_credentials_from_the_running_service(tmp_path: Path) -> None:
+    status: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        port = free_port()
+        config = write_service_config(tmp_path, emulator.url, port)
+        service = ServeProcess(config, port, tmp_path / "serve.log")
+        try:
+            await service.start()
+            async with aiohttp.ClientSession() as session:
+                batches = [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(3)]
+                assert await post_bulk(session, service.url, batches) == 202
+            await wait_until(lambda: _true(len(emulator.unique_ids()) == 3), 10.0, "delivery")
+            code, out, err = await run_cli("status", "--config", str(config), "--sample", "0.2", "--json", cwd=tmp_path)
+        finally:
+            await service.ensure_stopped()
+            await emulator.close()
+        assert code == 0, err
+        status.update(json.loads(out))
+
+    run_async(scenario(), timeout_s=60)
+    assert status["service"]["reachable"] is True and status["service"]["sampled_s"] == 0.2
+    [acme] = status["connections"]
+    assert (acme["totals"]["events_received"], acme["totals"]["jobs_queued"]) == (3, 3)
+    assert (acme["totals"]["jobs_delivered"], acme["totals"]["klaviyo_events_delivered"]) == (3, 3)
+    assert acme["rates_per_s"]["jobs_delivered"] == 0.0
+    assert acme["credentials"]["state"] == "ok"
+    assert {gate["endpoint"] for gate in acme["gates"]} >= {"POST /client/events", "POST /client/subscriptions"}
+    assert all(gate["open"] for gate in acme["gates"])
+
+
 # ----------------------------------------------------------------------------- dlq
 
 
@@ -153,6 +210,34 @@ def test_dlq_list_shows_dead_jobs_with_their_reason_and_answer(tmp_path: Path) -
         assert f" {ids[key]} " in out
     assert "http_400" in out and "retries_exhausted" in out
     assert "Invalid company_id" in out
+
+
+def test_dlq_list_json_gives_each_dead_job_without_its_key_or_input(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    code, out, err = cli(tmp_path, "dlq", "list", "--config", config_file(tmp_path), "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert (listed["limit"], listed["more"]) == (50, False)
+    assert [job["id"] for job in listed["dead_letters"]] == sorted(ids[key] for key in ("a1", "a2", "b1", "b2"))
+    first = listed["dead_letters"][0]
+    assert set(first) == {"id", "connection", "kind", "reason", "detail", "attempts", "throttles", "created_at"}
+    assert (first["connection"], first["reason"], first["detail"]) == (
+        "acme",
+        "http_400",
+        "invalid: Invalid company_id '***'.",
+    )
+    assert "example.com" not in out, "no key (it holds the profile) and no input"
+
+
+def test_dlq_list_json_says_when_there_are_more_than_the_limit(tmp_path: Path) -> None:
+    ids = seed_store(tmp_path)
+    config = config_file(tmp_path)
+    code, out, _ = cli(tmp_path, "dlq", "list", "--config", config, "--json", "--limit", "1", "--connection", "beta")
+    assert code == 0
+    listed = json.loads(out)
+    assert ([job["id"] for job in listed["dead_letters"]], listed["more"]) == ([ids["b1"]], True)
+    code, out, _ = cli(tmp_path, "dlq", "list", "--config", config, "--json", "--reason", "nope")
+    assert (code, json.loads(out)) == (0, {"dead_letters": [], "limit": 50, "more": False})
 
 
 def test_dlq_list_filters_by_connection_and_reason(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_a_grant_then_a_revocation_subscribe_then_unsubscribe_in_that_order(tmp_
                 assert await post_bulk(session, service.url, [grant, revoke]) == 202
                 await wait_until(check(lambda: bool(emulator.state()["unsubscriptions"])), 20, "the unsubscription")
                 assert await post_bulk(session, service.url, [revoke]) == 202  # the same state again
-                duplicates = await metric(session, service.url, "mpk_events_duplicate_total")
+                duplicates = await metric(session, service.url, "mpk_jobs_duplicate_total")
             assert await service.terminate() == 0
         finally:
             await service.ensure_stopped()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
+from contextlib import closing
 from pathlib import Path
 
 import aiohttp
@@ -13,9 +15,11 @@ import pytest
 from mparticle_klaviyo.config import load_config
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
 from mparticle_klaviyo.service.runner import GC_YOUNG_THRESHOLD, Service, tune_gc
-from mparticle_klaviyo.store.base import JobState
+from mparticle_klaviyo.store.base import JobState, NewJob
 from mparticle_klaviyo.store.owner import OwnerLock
+from mparticle_klaviyo.store.postgres import PostgresJobStore
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
+from mparticle_klaviyo.store.watch import WRITE_ERROR_HOLD_S
 from tests.service.e2e_helpers import (
     FAST_LIMITS,
     PUBLIC_KEY,
@@ -30,6 +34,7 @@ from tests.service.e2e_helpers import (
     wait_until,
     write_service_config,
 )
+from tests.store.pg import admin, schema_of, terminate
 
 
 async def _running(
@@ -99,12 +104,12 @@ def test_the_service_delivers_as_the_sole_owner_of_its_store(tmp_path: Path) -> 
     config = load_config(write_service_config(tmp_path, "http://127.0.0.1:9", free_port(), service={"lease_s": 2.0}))
     service = Service(config)
     try:
-        assert service.owner.held
+        assert service.owner is not None and service.owner.held
         assert service.dispatchers["acme"].options.sole_owner
         assert service.dispatchers["acme"].options.lease_s == 2.0
     finally:
         asyncio.run(service.store.close())
-        service.owner.release()
+        service.release_owner()
 
 
 def test_the_metrics_show_the_backlog_and_deliveries(tmp_path: Path) -> None:
@@ -147,6 +152,34 @@ def test_pacing_waits_are_exported_as_counters_that_only_grow(tmp_path: Path) ->
     assert 'mpk_retry_after_wait_seconds_total{connection="acme"} 0.25' in text
 
 
+def test_the_oldest_job_age_returns_to_zero_once_nothing_is_ready(tmp_path: Path) -> None:
+    config = load_config(write_service_config(tmp_path, "http://127.0.0.1:9", free_port()))
+    service = Service(config)
+    job = NewJob(connection="acme", key="k1", profile_key="", kind="event", payload=b"")
+
+    async def scenario() -> list[float | None]:
+        ages = []
+        try:
+            await service._update_gauges()
+            ages.append(service.metrics.registry.get_sample_value("mpk_oldest_job_age_seconds", {"connection": "acme"}))
+            await service.store.enqueue([job], time.time() - 100)
+            await service._update_gauges()
+            ages.append(service.metrics.registry.get_sample_value("mpk_oldest_job_age_seconds", {"connection": "acme"}))
+            [claimed] = await service.store.claim("acme", 1, 60.0, time.time())
+            await service.store.ack([claimed.id])
+            await service._update_gauges()
+            ages.append(service.metrics.registry.get_sample_value("mpk_oldest_job_age_seconds", {"connection": "acme"}))
+        finally:
+            await service.store.close()
+            service.release_owner()
+        return ages
+
+    before, waiting, delivered = asyncio.run(scenario())
+    assert before == 0.0, "exported from the start: an alert rule can rely on the series"
+    assert waiting is not None and waiting >= 100
+    assert delivered == 0.0, "the last job's age must not stay (and keep an alert firing)"
+
+
 def test_tune_gc_freezes_what_exists_and_raises_the_young_threshold() -> None:
     before = gc.get_threshold()
     try:
@@ -184,7 +217,7 @@ def test_connections_to_one_klaviyo_account_share_its_lanes_and_others_do_not(tm
             assert (acme["POST /client/events"] is beta["POST /client/events"]) is shared
         finally:
             asyncio.run(service.store.close())
-            service.owner.release()
+            service.release_owner()
 
 
 def test_two_connections_to_one_account_together_stay_within_its_limit(tmp_path: Path) -> None:
@@ -233,9 +266,63 @@ def test_a_service_that_cannot_listen_gives_back_its_store_and_lock(tmp_path: Pa
         service = Service(load_config(write_service_config(tmp_path, emulator.url, taken)))
         with pytest.raises(OSError):
             await service.run()
-        assert not service.owner.held
+        assert service.owner is not None and not service.owner.held
         with OwnerLock(tmp_path / "jobs.sqlite3") as again:
             assert again.held
         await emulator.close()
 
     run_async(scenario())
+
+
+def test_on_postgresql_the_service_delivers_without_an_owner_lock_releasing_only_expired_leases(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        service, task = await _running(emulator, tmp_path, store=postgres_url)
+        assert service.owner is None
+        assert not service.dispatchers["acme"].options.sole_owner
+        assert not (tmp_path / "jobs.sqlite3").exists()
+        status = await _post_events(service.config.service.port, user_batch("ada", [custom_event("m1")]))
+        assert status == 202
+        await wait_until(lambda: _true(emulator.unique_ids() == ["m1"]), 5.0, "delivery")
+        service.stop.set()
+        await asyncio.wait_for(task, 10)
+        with closing(PostgresJobStore(postgres_url)) as store:
+            assert store.counts() == []
+        await emulator.close()
+
+    run_async(scenario())
+
+
+DB_PASSWORD = "db-pw-never_shown_0123"
+
+
+def test_on_postgresql_a_lost_database_answers_503_then_recovers_and_no_log_shows_the_password(
+    tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    user, rest = postgres_url.split("://", 1)[1].split("@", 1)
+    with_password = f"postgresql://{user}:{DB_PASSWORD}@{rest}"  # trust authentication ignores it
+
+    async def scenario() -> None:
+        emulator = await start_recording_emulator()
+        service, task = await _running(emulator, tmp_path, store=with_password)
+        port = service.config.service.port
+        assert await _post_events(port, user_batch("ada", [custom_event("m1")])) == 202
+        with admin() as conn:
+            terminate(conn, schema_of(postgres_url))
+        assert await _post_events(port, user_batch("bob", [custom_event("m2")])) == 503
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/readyz") as response:
+            assert response.status == 503
+            assert "unreachable" in await response.text()
+        await asyncio.sleep(WRITE_ERROR_HOLD_S)
+        assert await _post_events(port, user_batch("bob", [custom_event("m2")])) == 202
+        await wait_until(lambda: _true(sorted(emulator.unique_ids()) == ["m1", "m2"]), 10.0, "delivery")
+        service.stop.set()
+        await asyncio.wait_for(task, 10)
+        await emulator.close()
+
+    run_async(scenario())
+    assert "unreachable" in caplog.text
+    assert DB_PASSWORD not in caplog.text

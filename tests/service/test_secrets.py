@@ -17,6 +17,7 @@ import aiohttp
 
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig, RunningEmulator
 from mparticle_klaviyo.klaviyo.emulator.config import ALL_WRITE_SCOPES
+from tests.service.e2e_helpers import run_cli
 from tests.service.messages import batch, event, firehose_events, outbound_batch, registration_request
 from tests.service.served import Served, emulator_state, wait_for_events, with_emulator, write_config
 
@@ -138,13 +139,56 @@ def test_no_secret_appears_in_logs_metrics_or_answers_of_a_real_run(tmp_path: Pa
 
 
 def test_the_run_logs_json_lines_from_start_to_stop(tmp_path: Path) -> None:
-    async def scenario(emulator: RunningEmulator) -> list[dict[str, Any]]:
+    async def scenario(emulator: RunningEmulator) -> tuple[list[dict[str, Any]], str]:
         served = await Served.start(write_config(tmp_path, connections(emulator.url)))
         await asyncio.sleep(0.1)
         assert await served.stop() == 0
-        return served.log_lines()
+        return served.log_lines(), emulator.url.removeprefix("http://")
 
-    lines = with_emulator(scenario, emulator_config())
+    lines, klaviyo = with_emulator(scenario, emulator_config())
     messages = [line["message"] for line in lines]
     assert messages[0] == "serving" and messages[-1] == "stopped"
-    assert lines[0]["connections"] == ["client", "server"]
+    assert lines[0]["connections"] == {
+        "client": {"mode": "client", "inputs": ["firehose", "events_api", "webhook"], "klaviyo": klaviyo},
+        "server": {"mode": "server", "inputs": ["webhook"], "klaviyo": klaviyo},
+    }
+    assert lines[0]["store"] == str(tmp_path / "jobs.sqlite3")
+
+
+async def cli_outputs(tmp_path: Path, port: int) -> bytes:
+    """What ``status`` and ``dlq list`` print, as text and as JSON, for the service on ``port``."""
+    (tmp_path / "cli").mkdir()
+    config = write_config(
+        tmp_path / "cli", connections("http://127.0.0.1:9"), port=port, store=str(tmp_path / "jobs.sqlite3")
+    )
+    printed = bytearray()
+    for command in (["status", "--sample", "0.1"], ["status", "--json"], ["dlq", "list"], ["dlq", "list", "--json"]):
+        code, out, err = await run_cli(*command, "--config", str(config), cwd=tmp_path)
+        assert code == 0, err
+        printed += (out + err).encode()
+    return bytes(printed)
+
+
+def test_no_secret_appears_in_status_or_dlq_output_text_or_json(tmp_path: Path) -> None:
+    async def scenario(emulator: RunningEmulator) -> tuple[bytes, bytes]:
+        async with aiohttp.ClientSession() as session:
+            # One dead letter (a 400 with Klaviyo's answer), one retry, one 429.
+            for fault in [{"status": 400, "count": 1, "path": "/client/events"}, *FAULTS]:
+                await session.post(f"{emulator.url}/_emulator/faults", json=fault)
+            served = await Served.start(write_config(tmp_path, connections(emulator.url)))
+            try:
+                good = basic(EVENTS_KEY, EVENTS_SECRET)
+                for n in range(3):
+                    body = json.dumps(batch(f"s{n}@example.com", [event(message_id=f"s-{n}")])).encode()
+                    async with session.post(served.url + "/v2/events", data=body, headers=good) as response:
+                        assert response.status == 202
+                await wait_for_events(emulator, 2)
+                printed = await cli_outputs(tmp_path, int(served.url.rsplit(":", 1)[1]))
+            finally:
+                await served.stop()
+        return printed, bytes(served.stdout + served.stderr)
+
+    printed, logs = with_emulator(scenario, emulator_config())
+    assert b"http_400" in printed and b"events_received" in printed, "the outputs are the ones meant"
+    leaks = [secret for secret in SECRETS for form in forms(secret) if form in printed + logs]
+    assert leaks == []

@@ -39,15 +39,15 @@ from mparticle_klaviyo.delivery.erasures import erase_behind
 from mparticle_klaviyo.delivery.key_pause import CredentialGuard
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.observer import SettleObserver
-from mparticle_klaviyo.delivery.outages import watch_outages
+from mparticle_klaviyo.delivery.outages import watch_gates, watch_outages
 from mparticle_klaviyo.delivery.profile_order import ProfileOrder
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.delivery.retry_policy import RetryPolicy
 from mparticle_klaviyo.delivery.senders import BulkSenders
 from mparticle_klaviyo.delivery.settle import Settler
+from mparticle_klaviyo.delivery.timed import TimedTransport
 from mparticle_klaviyo.delivery.units import MappedJob, PreparedUsers, Unit, Unmappable, build_units, map_job, now_ms
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Retryable, Throttled
-from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import Job
@@ -60,6 +60,7 @@ _ERROR_PAUSE_S = 1.0
 _MAP_SLICE = 50
 # A job held behind an open job of its profile (profile_order.py) is claimed again after this.
 _PROFILE_HOLD_S = 0.5
+_QUIESCE_POLL_S = 0.02
 
 
 class Dispatcher:
@@ -81,7 +82,8 @@ class Dispatcher:
         # Unix time for the store (due times, leases, job ages); injectable so tests can age jobs.
         self._now = wall_clock
         self.store = store
-        self.client: Transport = _TimedTransport(client, metrics)  # each request's latency, per endpoint
+        # Counted and timed; a send also marks its unit as started (``quiesce`` lets those finish).
+        self.client: Transport = TimedTransport(client, metrics, connection.name, on_send=self._note_send)
         self.metrics = metrics
         self.options = options or DispatchOptions()
         self.barrier = Barrier()
@@ -92,6 +94,7 @@ class Dispatcher:
         self._lanes = dict(lanes) if lanes is not None else account_lanes(connection, self.options)
         self.circuit = next((lane.circuit for lane in self._lanes.values()), None) or Circuit(MonotonicClock())
         watch_outages(self.circuit, connection.name, metrics)
+        watch_gates(self._lanes, connection.name, metrics)
         # The connection's own (keys differ between connections of one account): a 401/403 pauses it.
         self.credentials = CredentialGuard(
             connection.name, lambda: self.client, self._lanes, metrics, self.options.credentials, wake=self.wake.set
@@ -107,11 +110,15 @@ class Dispatcher:
             connection.name, store, metrics, self.policy, self._backoff, self.barrier, wall_clock, observer
         )
         self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
+        self._started: set[asyncio.Task[None]] = set()  # unit tasks whose first request went out
+        self._quiet = False  # ``quiesce``: no unit sends its first request any more
         self._orphans: list[tuple[tuple[Job, ...], str]] = []
         self._in_flight = 0
         self._tally = Tally()
         self._users = PreparedUsers(connection)
-        self._bulk = BulkSenders(self._lanes, lambda: self.client, self._tally, self._handle_packed)
+        self._bulk = BulkSenders(
+            self._lanes, lambda: self.client, self._tally, self._handle_packed, hold=lambda: self._quiet
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, then finish what is in flight (see ``drain``).
@@ -147,6 +154,28 @@ class Dispatcher:
         # the sole owner every lease is such a leftover, expired or not.
         await self.store.release_expired(math.inf if self.options.sole_owner else self._now())
         await self._rebuild_barrier()
+
+    async def quiesce(self, timeout_s: float) -> None:
+        """Send nothing new; wait up to ``timeout_s`` for the units already sending to settle.
+
+        For a stop that must not send twice what Klaviyo accepted (replay's Ctrl-C): a unit whose
+        first request has gone out finishes and is settled with its answers; a unit that has not
+        sent goes back to the queue (not an attempt), and ``drain`` releases what still waits.
+        """
+        self._quiet = True
+        deadline = time.monotonic() + timeout_s
+        while (self._started or self._bulk.sending()) and time.monotonic() < deadline:
+            await asyncio.sleep(_QUIESCE_POLL_S)
+
+    def _note_send(self) -> None:
+        """A request goes out: if from a unit's task, that unit has started (``quiesce`` waits for it)."""
+        task = asyncio.current_task()
+        if task is not None and task in self._tasks:
+            self._started.add(task)
+
+    def _hold_first(self) -> bool:
+        """Whether a unit's first request must not go: refused credentials, or ``quiesce``."""
+        return self._quiet or self.credentials.paused()
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for in-flight units; release the jobs of those still running after ``timeout_s``.
@@ -186,7 +215,7 @@ class Dispatcher:
     async def _claim_and_start(self) -> int:
         """Claim what fits in the in-flight window and start sending it; how many were claimed."""
         limit = min(self.options.max_in_flight_jobs - self._in_flight, self.options.claim_batch)
-        if limit <= 0 or (limit < self.options.claim_batch and self._in_flight):
+        if self._quiet or limit <= 0 or (limit < self.options.claim_batch and self._in_flight):
             return 0  # wait for room for a whole claim: small claims make small bulk jobs
         # While Klaviyo is unreachable: nothing, or the one job whose request will probe it.
         if (limit := self.credentials.allowance(self.circuit.allowance(limit))) == 0:
@@ -223,6 +252,7 @@ class Dispatcher:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         jobs = self._tasks.pop(task, ())
+        self._started.discard(task)
         self._in_flight -= len(jobs)
         self.profile_order.settled(jobs)
         self.wake.set()
@@ -313,7 +343,8 @@ class Dispatcher:
             if index == 0 and first is not None:
                 sent = first
             else:
-                hold = self.credentials.paused  # a unit claimed before a 401/403 is not sent after it
+                # A unit claimed before a 401/403 is not sent after it; nor one not started at a quiesce.
+                hold = self._hold_first if index == 0 else self.credentials.paused
                 sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id, hold)
             if self.credentials.stops(request.endpoint, sent):
                 # Not an attempt. Due at once, yet not claimed while paused: a resume sends it at once.
@@ -343,19 +374,3 @@ class Dispatcher:
     def lanes(self) -> Mapping[str, Lane]:
         """The lanes by endpoint (for metrics and tests)."""
         return self._lanes
-
-
-class _TimedTransport:
-    """The client, with each request's latency observed per endpoint."""
-
-    def __init__(self, client: Transport, metrics: Metrics) -> None:
-        self._client = client
-        self._latency = metrics.klaviyo_latency
-
-    async def send(self, request: KlaviyoRequest) -> Outcome:
-        """Send ``request`` and time it."""
-        started = time.monotonic()
-        try:
-            return await self._client.send(request)
-        finally:
-            self._latency.labels(request.endpoint).observe(time.monotonic() - started)

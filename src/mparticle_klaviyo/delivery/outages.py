@@ -1,11 +1,13 @@
-"""Klaviyo outages made visible: a gauge and a counter per connection, one log line per change."""
+"""Klaviyo outages and pauses made visible: gauges and a counter per connection, one log line per change."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 from mparticle_klaviyo.delivery.circuit import Change, Circuit
+from mparticle_klaviyo.delivery.lane import Lane
 from mparticle_klaviyo.observe.metrics import Metrics, iso_time
 
 log = logging.getLogger("mparticle_klaviyo.delivery")
@@ -47,3 +49,9 @@ def watch_outages(circuit: Circuit, connection: str, metrics: Metrics) -> None:
         report = OutageReport(metrics)
         circuit.listener = report
     report.add(connection)
+
+
+def watch_gates(lanes: Mapping[str, Lane], connection: str, metrics: Metrics) -> None:
+    """Export each lane's Retry-After gate for ``connection``: seconds until it opens, read at scrape time."""
+    for endpoint, lane in lanes.items():
+        metrics.gate_closed.labels(connection, endpoint).set_function(lane.gate.remaining)

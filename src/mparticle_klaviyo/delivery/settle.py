@@ -64,6 +64,9 @@ class Settler:
             for job in jobs:
                 self.done(job)
                 self.metrics.delivered.labels(self.connection, job.kind).inc()
+            # Event requests name each Klaviyo event they carry; consent requests name none.
+            events = sum(len(request.event_keys) for request in unit.requests)
+            self.metrics.events_delivered.labels(self.connection).inc(events)
             if self.observer is not None:
                 self.observer.acked(unit.jobs, unit.requests)
         elif isinstance(outcome, Permanent):

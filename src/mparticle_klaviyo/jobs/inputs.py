@@ -17,12 +17,17 @@ from mparticle_klaviyo.overrides import connection_for_request
 
 
 class InputItem(msgspec.Struct, frozen=True):
-    """One batch read from a file (``number`` counts batches across all files), or an error."""
+    """One batch read from a file (``number`` counts batches across all files), or an error.
+
+    ``file`` is the index of its file among those read, ``line`` its line (0: a whole-file document).
+    """
 
     location: str
     number: int
     batch: UserBatch | None = None
     error: InputError | None = None
+    file: int = 0
+    line: int = 0
 
 
 class Mapped(msgspec.Struct, frozen=True):
@@ -36,13 +41,13 @@ class Mapped(msgspec.Struct, frozen=True):
 def read_inputs(paths: Iterable[Path]) -> Iterator[InputItem]:
     """Every batch of every file in order, with decode errors in place of the bad documents."""
     number = 0
-    for path in paths:
+    for index, path in enumerate(paths):
         for record in read_records(path):
             if record.error is not None:
-                yield InputItem(record.location, number, error=record.error)
+                yield InputItem(record.location, number, error=record.error, file=index, line=record.line)
                 continue
             for batch in record.batches or ():
-                yield InputItem(record.location, number, batch=batch)
+                yield InputItem(record.location, number, batch=batch, file=index, line=record.line)
                 number += 1
 
 

@@ -1,13 +1,22 @@
 """Prometheus metrics of the service, in their own registry (served at ``/metrics``).
 
 Labels are connection names, endpoints and reason codes only: never keys, emails or phones.
+Three units are counted apart: mParticle events (``mpk_events_*``: what ingest received or
+dropped), jobs (``mpk_jobs_*``: one per forwardable event or consent change, queued, delivered,
+retried, dead-lettered) and Klaviyo events (``mpk_klaviyo_events_delivered``: a purchase is one
+per product).
 """
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+# No ``*_created`` series: one per labelled counter and histogram, doubling what Prometheus
+# stores, for a start time nobody graphs. The switch is prometheus_client's, process-wide: set
+# on import, before any metric of ours exists.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -18,12 +27,34 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.received = Counter("mpk_events_received", "mParticle events received", ["connection", "input"], registry=r)
-        self.accepted = Counter("mpk_events_accepted", "Events durably queued", ["connection"], registry=r)
-        self.duplicates = Counter("mpk_events_duplicate", "Events already queued before", ["connection"], registry=r)
-        self.dropped = Counter("mpk_events_dropped", "Events not forwarded", ["connection", "reason"], registry=r)
-        self.rejected = Counter("mpk_requests_rejected", "Ingest requests refused", ["input", "status"], registry=r)
+        self.received = Counter(
+            "mpk_events_received", "mParticle events in accepted ingest requests", ["connection", "input"], registry=r
+        )
+        self.queued = Counter(
+            "mpk_jobs_queued",
+            "Jobs durably queued (one per forwardable mParticle event or consent change)",
+            ["connection"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "mpk_jobs_duplicate", "Jobs not queued: the same job was queued before", ["connection"], registry=r
+        )
+        self.dropped = Counter(
+            "mpk_events_dropped", "mParticle events never forwarded, by reason", ["connection", "reason"], registry=r
+        )
+        self.rejected = Counter(
+            "mpk_requests_rejected", "Ingest requests refused (probes excluded)", ["input", "status"], registry=r
+        )
         self.delivered = Counter("mpk_jobs_delivered", "Jobs Klaviyo accepted", ["connection", "kind"], registry=r)
+        self.events_delivered = Counter(
+            "mpk_klaviyo_events_delivered",
+            "Klaviyo events in requests Klaviyo accepted (a purchase makes one per product)",
+            ["connection"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "mpk_klaviyo_requests", "Requests sent to Klaviyo, answered or not", ["connection", "endpoint"], registry=r
+        )
         self.retried = Counter(
             "mpk_jobs_retried", "Jobs scheduled for another try", ["connection", "reason"], registry=r
         )
@@ -31,6 +62,12 @@ class Metrics:
             "mpk_jobs_dead_lettered", "Jobs moved to the dead letters", ["connection", "reason"], registry=r
         )
         self.throttled = Counter("mpk_klaviyo_429", "429 answers from Klaviyo", ["connection", "endpoint"], registry=r)
+        self.gate_closed = Gauge(
+            "mpk_retry_after_gate_seconds",
+            "Seconds until the endpoint's Retry-After gate opens again (after a 429); 0 while open",
+            ["connection", "endpoint"],
+            registry=r,
+        )
         self.backlog = Gauge("mpk_backlog_jobs", "Jobs per state", ["connection", "state"], registry=r)
         self.oldest = Gauge("mpk_oldest_job_age_seconds", "Age of the oldest ready job", ["connection"], registry=r)
         self.erasures = Counter(
@@ -64,7 +101,11 @@ class Metrics:
             "mpk_ingest_client_disconnects", "Ingest requests whose client left before its body was read", registry=r
         )
         self.ingest_latency = Histogram(
-            "mpk_ingest_seconds", "Ingest request latency", ["input"], buckets=_LATENCY_BUCKETS, registry=r
+            "mpk_ingest_seconds",
+            "Ingest request latency (probes and /metrics excluded)",
+            ["input"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.klaviyo_latency = Histogram(
             "mpk_klaviyo_request_seconds", "Klaviyo request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r

@@ -35,7 +35,6 @@ from mparticle_klaviyo.server.errors import (
     AdmissionTimeoutError,
     BodyTimeoutError,
     ClientGoneError,
-    ErrorResponse,
     PayloadTooLargeError,
     StoreUnavailableError,
     UnsupportedEncodingError,
@@ -44,6 +43,7 @@ from mparticle_klaviyo.server.errors import (
     store_unavailable_response,
 )
 from mparticle_klaviyo.server.openapi import openapi_document
+from mparticle_klaviyo.server.refusals import authenticated, forget_connection, log_refusal
 from mparticle_klaviyo.store.aio import AsyncStore
 
 log = logging.getLogger("mparticle_klaviyo.ingest")
@@ -100,7 +100,9 @@ class Ingest:
     async def firehose(self, request: web.Request) -> web.StreamResponse:
         """``POST /firehose``: registration (no auth), event processing (Token auth)."""
         try:
-            connection = firehose_connection(request.headers.get("Authorization"), self.config.connections)
+            connection = authenticated(
+                firehose_connection(request.headers.get("Authorization"), self.config.connections)
+            )
         except AuthError as refused:
             return await self._unauthenticated_firehose(request, refused)
         async with self.admitted(request, self._bulk_limit()) as raw:
@@ -159,7 +161,7 @@ class Ingest:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """``POST /v2/events``: one batch, HTTP Basic auth."""
-        connection = events_api_connection(request.headers.get("Authorization"), self.config.connections)
+        connection = authenticated(events_api_connection(request.headers.get("Authorization"), self.config.connections))
         async with self.admitted(request, self.config.service.max_batch_bytes) as raw:
             batches = _decoded(decode_document, raw)
             if len(batches) != 1 or raw.lstrip()[:1] != b"{":
@@ -170,7 +172,7 @@ class Ingest:
 
     async def bulk_events(self, request: web.Request) -> web.StreamResponse:
         """``POST /v2/bulkevents``: an array of up to 100 batches of up to 128 KB each."""
-        connection = events_api_connection(request.headers.get("Authorization"), self.config.connections)
+        connection = authenticated(events_api_connection(request.headers.get("Authorization"), self.config.connections))
         service = self.config.service
         async with self.admitted(request, self._bulk_limit()) as raw:
             parts = split_bulk(raw, service.max_batches_per_request, service.max_batch_bytes)
@@ -182,7 +184,9 @@ class Ingest:
     async def webhook(self, request: web.Request) -> web.StreamResponse:
         """``POST /webhook/{connection}``: mParticle's Webhook output (one batch or an array)."""
         name = request.match_info["connection"]
-        connection = webhook_connection(name, request.headers.get("Authorization"), self.config.connections)
+        connection = authenticated(
+            webhook_connection(name, request.headers.get("Authorization"), self.config.connections)
+        )
         async with self.admitted(request, self._bulk_limit()) as raw:
             batches = _decoded(decode_document, raw)
             _no_firehose(*batches)
@@ -196,7 +200,7 @@ class Ingest:
         if planned.jobs:
             await self._check_backlog(source)
             result = await self.store.enqueue(planned.jobs, time.time())
-            self.metrics.accepted.labels(connection.name).inc(result.stored)
+            self.metrics.queued.labels(connection.name).inc(result.stored)
             self.metrics.duplicates.labels(connection.name).inc(result.duplicates)
             self._backlog += result.stored
             self.wake(connection.name)
@@ -290,6 +294,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     # Label by route, never by the raw path: any path a client makes up would be a new series.
     matched = request.match_info.route.resource is not None
     source = (request.path.strip("/").split("/")[0] or "root") if matched else "unmatched"
+    forget_connection()
     try:
         response = await handler(request)
     except ClientGoneError:
@@ -299,15 +304,21 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _closing(error_response(400, "CLIENT_GONE", "the client closed the connection"))
     except Exception as error:
         response = _error_answer(error, request)
+    if source in _PROBES:
+        # A 503 from /readyz while starting or stopping is an answer, not a refused ingest request.
+        return response
     if response.status >= 400:
         ingest.metrics.rejected.labels(source, str(response.status)).inc()
-        _log_refusal(response, source, request)
+        log_refusal(response, source, request)
     if source in _INGEST_SOURCES:
         ingest.metrics.ingest_latency.labels(source).observe(time.monotonic() - started)
     return response
 
 
 _INGEST_SOURCES = frozenset({"firehose", "v2", "webhook"})
+# Asked by load balancers, orchestrators and Prometheus every few seconds: neither ingest
+# latency nor refusals (an ingest 5xx alert would fire on every /readyz 503 at start-up).
+_PROBES = frozenset({"healthz", "readyz", "metrics", "openapi.json"})
 
 
 def _error_answer(error: Exception, request: web.Request) -> web.Response:
@@ -346,21 +357,6 @@ def _closing(response: web.Response) -> web.Response:
 def _retry_later(response: web.Response) -> web.Response:
     response.headers["Retry-After"] = "5"
     return response
-
-
-def _log_refusal(response: web.StreamResponse, source: str, request: web.Request) -> None:
-    """One line per refused request: status, code, pointer and sender; never the body."""
-    error = response.error if isinstance(response, ErrorResponse) else {}
-    log.info(
-        "ingest request refused",
-        extra={
-            "status": response.status,
-            "code": error.get("code"),
-            "pointer": error.get("pointer"),
-            "input": source,
-            "remote": request.remote,
-        },
-    )
 
 
 def create_app(config: Config, store: AsyncStore, metrics: Metrics, wake: Callable[[str], None]) -> web.Application:

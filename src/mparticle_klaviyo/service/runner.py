@@ -3,8 +3,9 @@
 SIGTERM or SIGINT: readiness turns false, the listener closes (in-flight requests finish),
 dispatchers stop claiming, in-flight sends get ``shutdown_timeout_s`` to finish, and whatever
 is still leased is released back to the queue. A kill -9 instead loses nothing either: the
-restarted ``serve`` (one per store: ``OwnerLock``) releases the dead process's leases and
-delivers those jobs again (Klaviyo dedups by ``unique_id``).
+restarted ``serve`` (one per SQLite store: ``OwnerLock``) releases the dead process's leases and
+delivers those jobs again (Klaviyo dedups by ``unique_id``). On PostgreSQL there is no owner lock
+yet (see ``store.factory.owner_lock``): leases left by a dead process return once they expire.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from aiohttp import web
 
@@ -34,11 +34,10 @@ from mparticle_klaviyo.secret import Secret
 from mparticle_klaviyo.server.app import INGEST, Ingest, create_app
 from mparticle_klaviyo.server.http_server import ingest_runner
 from mparticle_klaviyo.service.check import log_checks
+from mparticle_klaviyo.service.startup import serving_fields
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import JobState
-from mparticle_klaviyo.store.owner import OwnerLock
-from mparticle_klaviyo.store.sqlite import SqliteJobStore
-from mparticle_klaviyo.store.watch import StoreWatch
+from mparticle_klaviyo.store.factory import locate, open_store, owner_lock, watch_store
 
 log = logging.getLogger("mparticle_klaviyo.serve")
 _GAUGES_EVERY_S = 5.0
@@ -50,13 +49,16 @@ class Service:
     def __init__(self, config: Config) -> None:
         self.config = config
         service = config.service
-        self.owner = OwnerLock(service.store).acquire()
+        self.location = locate(service.store)
+        self.owner = owner_lock(self.location)
+        if self.owner is not None:
+            self.owner.acquire()
         try:
-            jobs = SqliteJobStore(Path(service.store), dedup_window_s=service.dedup_window_s)
+            jobs = open_store(self.location, dedup_window_s=service.dedup_window_s)
             # Watched from the moment it is open: the files open now are the ones 202s promise.
-            self.store = AsyncStore(jobs, StoreWatch(jobs.path, service.store_min_free_mb * 1024 * 1024))
+            self.store = AsyncStore(jobs, watch_store(self.location, service.store_min_free_mb * 1024 * 1024))
         except BaseException:
-            self.owner.release()
+            self.release_owner()
             raise
         self.metrics = Metrics()
         self.metrics.store_ok.set_function(lambda: float(self.store.problem() is None))
@@ -66,7 +68,9 @@ class Service:
             max_age_s=service.max_age_s,
             lease_s=service.lease_s,
             max_concurrency=service.max_concurrency,
-            sole_owner=True,  # self.owner is held
+            # Held owner lock (SQLite): every lease found is a dead process's. Without one
+            # (PostgreSQL, for now), expired leases are released as they expire.
+            sole_owner=self.owner is not None,
         )
         self._account_lanes: dict[tuple[str, Secret], dict[str, Lane]] = {}
         self.clients = {
@@ -110,10 +114,10 @@ class Service:
         tasks.append(asyncio.create_task(self._housekeeping()))
         tasks.append(asyncio.create_task(self._check_credentials()))
         guards = {name: d.credentials for name, d in self.dispatchers.items()}
-        requests = ResumeRequests(self.config.service.store)  # from `mparticle-klaviyo resume`
+        requests = ResumeRequests(self.location.local_name)  # from `mparticle-klaviyo resume`
         tasks.append(asyncio.create_task(answer_resume_requests(requests, guards, self.stop)))
         self.ingest.ready = True
-        log.info("serving", extra={"url": _url(runner), "connections": sorted(self.config.connections)})
+        log.info("serving", extra={"url": _url(runner), **serving_fields(self.config, self.location.shown)})
         if ready is not None:
             ready.set()
         try:
@@ -132,8 +136,13 @@ class Service:
         for client in self.clients.values():
             await client.close()
         await self.store.close()
-        self.owner.release()
+        self.release_owner()
         log.info("stopped")
+
+    def release_owner(self) -> None:
+        """Give up the store's owner lock, if this store kind has one (releasing twice is harmless)."""
+        if self.owner is not None:
+            self.owner.release()
 
     async def _check_credentials(self) -> None:
         """Log whether Klaviyo accepts the keys; never holds up serving (ingest is durable) or a stop."""
@@ -155,20 +164,28 @@ class Service:
         """Refresh backlog gauges, forget old dedup keys."""
         last_forget = 0.0
         while not self.stop.is_set():
-            await self._update_gauges()
-            if time.monotonic() - last_forget > 3600:
-                await self.store.forget_before(time.time() - self.config.service.dedup_window_s)
-                last_forget = time.monotonic()
+            try:
+                await self._update_gauges()
+                if time.monotonic() - last_forget > 3600:
+                    await self.store.forget_before(time.time() - self.config.service.dedup_window_s)
+                    last_forget = time.monotonic()
+            except Exception:
+                # A store that fails for a while (a PostgreSQL server restarting) must not end
+                # housekeeping for the life of the process: try again at the next turn.
+                log.exception("housekeeping failed; trying again")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), _GAUGES_EVERY_S)
 
     async def _update_gauges(self) -> None:
         self.store.problem()  # look even when no request or probe asks, so that the log says when it broke
+        counts = await self.store.counts()  # read first: a scrape never sees the zeroes in between
         now = time.time()
         for name in self.config.connections:
             for state in JobState:
                 self.metrics.backlog.labels(name, state.name.lower()).set(0)
-        for count in await self.store.counts():
+            # 0 with nothing ready: else the age of the last job seen would stay, and alert, forever.
+            self.metrics.oldest.labels(name).set(0)
+        for count in counts:
             self.metrics.backlog.labels(count.connection, count.state.name.lower()).set(count.count)
             if count.state == JobState.READY and count.oldest_created_at is not None:
                 self.metrics.oldest.labels(count.connection).set(now - count.oldest_created_at)
