@@ -96,6 +96,10 @@ def replay_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the interrupted replay of FILES from its checkpoint.")
     ] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the checkpoint (default: FILE.replay-checkpoint beside the first file)."),
+    ] = None,
 ) -> None:
     """Deliver FILES to Klaviyo (or the emulator: klaviyo_url) through serve's delivery engine.
 
@@ -118,7 +122,7 @@ def replay_command(
         max_concurrency=concurrency, max_attempts=max_attempts, max_retry_age_s=max_retry_age, timeout_s=timeout
     )
     quiet_delivery_log()
-    code = run_replay(paths, chosen, options, resume)
+    code = run_replay(paths, chosen, options, resume, checkpoint)
     if code:
         raise typer.Exit(code=code)
 

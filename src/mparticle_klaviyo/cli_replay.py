@@ -28,13 +28,15 @@ def default_limits_warning(connection: Connection) -> str | None:
     )
 
 
-def run_replay(paths: list[Path], connection: Connection, options: ReplayOptions, resume: bool) -> int:
-    """Replay ``paths`` with a checkpoint beside them, print the summary; the exit code."""
+def run_replay(
+    paths: list[Path], connection: Connection, options: ReplayOptions, resume: bool, folder: Path | None = None
+) -> int:
+    """Replay ``paths`` with a checkpoint (in ``folder``, else beside them), print the summary; the exit code."""
     warning = default_limits_warning(connection)
     if warning is not None:
         typer.echo(warning, err=True)
     stats = ReplayStats()
-    checkpoint = Checkpoint(location(paths))
+    checkpoint = Checkpoint(folder.resolve() if folder is not None else location(paths))
     try:
         interrupted = _run(paths, connection, options, stats, checkpoint, resume)
     except CheckpointError as error:

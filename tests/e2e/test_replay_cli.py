@@ -375,3 +375,29 @@ def summary_count(stdout: str, label: str) -> int:
         if len(cells) > 2 and cells[1].startswith(label):
             return int(cells[2])
     raise AssertionError(f"no {label!r} row in:\n{stdout}")
+
+
+def test_the_checkpoint_goes_where_checkpoint_says_and_a_complete_run_removes_it(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [batch(u, [custom(u)]) for u in range(20)])
+    chosen = tmp_path / "elsewhere"
+
+    async def scenario(emulator: RunningEmulator) -> None:
+        await post_control(emulator, "/_emulator/faults", {"delay_ms": 300, "count": 5})  # slow enough to look
+        path = write_config(tmp_path, emulator.url)
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "mparticle_klaviyo", "replay", str(source), "--config", str(path)),
+            *("--checkpoint", str(chosen)),
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            while not (chosen / "jobs.sqlite3").exists():
+                await asyncio.sleep(0.05)
+        assert not (tmp_path / "in.jsonl.replay-checkpoint").exists()
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, stdout.decode() + stderr.decode()
+        assert (await emulator_state(emulator))["events_recorded"] == 20
+        assert not chosen.exists()
+
+    with_emulator(scenario)
