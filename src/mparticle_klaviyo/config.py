@@ -186,10 +186,25 @@ class ServiceSettings(BaseModel):
     max_attempts: int = Field(default=8, ge=1)
     max_age_s: float = Field(default=7 * 86400, gt=0)
     lease_s: float = Field(default=120.0, gt=0)
+    # PostgreSQL, many nodes: how long a node's delivery lease on a Klaviyo account lasts without
+    # a heartbeat (one every third of it); a dead node's accounts move after about this long.
+    account_lease_s: float = Field(default=15.0, ge=1.0)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
     dedup_window_s: float = Field(default=7 * 86400, gt=0)
     max_concurrency: int = Field(default=64, ge=1)
     log_level: str = "info"
+    # Turns the browser console on (/console); a SecretStr, so reprs and logs show '**********'.
+    console_password: SecretStr | None = Field(default=None, repr=False)
+
+    @field_validator("console_password", mode="before")
+    @classmethod
+    def _console_password(cls, value: object) -> object:
+        # Strict mode takes no plain string for a SecretStr: wrap it, after checking its length.
+        if isinstance(value, str):
+            if len(value) < 12:
+                raise ValueError("must be at least 12 characters (it guards redrive and purge)")
+            return SecretStr(value)
+        return value
 
     @field_validator("host", "store")
     @classmethod
@@ -281,6 +296,9 @@ class Config:
         return self.connections[name]
 
 
+CONSOLE_PASSWORD_VARIABLE = "MPARTICLE_KLAVIYO_CONSOLE_PASSWORD"
+
+
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read, merge and validate the configuration; raises ConfigError listing every problem."""
     environ = os.environ if environ is None else environ
@@ -291,7 +309,11 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError([f"{path}: 'connections' must be a table of [connections.NAME] tables"])
     unknown = sorted(set(raw) - {"connections", "service"})
     problems += [f"{path}: unknown top-level key {key!r} (expected [service] or [connections.NAME])" for key in unknown]
-    service = _validate_service(raw.get("service", {}), path, problems)
+    service_table = raw.get("service", {})
+    if CONSOLE_PASSWORD_VARIABLE in environ and isinstance(service_table, dict):
+        # Like the keys, the console's password is better kept out of the file.
+        service_table = {**service_table, "console_password": environ[CONSOLE_PASSWORD_VARIABLE]}
+    service = _validate_service(service_table, path, problems)
     _apply_env(tables, environ, problems)
     connections: dict[str, Connection] = {}
     for name, table in tables.items():

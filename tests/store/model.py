@@ -70,8 +70,9 @@ class MemoryJobStore:
             stored += 1
         return EnqueueResult(stored=stored, duplicates=len(jobs) - stored)
 
-    def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
+    def claim(self, connection: str, limit: int, lease_s: float, now: float, *, epoch: int | None = None) -> list[Job]:
         """Lease the oldest due READY jobs of ``connection``."""
+        assert epoch is None, "the model has no delivery leases"
         due = [
             job
             for job in sorted(self._jobs().values(), key=_job_id)
@@ -81,13 +82,15 @@ class MemoryJobStore:
         self._update([job.id for job in chosen], _any, state=JobState.LEASED, lease_until=now + lease_s)
         return [self.data.jobs[job.id] for job in chosen]
 
-    def ack(self, ids: Sequence[int]) -> None:
+    def ack(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         """Delete the listed jobs that are not dead."""
+        assert epoch is None, "the model has no delivery leases"
         for job in self._pick(ids, _alive):
             del self.data.jobs[job.id]
 
-    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool) -> None:
+    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool, *, epoch: int | None = None) -> None:
         """Reschedule live jobs, counting an attempt or a throttle."""
+        assert epoch is None, "the model has no delivery leases"
         for job in self._pick(ids, _alive):
             self.data.jobs[job.id] = msgspec.structs.replace(
                 job,
@@ -99,8 +102,18 @@ class MemoryJobStore:
                 throttles=job.throttles + int(not failed),
             )
 
-    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
+    def bury(
+        self,
+        ids: Sequence[int],
+        reason: str,
+        detail: str,
+        now: float,
+        *,
+        failed: bool = False,
+        epoch: int | None = None,
+    ) -> None:
         """Move live jobs to DEAD, counting an attempt when ``failed``."""
+        assert epoch is None, "the model has no delivery leases"
         for job in self._pick(ids, _alive):
             self.data.jobs[job.id] = msgspec.structs.replace(
                 job,
@@ -111,8 +124,9 @@ class MemoryJobStore:
                 attempts=job.attempts + int(failed),
             )
 
-    def release(self, ids: Sequence[int]) -> None:
+    def release(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         """Return leased jobs to READY."""
+        assert epoch is None, "the model has no delivery leases"
         self._update(ids, _leased, state=JobState.READY, lease_until=None)
 
     def release_expired(self, now: float) -> int:

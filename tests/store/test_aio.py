@@ -26,9 +26,9 @@ class CountingStore(SqliteJobStore):
         self.transactions: list[list[list[str]]] = []
         self.ack_calls: list[list[int]] = []
 
-    def ack(self, ids: Sequence[int]) -> None:
+    def ack(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         self.ack_calls.append(list(ids))
-        super().ack(ids)
+        super().ack(ids, epoch=epoch)
 
     def enqueue_many(self, calls: Sequence[Sequence[NewJob]], now: float) -> list[EnqueueResult]:
         self.transactions.append([[job.key for job in jobs] for jobs in calls])

@@ -12,6 +12,7 @@ from mparticle_klaviyo.store import postgres_schema
 from mparticle_klaviyo.store.errors import SchemaVersionError, StoreError
 from mparticle_klaviyo.store.postgres import PostgresJobStore, migrate_database
 from mparticle_klaviyo.store.postgres_schema import MIGRATION_LOCK, SCHEMA_VERSION
+from tests.store.helpers import LEASE_S, T0, A
 from tests.store.pg import schema_of, schema_url, server_url
 
 
@@ -29,7 +30,15 @@ def tables(url: str) -> set[str]:
 def test_a_fresh_schema_is_migrated_to_the_current_version_one_row_per_step(postgres_url: str) -> None:
     assert migrate_database(postgres_url) == SCHEMA_VERSION
     assert [version for version, _ in versions(postgres_url)] == list(range(1, SCHEMA_VERSION + 1))
-    assert tables(postgres_url) == {"schema_version", "jobs", "seen", "job_counts"}
+    assert tables(postgres_url) == {
+        "schema_version",
+        "jobs",
+        "seen",
+        "job_counts",
+        "account_leases",
+        "nodes",
+        "profile_turns",
+    }
 
 
 def test_opening_an_up_to_date_store_applies_nothing(postgres_url: str) -> None:
@@ -87,3 +96,23 @@ def test_a_search_path_naming_no_existing_schema_is_refused_clearly() -> None:
     url = schema_url(server_url(), "mpk_test_no_such_schema")
     with pytest.raises(StoreError, match="no schema"):
         migrate_database(url)
+
+
+def test_a_version_1_store_with_jobs_is_migrated_and_its_jobs_are_claimed_as_before(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:1])
+        patched.setattr(postgres_schema, "SCHEMA_VERSION", 1)
+        assert migrate_database(postgres_url) == 1
+    with psycopg.connect(postgres_url) as conn:  # jobs as version 1's enqueue stored them
+        for key in ("k1", "k2"):
+            conn.execute(
+                "INSERT INTO jobs (connection, key, profile_key, kind, payload, created_at, run_at)"
+                " VALUES (%s, %s, 'p', 'event', '{}', %s, 0)",
+                (A, key, T0),
+            )
+    with closing(PostgresJobStore(postgres_url)) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        claimed = store.claim(A, 10, LEASE_S, T0)
+    assert [(job.key, job.epoch) for job in claimed] == [("k1", None), ("k2", None)]

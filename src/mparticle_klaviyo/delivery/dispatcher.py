@@ -44,13 +44,14 @@ from mparticle_klaviyo.delivery.profile_order import ProfileOrder
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.delivery.retry_policy import RetryPolicy
 from mparticle_klaviyo.delivery.senders import BulkSenders
-from mparticle_klaviyo.delivery.settle import Settler
+from mparticle_klaviyo.delivery.settle import Settler, by_epoch
 from mparticle_klaviyo.delivery.timed import TimedTransport
 from mparticle_klaviyo.delivery.units import MappedJob, PreparedUsers, Unit, Unmappable, build_units, map_job, now_ms
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Retryable, Throttled
 from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import Job
+from mparticle_klaviyo.store.errors import LeaseLostError
 
 log = logging.getLogger("mparticle_klaviyo.delivery")
 _ERROR_PAUSE_S = 1.0
@@ -77,8 +78,13 @@ class Dispatcher:
         lanes: Mapping[str, Lane] | None = None,
         wall_clock: Callable[[], float] = time.time,
         observer: SettleObserver | None = None,
+        tenure: Callable[[], int | None] | None = None,
     ) -> None:
         self.connection = connection
+        # Many nodes (PostgreSQL): the epoch of this node's delivery lease on the connection's
+        # account, None while another node (or none) holds it. Without: this process delivers alone.
+        self._tenure = tenure
+        self._epoch: int | None = None
         # Unix time for the store (due times, leases, job ages); injectable so tests can age jobs.
         self._now = wall_clock
         self.store = store
@@ -86,8 +92,6 @@ class Dispatcher:
         self.client: Transport = TimedTransport(client, metrics, connection.name, on_send=self._note_send)
         self.metrics = metrics
         self.options = options or DispatchOptions()
-        self.barrier = Barrier()
-        self.profile_order = ProfileOrder()
         self.wake = asyncio.Event()
         # Lanes are the account's, not the connection's: connections sending to one Klaviyo
         # account must share them (``lanes``), or together they would exceed its limits.
@@ -106,18 +110,55 @@ class Dispatcher:
             default_retry_after_s=self.options.default_retry_after_s,
             max_retry_after_s=self.options.max_retry_after_s,
         )
-        self.settler = Settler(
-            connection.name, store, metrics, self.policy, self._backoff, self.barrier, wall_clock, observer
-        )
-        self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
-        self._started: set[asyncio.Task[None]] = set()  # unit tasks whose first request went out
+        self._observer = observer
         self._quiet = False  # ``quiesce``: no unit sends its first request any more
-        self._orphans: list[tuple[tuple[Job, ...], str]] = []
-        self._in_flight = 0
         self._tally = Tally()
         self._users = PreparedUsers(connection)
+        self._fresh_term()
+
+    def _fresh_term(self) -> None:
+        """What delivery learns while it owns the account: the barrier, and what is claimed or in flight."""
+        self.barrier = Barrier()
+        self.profile_order = ProfileOrder()
+        self.settler = Settler(
+            self.connection.name, self.store, self.metrics, self.policy, self._backoff, self.barrier, self._now,
+            self._observer,
+        )  # fmt: skip
+        self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
+        self._started: set[asyncio.Task[None]] = set()  # unit tasks whose first request went out
+        self._orphans: list[tuple[tuple[Job, ...], str]] = []
+        self._in_flight = 0
         self._bulk = BulkSenders(
-            self._lanes, lambda: self.client, self._tally, self._handle_packed, hold=lambda: self._quiet
+            self._lanes, lambda: self.client, self._tally, self._handle_packed, hold=self._hold_packing
+        )
+
+    def _hold_packing(self) -> bool:
+        """Whether bulk senders must pack nothing more: ``quiesce``, or a lost lease."""
+        return self._quiet or self._lease_lost()
+
+    def holds_lease(self) -> bool:
+        """Whether this process delivers the connection now: alone, or holding its account's lease."""
+        return self._tenure is None or self._tenure() is not None
+
+    def _lease_lost(self) -> bool:
+        """Whether the account's lease is no longer the one this term's jobs were claimed under."""
+        return self._tenure is not None and self._tenure() != self._epoch
+
+    async def _change_term(self) -> None:
+        """The lease moved (lost, given up, taken afresh): end this term's sends now, start anew.
+
+        Nothing of the old term is written back: the node that takes the lease returns its jobs
+        to the queue, and the store refuses writes under an epoch that is no longer current.
+        """
+        previous, self._epoch = self._epoch, self._tenure() if self._tenure is not None else None
+        tasks = [*self._tasks, *self._bulk.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._fresh_term()
+        log.info(
+            "delivery lease changed",
+            extra={"connection": self.connection.name, "epoch": self._epoch, "previous_epoch": previous},
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -130,16 +171,28 @@ class Dispatcher:
         started = False
         last_release = time.monotonic()
         while not stop.is_set():
+            if self._lease_lost():
+                await self._change_term()
+                started = False
+            if self._tenure is not None and self._epoch is None:
+                await self._idle(stop)  # another node delivers for the account, or none yet
+                continue
             try:
                 if not started:
                     await self._start()
                     started, last_release = True, time.monotonic()
-                elif not self.options.sole_owner and time.monotonic() - last_release > self.options.release_every_s:
+                elif self._releases_expired() and time.monotonic() - last_release > self.options.release_every_s:
                     await self.store.release_expired(self._now())
                     last_release = time.monotonic()
                 await self._retry_orphans()
                 self.credentials.tick()
                 claimed = await self._claim_and_start()
+            except LeaseLostError as error:
+                # The lease moved on before our heartbeat noticed: nothing to do until it does.
+                log.info("delivery paused: %s", error, extra={"connection": self.connection.name})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _ERROR_PAUSE_S)
+                continue
             except Exception:
                 log.exception("delivery paused by an error", extra={"connection": self.connection.name})
                 with contextlib.suppress(TimeoutError):
@@ -148,11 +201,17 @@ class Dispatcher:
             if not claimed:
                 await self._idle(stop)
 
+    def _releases_expired(self) -> bool:
+        """Whether expired job leases are ours to release: not as the sole owner, nor under a lease
+        (taking the account's lease returned every job of an earlier term to the queue)."""
+        return not self.options.sole_owner and self._tenure is None
+
     async def _start(self) -> None:
         # Leases a crashed process left behind first: a failed job still leased by it would be
         # missing from the rebuilt barrier, and its profile's later jobs would overtake it. As
         # the sole owner every lease is such a leftover, expired or not.
-        await self.store.release_expired(math.inf if self.options.sole_owner else self._now())
+        if self._tenure is None:
+            await self.store.release_expired(math.inf if self.options.sole_owner else self._now())
         await self._rebuild_barrier()
 
     async def quiesce(self, timeout_s: float) -> None:
@@ -174,8 +233,12 @@ class Dispatcher:
             self._started.add(task)
 
     def _hold_first(self) -> bool:
-        """Whether a unit's first request must not go: refused credentials, or ``quiesce``."""
-        return self._quiet or self.credentials.paused()
+        """Whether a unit's first request must not go: refused credentials, ``quiesce``, or a lost lease."""
+        return self._quiet or self._hold_next()
+
+    def _hold_next(self) -> bool:
+        """Whether a unit's next request must not go: refused credentials, or a lost lease."""
+        return self.credentials.paused() or self._lease_lost()
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for in-flight units; release the jobs of those still running after ``timeout_s``.
@@ -187,13 +250,13 @@ class Dispatcher:
         if tasks:
             await asyncio.wait(tasks, timeout=timeout_s)
         # Taken with no await before the cancels below, so no unit settles in between.
-        leftover = [job.id for task, jobs in self._tasks.items() if not task.done() for job in jobs]
-        leftover += [job.id for job in self._bulk.unsettled()]
+        leftover = [job for task, jobs in self._tasks.items() if not task.done() for job in jobs]
+        leftover += self._bulk.unsettled()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if leftover:
-            await self.store.release(leftover)
+        for epoch, ids in by_epoch(leftover).items():
+            await self.store.release(ids, epoch=epoch)
 
     async def _rebuild_barrier(self) -> None:
         """After a restart, profiles with failing jobs are blocked again, as before the crash."""
@@ -220,7 +283,7 @@ class Dispatcher:
         # While Klaviyo is unreachable: nothing, or the one job whose request will probe it.
         if (limit := self.credentials.allowance(self.circuit.allowance(limit))) == 0:
             return 0
-        jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, self._now())
+        jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, self._now(), epoch=self._epoch)
         if not jobs:
             return 0
         sendable = await self._hold_back_blocked(await self._erase_behind(jobs))
@@ -243,8 +306,7 @@ class Dispatcher:
         try:
             await self._send_unit(unit, first)
         except Exception as error:
-            log.error("a send unit failed", exc_info=error, extra={"connection": self.connection.name})
-            self._orphans.append((unit.jobs, type(error).__name__))
+            self._orphan(unit.jobs, error)
         finally:
             self._in_flight -= len(unit.jobs)
             self.profile_order.settled(unit.jobs)
@@ -257,10 +319,19 @@ class Dispatcher:
         self.profile_order.settled(jobs)
         self.wake.set()
         if not task.cancelled() and (error := task.exception()) is not None:
-            # Not Klaviyo's answer (that is settled inside the unit) but an error of ours, e.g. the
-            # ack's write failing: the jobs are retried as after a failure (see _retry_orphans).
-            log.error("a send unit failed", exc_info=error, extra={"connection": self.connection.name})
-            self._orphans.append((jobs, type(error).__name__))
+            self._orphan(jobs, error)
+
+    def _orphan(self, jobs: tuple[Job, ...], error: BaseException) -> None:
+        """A unit ended in an error of ours, not Klaviyo's answer (that is settled inside the unit).
+
+        E.g. the ack's write failed: the jobs are retried as after a failure (see _retry_orphans).
+        A write refused because the lease moved on leaves them to the lease's new owner.
+        """
+        if isinstance(error, LeaseLostError):
+            log.info("a send unit's jobs are left to the new lease owner", extra={"connection": self.connection.name})
+            return
+        log.error("a send unit failed", exc_info=error, extra={"connection": self.connection.name})
+        self._orphans.append((jobs, type(error).__name__))
 
     async def _retry_orphans(self) -> None:
         """Retry the jobs of units that ended in an error, counting an attempt, with backoff.
@@ -280,7 +351,7 @@ class Dispatcher:
         if held:
             due = self._now() + _PROFILE_HOLD_S
             reason = "held: another change of this profile is open"
-            await self.store.retry([job.id for job in held], due, reason, False)
+            await self.store.retry([job.id for job in held], due, reason, False, epoch=self._epoch)
         started = {job.id for job in start}
         return [m for m in mapped if m.job.id in started]
 
@@ -288,7 +359,7 @@ class Dispatcher:
         """Drop the older jobs of profiles this claim erases (erasures.py); the rest goes on."""
         erased = await erase_behind(self.store, self.barrier, self.connection.name, jobs)
         if erased.dropped:
-            await self.store.ack([job.id for job in erased.dropped])
+            await self.store.ack([job.id for job in erased.dropped], epoch=self._epoch)
         count = len(erased.dropped) + len(erased.deleted)
         if count:
             self.metrics.erased.labels(self.connection.name).inc(count)
@@ -311,7 +382,8 @@ class Dispatcher:
         sent = set(admission.send)
         sendable = [job for job in jobs if job.id in sent]
         for due, ids in held.items():  # one write per blocker, not one per held job
-            await self.store.retry(ids, due, "held: an earlier job of this profile is being retried", False)
+            reason = "held: an earlier job of this profile is being retried"
+            await self.store.retry(ids, due, reason, False, epoch=self._epoch)
         return sendable
 
     async def _map(self, jobs: list[Job]) -> list[MappedJob]:
@@ -344,7 +416,7 @@ class Dispatcher:
                 sent = first
             else:
                 # A unit claimed before a 401/403 is not sent after it; nor one not started at a quiesce.
-                hold = self._hold_first if index == 0 else self.credentials.paused
+                hold = self._hold_first if index == 0 else self._hold_next
                 sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id, hold)
             if self.credentials.stops(request.endpoint, sent):
                 # Not an attempt. Due at once, yet not claimed while paused: a resume sends it at once.

@@ -8,7 +8,7 @@ Every decision comes from the pure ``RetryPolicy``; this applies it to the store
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mparticle_klaviyo.delivery.backoff import Backoff
 from mparticle_klaviyo.delivery.barrier import Barrier
@@ -60,7 +60,8 @@ class Settler:
         """Ack, retry or dead-letter the unit's jobs as Klaviyo's answer says."""
         jobs = list(unit.jobs)
         if isinstance(outcome, Delivered):
-            await self.store.ack([job.id for job in jobs])
+            for epoch, ids in by_epoch(jobs).items():
+                await self.store.ack(ids, epoch=epoch)
             for job in jobs:
                 self.done(job)
                 self.metrics.delivered.labels(self.connection, job.kind).inc()
@@ -87,7 +88,8 @@ class Settler:
         jobs = [job for job in unit_jobs if job not in expired]
         if not jobs:
             return
-        await self.store.retry([job.id for job in jobs], due, error, False)
+        for epoch, ids in by_epoch(jobs).items():
+            await self.store.retry(ids, due, error, False, epoch=epoch)
         for job in jobs:
             self.blocked(job, due)
         fields = {"reason": cause, "status": status, "attempts": max(job.attempts for job in jobs)}
@@ -104,7 +106,8 @@ class Settler:
         # A unit's jobs failed together and are retried together: one delay, one write (a 503 on
         # a 1000-job bulk request is not 1000 transactions, and its jobs stay in one request).
         due = now + delay
-        await self.store.retry([j.id for j in again], due, error, True)
+        for epoch, ids in by_epoch(again).items():
+            await self.store.retry(ids, due, error, True, epoch=epoch)
         for job in again:
             self.blocked(job, due)
         self.metrics.retried.labels(self.connection, outcome.reason).inc(len(again))
@@ -146,7 +149,8 @@ class Settler:
         if innocent:
             # Sent with a bad neighbour; not their fault, so no attempt is counted.
             now = self._now()
-            await self.store.retry([job.id for job in innocent], now, "resend without a rejected neighbour", False)
+            for epoch, ids in by_epoch(innocent).items():
+                await self.store.retry(ids, now, "resend without a rejected neighbour", False, epoch=epoch)
             fields = {"reason": "rejected_neighbour", "status": None, "next_due": iso_time(now)}
             self._log_jobs(logging.INFO, "resending", innocent, **fields)
 
@@ -154,7 +158,8 @@ class Settler:
         self, jobs: list[Job], reason: str, detail: str, *, status: int | None = None, failed: bool = False
     ) -> None:
         """Dead-letter ``jobs``; ``failed``: the failure that buries them counts as an attempt."""
-        await self.store.bury([job.id for job in jobs], reason, detail, self._now(), failed=failed)
+        for epoch, ids in by_epoch(jobs).items():
+            await self.store.bury(ids, reason, detail, self._now(), failed=failed, epoch=epoch)
         # Ids, reason and status only: the detail quotes Klaviyo's answer, which may echo data.
         attempts = max((job.attempts for job in jobs), default=0) + int(failed)
         self._log_jobs(logging.WARNING, "dead-lettered", jobs, reason=reason, status=status, attempts=attempts)
@@ -178,3 +183,11 @@ class Settler:
         """The job is settled for good: it blocks its profile no more."""
         self.barrier.done(job.profile_key, job.id)
         self.blocker_due.pop(job.id, None)
+
+
+def by_epoch(jobs: Iterable[Job]) -> dict[int | None, list[int]]:
+    """Job ids by the delivery lease epoch they were claimed under: a settle write carries its epoch."""
+    groups: dict[int | None, list[int]] = {}
+    for job in jobs:
+        groups.setdefault(job.epoch, []).append(job.id)
+    return groups

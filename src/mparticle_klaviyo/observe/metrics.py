@@ -79,6 +79,12 @@ class Metrics:
         self.blocked_profiles = Gauge(
             "mpk_blocked_profiles", "Profiles held by the barrier", ["connection"], registry=r
         )
+        self.delivery_lease = Gauge(
+            "mpk_delivery_lease",
+            "1 while this node delivers the connection's Klaviyo account (holds its lease)",
+            ["connection"],
+            registry=r,
+        )
         self.limiter_wait = Counter(
             "mpk_limiter_wait_seconds", "Time spent waiting for the rate limiter", ["connection"], registry=r
         )

@@ -4,8 +4,10 @@ SIGTERM or SIGINT: readiness turns false, the listener closes (in-flight request
 dispatchers stop claiming, in-flight sends get ``shutdown_timeout_s`` to finish, and whatever
 is still leased is released back to the queue. A kill -9 instead loses nothing either: the
 restarted ``serve`` (one per SQLite store: ``OwnerLock``) releases the dead process's leases and
-delivers those jobs again (Klaviyo dedups by ``unique_id``). On PostgreSQL there is no owner lock
-yet (see ``store.factory.owner_lock``): leases left by a dead process return once they expire.
+delivers those jobs again (Klaviyo dedups by ``unique_id``). On PostgreSQL many ``serve`` nodes
+share the database: each Klaviyo account is delivered by the node holding its lease
+(delivery/tenure.py); a dead node's accounts move to the others once its leases expire, and the
+taker returns that node's claimed jobs to the queue.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 
 from aiohttp import web
 
@@ -27,6 +30,7 @@ from mparticle_klaviyo.delivery.dispatch_options import DispatchOptions, account
 from mparticle_klaviyo.delivery.dispatcher import Dispatcher
 from mparticle_klaviyo.delivery.key_pause import ResumeRequests, answer_resume_requests
 from mparticle_klaviyo.delivery.lane import Lane, Transport
+from mparticle_klaviyo.delivery.tenure import LeaseKeeper, account_key, accounts_of, node_name
 from mparticle_klaviyo.klaviyo.classify import Outcome
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.observe.metrics import Metrics
@@ -36,7 +40,7 @@ from mparticle_klaviyo.server.http_server import ingest_runner
 from mparticle_klaviyo.service.check import log_checks
 from mparticle_klaviyo.service.startup import serving_fields
 from mparticle_klaviyo.store.aio import AsyncStore
-from mparticle_klaviyo.store.base import JobState
+from mparticle_klaviyo.store.base import JobState, JobStore, LeaseStore
 from mparticle_klaviyo.store.factory import locate, open_store, owner_lock, watch_store
 
 log = logging.getLogger("mparticle_klaviyo.serve")
@@ -69,17 +73,21 @@ class Service:
             lease_s=service.lease_s,
             max_concurrency=service.max_concurrency,
             # Held owner lock (SQLite): every lease found is a dead process's. Without one
-            # (PostgreSQL, for now), expired leases are released as they expire.
+            # (PostgreSQL), the node delivers an account while it holds the account's lease.
             sole_owner=self.owner is not None,
         )
+        self.leases = self._lease_keeper(jobs)
         self._account_lanes: dict[tuple[str, Secret], dict[str, Lane]] = {}
         self.clients = {
             name: client_for(c, pool_size=service.max_concurrency) for name, c in config.connections.items()
         }
         self.dispatchers = {
-            name: Dispatcher(c, self.store, self.clients[name], self.metrics, options, lanes=self._lanes(c, options))
+            name: Dispatcher(
+                c, self.store, self.clients[name], self.metrics, options, lanes=self._lanes(c, options),
+                tenure=self._tenure(c),
+            )
             for name, c in config.connections.items()
-        }
+        }  # fmt: skip
         self.app = create_app(config, self.store, self.metrics, self._wake)
         self.ingest: Ingest = self.app[INGEST]
         self._exported_waits: dict[str, tuple[float, float]] = {}
@@ -93,6 +101,21 @@ class Service:
         if connection.account not in self._account_lanes:
             self._account_lanes[connection.account] = account_lanes(connection, options)
         return self._account_lanes[connection.account]
+
+    def _lease_keeper(self, jobs: JobStore) -> LeaseKeeper | None:
+        """The keeper of this node's delivery leases, on a store many nodes share (none with an owner lock)."""
+        if self.owner is not None or not isinstance(jobs, LeaseStore):
+            return None
+        accounts = accounts_of(self.config.connections.values())
+        return LeaseKeeper(jobs, node_name(), accounts, self.config.service.account_lease_s, self._wake_all)
+
+    def _tenure(self, connection: Connection) -> Callable[[], int | None] | None:
+        """What tells ``connection``'s dispatcher the epoch of this node's lease on its account."""
+        return None if self.leases is None else partial(self.leases.epoch, account_key(connection))
+
+    def _wake_all(self) -> None:
+        for dispatcher in getattr(self, "dispatchers", {}).values():
+            dispatcher.wake.set()
 
     def _wake(self, connection: str) -> None:
         dispatcher = self.dispatchers.get(connection)
@@ -110,7 +133,13 @@ class Service:
             # The port is taken (or not ours): give the store and its lock back before failing.
             await self._shutdown(runner, [])
             raise
+        if self.leases is not None:
+            # Before delivery starts, so that it starts with its share (run() beats again, and retries).
+            with contextlib.suppress(Exception):
+                await self.leases.beat()
         tasks = [asyncio.create_task(d.run(self.stop)) for d in self.dispatchers.values()]
+        if self.leases is not None:
+            tasks.append(asyncio.create_task(self.leases.run(self.stop)))
         tasks.append(asyncio.create_task(self._housekeeping()))
         tasks.append(asyncio.create_task(self._check_credentials()))
         guards = {name: d.credentials for name, d in self.dispatchers.items()}
@@ -133,6 +162,11 @@ class Service:
         await asyncio.gather(*tasks, return_exceptions=True)
         timeout = self.config.service.shutdown_timeout_s
         await asyncio.gather(*(d.drain(timeout) for d in self.dispatchers.values()))
+        if self.leases is not None:
+            try:
+                await self.leases.give_up()  # other nodes take the accounts now, not after the lease time
+            except Exception:
+                log.exception("could not give up the delivery leases; they expire on their own")
         for client in self.clients.values():
             await client.close()
         await self.store.close()
@@ -191,6 +225,7 @@ class Service:
                 self.metrics.oldest.labels(count.connection).set(now - count.oldest_created_at)
         for name, dispatcher in self.dispatchers.items():
             self.metrics.blocked_profiles.labels(name).set(len(dispatcher.barrier))
+            self.metrics.delivery_lease.labels(name).set(float(dispatcher.holds_lease()))
             self._export_waits(name, dispatcher)
 
     def _export_waits(self, name: str, dispatcher: Dispatcher) -> None:
@@ -241,13 +276,15 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-async def serve(config: Config) -> None:
-    """Run the service until SIGTERM or SIGINT."""
+async def serve(config: Config, mount: Callable[[Service], None] | None = None) -> None:
+    """Run the service until SIGTERM or SIGINT; ``mount`` may add routes first (the console)."""
     # The store thread releases the GIL around every SQLite step; with the default 5 ms switch
     # interval each hand-back can wait that long behind the event loop (measured: enqueue ran at
     # a fraction of its speed beside a busy loop). A shorter interval keeps the two in step.
     sys.setswitchinterval(0.0005)
     service = Service(config)
+    if mount is not None:
+        mount(service)
     tune_gc()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

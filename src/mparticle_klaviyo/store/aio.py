@@ -54,8 +54,9 @@ class AsyncStore:
         self.store = store
         self.watch = watch
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
-        self._acks: list[int] = []
-        self._ack_flush: asyncio.Task[None] | None = None
+        # Acks waiting for the store thread, by the lease epoch they were claimed under.
+        self._acks: dict[int | None, list[int]] = {}
+        self._ack_flush: asyncio.Task[dict[int | None, Exception]] | None = None
         self._enqueues: list[_Enqueue] = []
         self._enqueue_flush: asyncio.Task[None] | None = None
 
@@ -123,42 +124,67 @@ class AsyncStore:
         calls, self._enqueues, self._enqueue_flush = self._enqueues, [], None
         return calls
 
-    async def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
+    async def claim(
+        self, connection: str, limit: int, lease_s: float, now: float, *, epoch: int | None = None
+    ) -> list[Job]:
         """See ``JobStore.claim``."""
-        return await self._run(partial(self.store.claim, connection, limit, lease_s, now))
+        return await self._run(partial(self.store.claim, connection, limit, lease_s, now, epoch=epoch))
 
-    async def ack(self, ids: Sequence[int]) -> None:
+    async def ack(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         """See ``JobStore.ack``; returns once ``ids`` are deleted.
 
         Acks that arrive while the store thread is busy share one transaction: one commit (one
         fsync) per delivered job would keep the thread so busy that ingest's enqueue, queued
-        behind thousands of acks, would answer seconds late.
+        behind thousands of acks, would answer seconds late. Acks of several lease epochs are
+        one transaction each (a refused epoch fails only its own callers' acks).
         """
-        self._acks.extend(ids)
+        self._acks.setdefault(epoch, []).extend(ids)
         if self._ack_flush is None:
             self._ack_flush = asyncio.get_running_loop().create_task(self._flush_acks())
         # Shielded: a caller cancelled while waiting must not cancel the others' commit.
-        await asyncio.shield(self._ack_flush)
+        flush = self._ack_flush
+        results = await asyncio.shield(flush)
+        error = results.get(epoch)
+        if error is not None:
+            raise error
 
-    async def _flush_acks(self) -> None:
+    async def _flush_acks(self) -> dict[int | None, Exception]:
+        """Ack what waits, one transaction per epoch; the error of each epoch whose ack failed."""
         try:
             await self._run(_nothing)  # our turn on the store thread: acks gathered meanwhile join
         finally:
-            ids, self._acks = self._acks, []
+            acks, self._acks = self._acks, {}
             self._ack_flush = None
-        await self._run(partial(self.store.ack, ids))
+        errors: dict[int | None, Exception] = {}
+        for epoch, ids in acks.items():
+            try:
+                await self._run(partial(self.store.ack, ids, epoch=epoch))
+            except Exception as error:
+                errors[epoch] = error
+        return errors
 
-    async def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool) -> None:
+    async def retry(
+        self, ids: Sequence[int], run_at: float, error: str, failed: bool, *, epoch: int | None = None
+    ) -> None:
         """See ``JobStore.retry``."""
-        await self._run(partial(self.store.retry, ids, run_at, error, failed))
+        await self._run(partial(self.store.retry, ids, run_at, error, failed, epoch=epoch))
 
-    async def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
+    async def bury(
+        self,
+        ids: Sequence[int],
+        reason: str,
+        detail: str,
+        now: float,
+        *,
+        failed: bool = False,
+        epoch: int | None = None,
+    ) -> None:
         """See ``JobStore.bury``."""
-        await self._run(partial(self.store.bury, ids, reason, detail, now, failed=failed))
+        await self._run(partial(self.store.bury, ids, reason, detail, now, failed=failed, epoch=epoch))
 
-    async def release(self, ids: Sequence[int]) -> None:
+    async def release(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         """See ``JobStore.release``."""
-        await self._run(partial(self.store.release, ids))
+        await self._run(partial(self.store.release, ids, epoch=epoch))
 
     async def release_expired(self, now: float) -> int:
         """See ``JobStore.release_expired``."""
@@ -183,6 +209,10 @@ class AsyncStore:
     async def dead(self, where: DeadFilter, limit: int = 100, offset: int = 0) -> list[Job]:
         """See ``JobStore.dead``."""
         return await self._run(partial(self.store.dead, where, limit, offset))
+
+    async def on_thread(self, call: Callable[[JobStore], T]) -> T:
+        """``call(store)`` on the store thread (several store calls that belong together)."""
+        return await self._run(partial(call, self.store))
 
     async def forget_before(self, cutoff: float) -> int:
         """See ``JobStore.forget_before``."""

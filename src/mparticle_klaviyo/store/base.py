@@ -28,16 +28,22 @@ Invariants every implementation keeps (tests/store/contract.py checks them):
 * A ``DeadFilter`` reason matches a dead reason that equals it or is made of it and other
   ``:``-separated parts: ``http_503``, ``retries_exhausted`` and ``retries_exhausted:http_503``
   all match ``retries_exhausted:http_503``; ``http_50`` does not.
-* Ids grow with enqueue order, so ``id`` order is arrival order. (On PostgreSQL this holds while
-  one process enqueues, as ``serve`` does today; order between concurrent writers is for the
-  multi-node work to guarantee per profile.)
+* A profile's jobs are claimed in the order they were accepted (their enqueues committed), even
+  when several processes enqueue that profile at once: per (connection, profile key), ids grow
+  with commit order. SQLite has one writer, so all ids do; PostgreSQL orders each profile's
+  enqueues (store/postgres.py). Between different profiles, concurrent enqueues may commit out
+  of id order.
+* ``epoch`` (PostgreSQL, many nodes): a claim with the epoch of a delivery lease records it on
+  the jobs; a claim or settle (ack, retry, bury, release) with an epoch is refused with
+  ``LeaseLostError`` unless that lease is still current, and touches only jobs claimed under it.
+  SQLite has one deliverer per file (``OwnerLock``) and takes no epoch (``None`` only).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -78,6 +84,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     lease_until: float | None = None
     last_error: str | None = None
     dead_reason: str | None = None
+    # The delivery lease it was claimed under (PostgreSQL, many nodes); its settles carry it.
+    epoch: int | None = None
 
 
 class EnqueueResult(msgspec.Struct, frozen=True):
@@ -122,23 +130,32 @@ class JobStore(Protocol):
         """
         ...
 
-    def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
+    def claim(self, connection: str, limit: int, lease_s: float, now: float, *, epoch: int | None = None) -> list[Job]:
         """Lease up to ``limit`` due READY jobs of ``connection``, oldest first."""
         ...
 
-    def ack(self, ids: Sequence[int]) -> None:
+    def ack(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         """Delete delivered jobs."""
         ...
 
-    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool) -> None:
+    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool, *, epoch: int | None = None) -> None:
         """Return leased jobs to READY, due at ``run_at``; count an attempt or a throttle."""
         ...
 
-    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
+    def bury(
+        self,
+        ids: Sequence[int],
+        reason: str,
+        detail: str,
+        now: float,
+        *,
+        failed: bool = False,
+        epoch: int | None = None,
+    ) -> None:
         """Move live jobs to DEAD with a reason code and Klaviyo's answer; ``failed`` counts an attempt."""
         ...
 
-    def release(self, ids: Sequence[int]) -> None:
+    def release(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         """Return leased jobs to READY as they were (graceful shutdown); counts nothing."""
         ...
 
@@ -189,4 +206,19 @@ class JobStore(Protocol):
 
     def close(self) -> None:
         """Close connections; further calls are errors."""
+        ...
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """Delivery leases per Klaviyo account, for stores many nodes share (PostgreSQL)."""
+
+    def hold_leases(
+        self, node: str, accounts: Mapping[str, Sequence[str]], held: Mapping[str, int], now: float, ttl: float
+    ) -> dict[str, int]:
+        """One heartbeat of ``node``: renew, balance and take leases; those held now, account -> epoch."""
+        ...
+
+    def give_up_leases(self, node: str, accounts: Sequence[str]) -> None:
+        """Expire ``node``'s leases of ``accounts`` now and forget the node (a graceful stop)."""
         ...

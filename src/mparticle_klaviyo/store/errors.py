@@ -33,3 +33,11 @@ class StoreUnreachableError(StoreError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"the job store database is unreachable: {reason}")
         self.reason = reason
+
+
+class LeaseLostError(StoreError):
+    """A claim or settle under a lease epoch that is no longer current: another node owns the account now."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"the delivery lease of epoch {epoch} is no longer held; the write was refused")
+        self.epoch = epoch

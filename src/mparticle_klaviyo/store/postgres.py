@@ -1,10 +1,24 @@
-"""The PostgreSQL job store: the same contract as SQLite's, on a database many processes share.
+"""The PostgreSQL job store: the same contract as SQLite's, on a database many nodes share.
 
 Synchronous (psycopg 3 with its connection pool), like the SQLite store: the service runs it on
-``AsyncStore``'s one thread for now. A natively async store, so that a claim never waits behind
-an enqueue, is a later slice of the scale-out work; so are delivery leases per Klaviyo account
-(until then one ``serve`` delivers per database) and per-profile order between concurrent
-writers: ids follow commit order only while one process enqueues at a time.
+``AsyncStore``'s one thread (a natively async store is a later slice of the scale-out work).
+
+Many nodes: delivery for each Klaviyo account is leased to one node at a time, and a claim or
+settle given the lease's epoch is refused (``LeaseLostError``) once the lease moved on
+(store/postgres_leases.py).
+
+Per-profile order between concurrent writers. Invariant: *a profile's jobs are claimed in the
+order they were accepted* (one connection's profile key; "accepted" = the enqueue committed),
+even when several nodes enqueue that profile's batches at once. A sequence alone does not give
+it: transaction A may draw id 100, B id 101 and commit first, and a claim between the two
+commits would take 101 before 100 exists for it. So an enqueue row-locks a ``profile_turns``
+row per profile it stores (sorted, so two enqueues cannot deadlock) *before* COPY draws the
+ids, and holds the locks until it commits. A second enqueue of the profile waits for the first
+to commit, so it draws larger ids and commits later: per profile, id order is commit order,
+and a claim (``ORDER BY id`` in one snapshot) that sees a profile's job sees every earlier one.
+(The job_counts trigger's row lock queues a connection's enqueues too, but only at the end of
+the insert, after the ids are drawn: too late for this.) The turns add no wait between enqueues
+of different profiles. Jobs without a profile key take no turn (nothing orders them).
 
 Every call is one transaction on a connection from the pool. A connection the server dropped is
 thrown away by the pool and the call fails with ``StoreUnreachableError`` (the service holds
@@ -15,14 +29,16 @@ URL's password (``PostgresLocation.scrub``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from mparticle_klaviyo.store import postgres_leases as leases
 from mparticle_klaviyo.store import postgres_sql as sql
 from mparticle_klaviyo.store.base import DeadFilter, EnqueueResult, Job, NewJob, StateCount
 from mparticle_klaviyo.store.errors import StoreClosedError, StoreError, StoreUnreachableError
@@ -108,43 +124,81 @@ class PostgresJobStore:
         with self._transaction() as cursor:
             fresh = _remember(cursor, [job for jobs in firsts for job in jobs], now, now - self.dedup_window_s)
             news = [[job for job in jobs if (job.connection, job.key) in fresh] for jobs in firsts]
+            _take_turns(cursor, [job for jobs in news for job in jobs], now)
             _copy_jobs(cursor, [job for jobs in news for job in jobs], now)
         return [
             EnqueueResult(stored=len(new), duplicates=len(jobs) - len(new))
             for jobs, new in zip(calls, news, strict=True)
         ]
 
-    def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
-        """Lease up to ``limit`` due READY jobs of ``connection``, oldest first (locked rows skipped)."""
+    def claim(self, connection: str, limit: int, lease_s: float, now: float, *, epoch: int | None = None) -> list[Job]:
+        """Lease up to ``limit`` due READY jobs of ``connection``, oldest first (locked rows skipped).
+
+        With ``epoch``, the jobs record it, and the claim is refused (``LeaseLostError``) unless
+        that delivery lease is current.
+        """
         if limit <= 0:
             self._check_open()
             return []
-        params = {"connection": connection, "now": now, "limit": limit, "lease_until": now + lease_s}
+        params = {"connection": connection, "now": now, "limit": limit, "lease_until": now + lease_s, "epoch": epoch}
         with self._transaction() as cursor:
+            leases.check(cursor, epoch)
             rows = cursor.execute(sql.CLAIM, params).fetchall()
-        return sorted(map(to_job, rows), key=_job_id)
+        jobs = sorted(map(to_job, rows), key=_job_id)
+        return jobs if epoch is None else [msgspec.structs.replace(job, epoch=epoch) for job in jobs]
 
-    def ack(self, ids: Sequence[int]) -> None:
-        """Delete delivered jobs; dead ones are left alone (only redrive and purge touch the DLQ)."""
-        self._write(sql.ACK, {"ids": list(ids)})
+    def ack(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
+        """Delete delivered jobs; dead ones are left alone (only redrive and purge touch the DLQ).
 
-    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool) -> None:
+        With ``epoch``: only jobs claimed under it, and only while it is current (else ``LeaseLostError``).
+        """
+        self._write(sql.ACK, {"ids": list(ids), "epoch": epoch}, epoch)
+
+    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool, *, epoch: int | None = None) -> None:
         """Return live (leased or ready) jobs to READY, due at ``run_at``; count an attempt or a throttle."""
-        params = {"ids": list(ids), "run_at": run_at, "error": error, "attempts": int(failed)}
-        self._write(sql.RETRY, {**params, "throttles": int(not failed)})
+        params = {"ids": list(ids), "run_at": run_at, "error": error, "attempts": int(failed), "epoch": epoch}
+        self._write(sql.RETRY, {**params, "throttles": int(not failed)}, epoch)
 
-    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
+    def bury(
+        self,
+        ids: Sequence[int],
+        reason: str,
+        detail: str,
+        now: float,
+        *,
+        failed: bool = False,
+        epoch: int | None = None,
+    ) -> None:
         """Move live jobs to DEAD with a reason and Klaviyo's answer (a dead job keeps its first reason)."""
         params = {"ids": list(ids), "reason": reason, "detail": detail, "now": now, "attempts": int(failed)}
-        self._write(sql.BURY, params)
+        self._write(sql.BURY, {**params, "epoch": epoch}, epoch)
 
-    def release(self, ids: Sequence[int]) -> None:
+    def release(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         """Return leased jobs to READY as they were (graceful shutdown); counts nothing."""
-        self._write(sql.RELEASE, {"ids": list(ids)})
+        self._write(sql.RELEASE, {"ids": list(ids), "epoch": epoch}, epoch)
 
     def release_expired(self, now: float) -> int:
         """Return jobs whose lease has expired to READY (crash recovery); how many."""
         return self._write(sql.RELEASE_EXPIRED, {"now": now})
+
+    def hold_leases(
+        self, node: str, accounts: Mapping[str, Sequence[str]], held: Mapping[str, int], now: float, ttl: float
+    ) -> dict[str, int]:
+        """One heartbeat of ``node``: renew, balance and take delivery leases; those held, account -> epoch.
+
+        ``accounts`` maps each account to its connections; see store/postgres_leases.py.
+        """
+        with self._transaction() as cursor:
+            return leases.hold(cursor, node, accounts, held, now, ttl)
+
+    def give_up_leases(self, node: str, accounts: Sequence[str]) -> None:
+        """Expire ``node``'s leases of ``accounts`` and forget the node (a graceful stop)."""
+        with self._transaction() as cursor:
+            leases.give_up(cursor, node, accounts)
+
+    def lease_holders(self) -> list[tuple[str, str, int, float]]:
+        """Every account's lease: (account, node, epoch, expires_at), by account."""
+        return [(row[0], row[1], int(row[2]), float(row[3])) for row in self._rows(leases.HOLDERS, {})]
 
     def connections(self) -> list[str]:
         """Connections that have jobs in any state."""
@@ -190,8 +244,10 @@ class PostgresJobStore:
         return sorted(map(to_job, self._rows(sql.ERASE, params)), key=_job_id)
 
     def forget_before(self, cutoff: float) -> int:
-        """Drop dedup memory of keys first seen before ``cutoff``; how many."""
-        return self._write(sql.FORGET, {"cutoff": cutoff})
+        """Drop dedup memory of keys first seen before ``cutoff`` (and profiles' idle turn rows); how many keys."""
+        with self._transaction() as cursor:
+            cursor.execute(sql.FORGET_PROFILE_TURNS, {"cutoff": cutoff})
+            return cursor.execute(sql.FORGET, {"cutoff": cutoff}).rowcount
 
     def close(self) -> None:
         """Close the pool's connections; later calls raise StoreClosedError (closing twice is harmless)."""
@@ -204,9 +260,10 @@ class PostgresJobStore:
         if self._pool is None:
             raise StoreClosedError()
 
-    def _write(self, query: str, params: dict[str, Any]) -> int:
-        """Run one changing statement in its own transaction; the rows it changed."""
+    def _write(self, query: str, params: dict[str, Any], epoch: int | None = None) -> int:
+        """Run one changing statement in its own transaction (refused unless ``epoch``, if any, is current)."""
         with self._transaction() as cursor:
+            leases.check(cursor, epoch)
             return cursor.execute(query, params).rowcount
 
     def _rows(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -264,6 +321,14 @@ def _remember(cursor: Cursor, jobs: list[NewJob], now: float, cutoff: float) -> 
         "cutoff": cutoff,
     }
     return {(row[0], row[1]) for row in cursor.execute(sql.REMEMBER_KEYS, params).fetchall()}
+
+
+def _take_turns(cursor: Cursor, jobs: list[NewJob], now: float) -> None:
+    """Lock the turn rows of the profiles of ``jobs`` until the transaction ends (see the module docstring)."""
+    profiles = sorted({(job.connection, job.profile_key) for job in jobs if job.profile_key})
+    if profiles:
+        params = {"connections": [c for c, _ in profiles], "profiles": [p for _, p in profiles], "now": now}
+        cursor.execute(sql.TAKE_PROFILE_TURNS, params)
 
 
 def _copy_jobs(cursor: Cursor, jobs: list[NewJob], now: float) -> None:

@@ -130,8 +130,37 @@ _COUNTS = (
     " FOR EACH STATEMENT EXECUTE FUNCTION jobs_count()",
 )
 
+# Version 2, many nodes on one database (store/postgres_leases.py, store/postgres.py's enqueue).
+# Epochs come from one sequence, so an epoch names one lease term of one account, cluster-wide.
+_CLUSTER = (
+    "CREATE SEQUENCE lease_epochs",
+    # One row per Klaviyo account ever leased; a lease given up or lapsed has expires_at <= now.
+    """
+    CREATE TABLE account_leases (
+        account    text   COLLATE "C" PRIMARY KEY,
+        node       text   COLLATE "C" NOT NULL,
+        epoch      bigint NOT NULL,
+        expires_at float8 NOT NULL
+    )
+    """,
+    # Nodes that heartbeat: the live ones (expires_at > now) share the accounts.
+    'CREATE TABLE nodes (node text COLLATE "C" PRIMARY KEY, expires_at float8 NOT NULL)',
+    # The epoch of the lease a job was claimed under (NULL: claimed without one); settles check it.
+    "ALTER TABLE jobs ADD COLUMN epoch bigint",
+    # A row per profile that enqueues lock in turn: a profile's jobs get ids in commit order.
+    """
+    CREATE TABLE profile_turns (
+        connection  text   COLLATE "C" NOT NULL,
+        profile_key text   COLLATE "C" NOT NULL,
+        touched_at  float8 NOT NULL,
+        PRIMARY KEY (connection, profile_key)
+    ) WITH (fillfactor = 70)
+    """,
+    "CREATE INDEX profile_turns_touched ON profile_turns (touched_at)",
+)
+
 # MIGRATIONS[v] takes a schema from version v to v + 1; append, never edit.
-MIGRATIONS: tuple[tuple[str, ...], ...] = ((_JOBS, *_INDEXES, *_SEEN, *_COUNTS),)
+MIGRATIONS: tuple[tuple[str, ...], ...] = ((_JOBS, *_INDEXES, *_SEEN, *_COUNTS), _CLUSTER)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 Connection = psycopg.Connection[Any]

@@ -24,6 +24,19 @@ ORDER BY connection, key
 ON CONFLICT (connection, key) DO UPDATE SET first_seen = excluded.first_seen WHERE s.first_seen < %(cutoff)s
 RETURNING connection, key
 """
+# Parameters: connections and profile keys (parallel, each pair once), now. Row-locks each profile's
+# turn row until the enqueue commits, in one order (no deadlock), before the COPY draws ids: a
+# second transaction enqueueing one of these profiles waits here, so its ids are drawn after this
+# one committed (store/postgres.py explains the ordering invariant). Row locks, not advisory
+# locks: a group commit of thousands of profiles would overflow the server's lock table.
+TAKE_PROFILE_TURNS = """
+INSERT INTO profile_turns AS p (connection, profile_key, touched_at)
+SELECT connection, profile_key, %(now)s
+FROM unnest(%(connections)s::text[], %(profiles)s::text[]) AS t (connection, profile_key)
+ORDER BY connection COLLATE "C", profile_key COLLATE "C"
+ON CONFLICT (connection, profile_key) DO UPDATE SET touched_at = excluded.touched_at
+"""
+FORGET_PROFILE_TURNS = "DELETE FROM profile_turns WHERE touched_at < %(cutoff)s"
 # COPY inserts rows in the order written, so ids (the identity's defaults) follow it.
 COPY_JOBS = "COPY jobs (connection, key, profile_key, kind, payload, created_at, run_at) FROM STDIN"
 
@@ -36,24 +49,27 @@ WITH picked AS (
     ORDER BY id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-UPDATE jobs SET state = {LEASED}, lease_until = %(lease_until)s
+UPDATE jobs SET state = {LEASED}, lease_until = %(lease_until)s, epoch = %(epoch)s::bigint
 FROM picked WHERE jobs.id = picked.id
 RETURNING {", ".join(f"jobs.{column.strip()}" for column in JOB_COLUMNS.split(","))}
 """
 _IDS = "id = ANY(%(ids)s::bigint[])"
+# A settle under a lease epoch touches only jobs claimed under it (store/postgres_leases.py); without
+# one (a single node, an operator's tool) any job. A job claimed again under a newer epoch is not ours.
+_FENCE = "(%(epoch)s::bigint IS NULL OR epoch = %(epoch)s::bigint)"
 # ack, retry and bury leave DEAD jobs alone: only redrive and purge act on the dead-letter queue.
-ACK = f"DELETE FROM jobs WHERE {_IDS} AND state <> {DEAD}"
+ACK = f"DELETE FROM jobs WHERE {_IDS} AND state <> {DEAD} AND {_FENCE}"
 RETRY = f"""
 UPDATE jobs SET state = {READY}, lease_until = NULL, run_at = %(run_at)s, last_error = %(error)s,
     attempts = attempts + %(attempts)s, throttles = throttles + %(throttles)s
-WHERE {_IDS} AND state <> {DEAD}
+WHERE {_IDS} AND state <> {DEAD} AND {_FENCE}
 """
 BURY = f"""
 UPDATE jobs SET state = {DEAD}, lease_until = NULL, dead_reason = %(reason)s, last_error = %(detail)s,
     dead_at = %(now)s, attempts = attempts + %(attempts)s
-WHERE {_IDS} AND state <> {DEAD}
+WHERE {_IDS} AND state <> {DEAD} AND {_FENCE}
 """
-RELEASE = f"UPDATE jobs SET state = {READY}, lease_until = NULL WHERE {_IDS} AND state = {LEASED}"
+RELEASE = f"UPDATE jobs SET state = {READY}, lease_until = NULL WHERE {_IDS} AND state = {LEASED} AND {_FENCE}"
 RELEASE_EXPIRED = (
     f"UPDATE jobs SET state = {READY}, lease_until = NULL WHERE state = {LEASED} AND lease_until <= %(now)s"
 )

@@ -85,8 +85,9 @@ class SqliteJobStore:
             EnqueueResult(stored=len(n), duplicates=len(jobs) - len(n)) for jobs, n in zip(calls, news, strict=True)
         ]
 
-    def claim(self, connection: str, limit: int, lease_s: float, now: float) -> list[Job]:
+    def claim(self, connection: str, limit: int, lease_s: float, now: float, *, epoch: int | None = None) -> list[Job]:
         """Lease up to ``limit`` due READY jobs of ``connection``, oldest first."""
+        _no_epoch(epoch)
         if limit <= 0:
             self._check_open()
             return []
@@ -95,26 +96,39 @@ class SqliteJobStore:
         # RETURNING yields rows in no promised order.
         return sorted(map(sql.to_job, rows), key=_job_id)
 
-    def ack(self, ids: Sequence[int]) -> None:
+    def ack(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         """Delete delivered jobs; dead ones are left alone (only redrive and purge touch the DLQ)."""
+        _no_epoch(epoch)
         with self._write() as conn:
             conn.execute(sql.ACK, (sql.id_list(ids),))
 
-    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool) -> None:
+    def retry(self, ids: Sequence[int], run_at: float, error: str, failed: bool, *, epoch: int | None = None) -> None:
         """Return live (leased or ready) jobs to READY, due at ``run_at``; count an attempt or a throttle."""
+        _no_epoch(epoch)
         with self._write() as conn:
             conn.execute(sql.RETRY, (run_at, error, int(failed), int(not failed), sql.id_list(ids)))
 
-    def bury(self, ids: Sequence[int], reason: str, detail: str, now: float, *, failed: bool = False) -> None:
+    def bury(
+        self,
+        ids: Sequence[int],
+        reason: str,
+        detail: str,
+        now: float,
+        *,
+        failed: bool = False,
+        epoch: int | None = None,
+    ) -> None:
         """Move live jobs to DEAD with a reason and Klaviyo's answer, ``failed`` counting an attempt.
 
         A dead job keeps its first reason and count.
         """
+        _no_epoch(epoch)
         with self._write() as conn:
             conn.execute(sql.BURY, (reason, detail, now, int(failed), sql.id_list(ids)))
 
-    def release(self, ids: Sequence[int]) -> None:
+    def release(self, ids: Sequence[int], *, epoch: int | None = None) -> None:
         """Return leased jobs to READY as they were (graceful shutdown); counts nothing."""
+        _no_epoch(epoch)
         with self._write() as conn:
             conn.execute(sql.RELEASE, (sql.id_list(ids),))
 
@@ -242,3 +256,9 @@ def _insert_row(job: NewJob, now: float) -> tuple[str, str, str, str, bytes, flo
 
 def _job_id(job: Job) -> int:
     return job.id
+
+
+def _no_epoch(epoch: int | None) -> None:
+    """SQLite has no delivery leases: one ``serve`` per file (``OwnerLock``) delivers everything."""
+    if epoch is not None:
+        raise ValueError("a SQLite store has no delivery leases; epoch must be None")
