@@ -454,3 +454,25 @@ def test_a_store_url_of_another_kind_is_a_problem_that_does_not_quote_it(tmp_pat
         "service.store: must be a SQLite file path or a postgresql:// URL (no other kind of URL is supported)"
     ]
     assert DB_PASSWORD not in " ".join(found)
+
+
+def test_the_console_password_is_off_by_default_and_never_shown(tmp_path: Path) -> None:
+    base = '[connections.a]\npublic_api_key = "k"\n'
+    assert load(tmp_path, base).service.console_password is None
+    service = load(tmp_path, '[service]\nconsole_password = "open sesame 12345"\n' + base).service
+    assert service.console_password is not None
+    assert service.console_password.get_secret_value() == "open sesame 12345"
+    assert "open sesame" not in repr(service) + str(service) + repr(service.model_dump())
+
+
+def test_a_short_console_password_is_refused_without_being_echoed(tmp_path: Path) -> None:
+    found = problems(tmp_path, '[service]\nconsole_password = "hunter2"\n[connections.a]\npublic_api_key = "k"\n')
+    assert any("console_password: must be at least 12 characters" in p for p in found)
+    assert "hunter2" not in " ".join(found)
+
+
+def test_the_console_password_may_come_from_the_environment(tmp_path: Path) -> None:
+    environ = {"MPARTICLE_KLAVIYO_CONSOLE_PASSWORD": "from the environment"}
+    service = load(tmp_path, '[connections.a]\npublic_api_key = "k"\n', environ).service
+    assert service.console_password is not None
+    assert service.console_password.get_secret_value() == "from the environment"

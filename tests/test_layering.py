@@ -117,6 +117,8 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
         ("server", {"delivery", "service", "cli", "cli_service", "replay"}),
         ("observe", {"mapping", "jobs", "delivery", "server", "service", "store", "cli", "cli_service", "replay"}),
         ("mparticle", {"config", "mapping", "jobs", "delivery", "server", "service", "store", "klaviyo"}),
+        # The browser console reads what serve has (store, status, delivery's previews); no CLI.
+        ("console", {"cli", "cli_service", "cli_replay", "replay", "demo"}),
     ],
 )
 def test_a_layer_imports_nothing_above_it(layer: str, forbidden: set[str]) -> None:
@@ -143,3 +145,9 @@ def test_the_emulator_imports_nothing_of_ours_outside_itself() -> None:
 def test_the_import_reader_sees_local_and_relative_imports(tmp_path: Path) -> None:
     imports = imports_of(SOURCE / "cli.py")
     assert f"{PACKAGE}.cli_service" in imports  # imported inside main()
+
+
+def test_only_the_serve_command_mounts_the_console() -> None:
+    # ``serve`` wires it in (cli_service); the service, ingest and delivery stay unaware of it.
+    importers = {source for source, targets in unit_graph().items() if "console" in targets}
+    assert importers == {"cli_service"}

@@ -15,10 +15,9 @@ import typer
 from mparticle_klaviyo import __version__
 from mparticle_klaviyo.cli_options import ConfigOption, ConnectionOption, fail_config, load_connection
 from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Connection, load_config
-from mparticle_klaviyo.delivery.batch_requests import batch_requests
+from mparticle_klaviyo.delivery.batch_requests import map_lines
 from mparticle_klaviyo.errors import ConfigError, InputError
 from mparticle_klaviyo.jobs.inputs import InputItem, map_item, read_inputs
-from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mparticle.registration import registration_response
 
 app = typer.Typer(
@@ -28,11 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _encoder = msgspec.json.Encoder()
-
-
-def shown_path(request: KlaviyoRequest) -> str:
-    """The request path as printed: client requests show their key as ``***``."""
-    return f"{request.path}?company_id=***" if request.auth == "public" else request.path
 
 
 def _write(line: dict[str, Any]) -> None:
@@ -64,10 +58,8 @@ def map_command(
             errors += 1
             _write(_error_line(item, error))
             continue
-        for request in batch_requests(mapped):
-            _write({"kind": "request", "method": request.method, "path": shown_path(request), "body": request.body})
-        for notice in mapped.result.notices:
-            _write({"batch": item.number, **msgspec.to_builtins(notice)})
+        for line in map_lines(mapped):
+            _write(line)
     sys.stdout.flush()
     if errors:
         raise typer.Exit(code=1)

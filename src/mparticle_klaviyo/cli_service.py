@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import msgspec
 import typer
@@ -16,14 +17,16 @@ from rich.table import Table
 
 from mparticle_klaviyo.cli_options import ConfigOption, fail_config
 from mparticle_klaviyo.config import DEFAULT_CONFIG_FILE, Config, Connection, load_config
-from mparticle_klaviyo.delivery.dead_letters import preview, redrive_logged
+from mparticle_klaviyo.delivery.dead_letters import job_view, preview, redrive_logged
 from mparticle_klaviyo.delivery.lane import Transport
 from mparticle_klaviyo.delivery.units import now_ms
 from mparticle_klaviyo.errors import ConfigError
-from mparticle_klaviyo.jobs.plan import decode_payload
-from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, JobStore
+from mparticle_klaviyo.store.base import DeadFilter, Job, JobStore
 from mparticle_klaviyo.store.errors import StoreError
 from mparticle_klaviyo.store.factory import describe, exists, locate, migrate_store, open_store
+
+if TYPE_CHECKING:
+    from mparticle_klaviyo.service.runner import Service
 
 # Merged into the main command line by ``cli.main`` (this module does not import ``cli``).
 service_app = typer.Typer()
@@ -76,7 +79,7 @@ def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
     loaded = _config(config)
     configure_logging(loaded.service.log_level)
     try:
-        asyncio.run(serve(loaded))
+        asyncio.run(serve(loaded, mount=_mount_console))
     except StoreError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
@@ -84,6 +87,16 @@ def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
         # The store's directory missing or unwritable, the port taken: say which, no traceback.
         typer.echo(f"error: cannot start serving: {error}", err=True)
         raise typer.Exit(code=2) from None
+
+
+def _mount_console(service: Service) -> None:
+    """The browser console under /console, when ``[service] console_password`` is set."""
+    from mparticle_klaviyo.console.app import mount_console
+
+    if mount_console(
+        service.app, service.config, service.store, service.metrics, service.ingest.wake, service.location.shown
+    ):
+        logging.getLogger("mparticle_klaviyo.serve").info("console enabled", extra={"path": "/console"})
 
 
 @service_app.command("migrate")
@@ -217,7 +230,7 @@ def dlq_show(
     if not found:
         typer.echo(f"error: no dead job {job_id}", err=True)
         raise typer.Exit(code=1)
-    typer.echo(msgspec.json.format(msgspec.json.encode(_job_view(found[0])), indent=2).decode())
+    typer.echo(msgspec.json.format(msgspec.json.encode(job_view(found[0])), indent=2).decode())
 
 
 def _listed(job: Job) -> dict[str, object]:
@@ -231,27 +244,6 @@ def _listed(job: Job) -> dict[str, object]:
         "attempts": job.attempts,
         "throttles": job.throttles,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.created_at)),
-    }
-
-
-def _job_view(job: Job) -> dict[str, object]:
-    try:
-        stored: object = msgspec.to_builtins(msgspec.structs.replace(decode_payload(job.payload), settings=None))
-    except msgspec.DecodeError as error:
-        # "unmappable" dead letters are exactly the ones whose input may not decode: say so.
-        stored = {"undecodable": str(error), "bytes": len(job.payload)}
-    return {
-        "id": job.id,
-        "connection": job.connection,
-        "kind": job.kind,
-        "key": job.key,
-        "state": JobState(job.state).name.lower(),
-        "reason": job.dead_reason,
-        "detail": job.last_error,
-        "attempts": job.attempts,
-        "throttles": job.throttles,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.created_at)),
-        "input": stored,
     }
 
 

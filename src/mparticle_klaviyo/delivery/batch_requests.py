@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from mparticle_klaviyo.delivery.payloads import BulkEventBuilder, client_event_request, subscription_request
 from mparticle_klaviyo.jobs.inputs import Mapped
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
@@ -24,3 +28,17 @@ def batch_requests(mapped: Mapped) -> list[KlaviyoRequest]:
     else:
         requests.extend(client_event_request(e) for e in mapped.result.events)
     return requests
+
+
+def shown_path(request: KlaviyoRequest) -> str:
+    """The request path as printed: client requests show their key as ``***``."""
+    return f"{request.path}?company_id=***" if request.auth == "public" else request.path
+
+
+def map_lines(mapped: Mapped) -> list[dict[str, Any]]:
+    """What ``map`` prints for one mapped batch: its requests, then its drops and warnings."""
+    lines: list[dict[str, Any]] = [
+        {"kind": "request", "method": r.method, "path": shown_path(r), "body": r.body} for r in batch_requests(mapped)
+    ]
+    lines += [{"batch": mapped.item.number, **msgspec.to_builtins(n)} for n in mapped.result.notices]
+    return lines

@@ -17,12 +17,15 @@ import re
 import time
 from collections.abc import Sequence
 
+import msgspec
+
 from mparticle_klaviyo.config import Connection
 from mparticle_klaviyo.delivery.payloads import BulkEventBuilder
 from mparticle_klaviyo.delivery.units import Unmappable, map_job
+from mparticle_klaviyo.jobs.plan import decode_payload
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.mapping.result import MappedEvent
-from mparticle_klaviyo.store.base import DeadFilter, Job, JobStore
+from mparticle_klaviyo.store.base import DeadFilter, Job, JobState, JobStore
 
 RETRIES_EXHAUSTED = "retries_exhausted"
 MAX_AGE = "max_age"
@@ -69,12 +72,43 @@ def redrive_logged(store: JobStore, where: DeadFilter, now: float) -> int:
 
 def preview(job: Job, connection: Connection | None, now_ms: float) -> str:
     """What a redrive of ``job`` would do today: the requests it would make, or why it would die again."""
+    sent = would_send(job, connection, now_ms)
+    return sent if isinstance(sent, str) else ", ".join(f"{r.method} {r.path}" for r in sent)
+
+
+def would_send(job: Job, connection: Connection | None, now_ms: float) -> list[KlaviyoRequest] | str:
+    """The requests a redrive of ``job`` would make today, or why it would send nothing."""
     if connection is None:
         return "not sent: no such connection in the config (it would wait in the queue)"
     mapped = map_job(job, connection, now_ms)
     if isinstance(mapped, Unmappable):
         return f"not sent: {mapped.reason} ({mapped.detail}): dead-lettered again"
-    return ", ".join(f"{r.method} {r.path}" for r in mapped.requests or _bulk_requests(mapped.events))
+    return list(mapped.requests) or _bulk_requests(mapped.events)
+
+
+def job_view(job: Job) -> dict[str, object]:
+    """A dead job as ``dlq show`` and the console show it: the stored input without its settings.
+
+    Firehose settings hold the sender's Klaviyo key: they are left out.
+    """
+    try:
+        stored: object = msgspec.to_builtins(msgspec.structs.replace(decode_payload(job.payload), settings=None))
+    except msgspec.DecodeError as error:
+        # "unmappable" dead letters are exactly the ones whose input may not decode: say so.
+        stored = {"undecodable": str(error), "bytes": len(job.payload)}
+    return {
+        "id": job.id,
+        "connection": job.connection,
+        "kind": job.kind,
+        "key": job.key,
+        "state": JobState(job.state).name.lower(),
+        "reason": job.dead_reason,
+        "detail": job.last_error,
+        "attempts": job.attempts,
+        "throttles": job.throttles,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.created_at)),
+        "input": stored,
+    }
 
 
 def _bulk_requests(events: Sequence[MappedEvent]) -> list[KlaviyoRequest]:

@@ -304,8 +304,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _closing(error_response(400, "CLIENT_GONE", "the client closed the connection"))
     except Exception as error:
         response = _error_answer(error, request)
-    if source in _PROBES:
-        # A 503 from /readyz while starting or stopping is an answer, not a refused ingest request.
+    if source in _PROBES or source == _CONSOLE:
+        # A 503 from /readyz while starting or stopping is an answer, not a refused ingest request;
+        # the console (mounted by ``serve``) answers people, and logs its own refusals.
         return response
     if response.status >= 400:
         ingest.metrics.rejected.labels(source, str(response.status)).inc()
@@ -319,6 +320,7 @@ _INGEST_SOURCES = frozenset({"firehose", "v2", "webhook"})
 # Asked by load balancers, orchestrators and Prometheus every few seconds: neither ingest
 # latency nor refusals (an ingest 5xx alert would fire on every /readyz 503 at start-up).
 _PROBES = frozenset({"healthz", "readyz", "metrics", "openapi.json"})
+_CONSOLE = "console"
 
 
 def _error_answer(error: Exception, request: web.Request) -> web.Response:

@@ -1,0 +1,152 @@
+"""The console in a real browser against ``serve`` and the emulator: log in, watch, redrive, map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+from playwright.async_api import Locator, expect
+
+from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
+from tests.console.browser import Tab, chromium_tab, require_chromium
+from tests.console.helpers import PASSWORD
+from tests.service.e2e_helpers import (
+    FAST_LIMITS,
+    ServeProcess,
+    custom_event,
+    free_port,
+    post_bulk,
+    run_async,
+    start_recording_emulator,
+    user_batch,
+    wait_until,
+    write_service_config,
+)
+
+WAIT_MS = 15_000
+
+
+async def log_in(tab: Tab, url: str) -> None:
+    """The login form, filled in as a person would."""
+    await tab.page.goto(f"{url}/console/")
+    await expect(tab.page.get_by_role("heading", name="Log in")).to_be_visible()
+    await tab.screenshot("login")
+    await tab.page.get_by_label("Console password").fill(PASSWORD)
+    await tab.page.get_by_role("button", name="Log in").click()
+    await expect(tab.page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def tile(tab: Tab, metric: str) -> Locator:
+    """An overview number of connection ``acme``."""
+    return tab.page.locator(f'section[data-connection="acme"] .tile[data-metric="{metric}"] b')
+
+
+def test_an_operator_watches_events_flow_and_redrives_a_dead_letter(tmp_path: Path) -> None:
+    require_chromium()
+
+    async def go() -> None:
+        emulator = await start_recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS)))
+        port = free_port()
+        config = write_service_config(tmp_path, emulator.url, port, service={"console_password": PASSWORD})
+        serve = ServeProcess(config, port, tmp_path / "serve.log")
+        try:
+            await serve.start()
+            async with chromium_tab() as tab, aiohttp.ClientSession() as session:
+                await log_in(tab, serve.url)
+                await expect(tile(tab, "received")).to_have_text("0")
+                batches = [user_batch("ann", [custom_event("m-1"), custom_event("m-2")])]
+                assert await post_bulk(session, serve.url, batches) == 202
+                await expect(tile(tab, "received")).to_have_text("2", timeout=WAIT_MS)
+                await expect(tile(tab, "delivered")).to_have_text("2", timeout=WAIT_MS)
+                await expect(tab.page.locator("#chart polyline").first).to_be_attached(timeout=WAIT_MS)
+                # The ring buffer grows: the chart's lines get more points as samples arrive.
+                line = tab.page.locator("#chart polyline").first
+
+                async def grown() -> bool:
+                    return len((await line.get_attribute("points") or "").split()) > 3
+
+                await wait_until(grown, 15, "the chart to have more than three samples")
+                await tab.screenshot("overview")
+
+                emulator.add_fault({"path": "/client/events", "status": 400, "count": 1})
+                assert await post_bulk(session, serve.url, [user_batch("jane.doe", [custom_event("m-3")])]) == 202
+                await open_dead_letter(tab, serve.url)
+                await redrive_from_detail(tab)
+
+                async def delivered() -> bool:
+                    return "m-3" in emulator.unique_ids()
+
+                await wait_until(delivered, 15, "the redriven event at Klaviyo")
+                await tab.page.goto(f"{serve.url}/console/dead-letters")
+                await expect(tab.page.get_by_text("no dead letters")).to_be_visible()
+                await tab.page.goto(f"{serve.url}/console/overview")
+                await expect(tile(tab, "delivered")).to_have_text("3", timeout=WAIT_MS)
+                assert tab.errors == []
+            assert PASSWORD not in (tmp_path / "serve.log").read_text()
+        finally:
+            await serve.ensure_stopped()
+            await emulator.close()
+
+    run_async(go(), timeout_s=120)
+
+
+async def open_dead_letter(tab: Tab, url: str) -> None:
+    """The dead-letter list shows the refused job; its detail masks the person's email."""
+    page = tab.page
+    for _ in range(30):  # the refusal is a dead letter once delivery has tried
+        await page.goto(f"{url}/console/dead-letters")
+        if await page.locator("tbody tr").count():
+            break
+        await page.wait_for_timeout(500)
+    await expect(page.locator("tbody tr")).to_have_count(1)
+    await expect(page.locator("tbody tr")).to_contain_text("http_400")
+    await tab.screenshot("dead-letters")
+    await page.locator("tbody tr a").first.click()
+    await expect(page.get_by_role("heading", name="What today's code would send")).to_be_visible()
+    content = await page.content()
+    assert "jane.doe@example.com" not in content
+    assert "j***@e***.com" in content
+    await tab.screenshot("dead-letter")
+
+
+async def redrive_from_detail(tab: Tab) -> None:
+    """Redrive, confirm, done."""
+    page = tab.page
+    await page.get_by_role("button", name="Redrive this job").click()
+    await expect(page.locator(".confirm")).to_contain_text("Redrive 1 dead job(s)")
+    await page.get_by_role("button", name="Redrive 1 job(s)").click()
+    await expect(page.get_by_role("status")).to_have_text("Redrove 1 job(s).")
+
+
+def test_the_playground_shows_requests_and_drops_and_sends_nothing(tmp_path: Path) -> None:
+    require_chromium()
+
+    async def go() -> None:
+        emulator = await start_recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS)))
+        port = free_port()
+        config = write_service_config(tmp_path, emulator.url, port, service={"console_password": PASSWORD})
+        serve = ServeProcess(config, port, tmp_path / "serve.log")
+        try:
+            await serve.start()
+            async with chromium_tab() as tab:
+                await log_in(tab, serve.url)
+                await tab.page.get_by_role("link", name="Mapping playground").click()
+                crash = {"event_type": "crash_report", "data": {"source_message_id": "m-10"}}
+                batch = user_batch("pat", [custom_event("m-9"), crash])
+                await tab.page.get_by_label("mParticle batch").fill(json.dumps(batch, indent=2))
+                await tab.page.get_by_role("button", name="Map").click()
+                summary = tab.page.locator("#summary")
+                await expect(summary).to_have_text("1 request(s), 1 drop(s) or warning(s), 0 error(s)")
+                lines = tab.page.locator("#lines")
+                await expect(lines).to_contain_text("/client/events")
+                await expect(lines).to_contain_text("unsupported_event_type")
+                await expect(lines).to_contain_text("p***@e***.com")
+                await tab.screenshot("playground")
+                assert emulator.unique_ids() == []
+                assert tab.errors == []
+        finally:
+            await serve.ensure_stopped()
+            await emulator.close()
+
+    run_async(go(), timeout_s=120)
