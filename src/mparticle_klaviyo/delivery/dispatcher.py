@@ -35,12 +35,11 @@ from mparticle_klaviyo.delivery.barrier import Barrier
 from mparticle_klaviyo.delivery.circuit import Circuit, Paused
 from mparticle_klaviyo.delivery.clock import MonotonicClock
 from mparticle_klaviyo.delivery.dispatch_options import DispatchOptions, account_lanes
-from mparticle_klaviyo.delivery.erasures import erase_behind
+from mparticle_klaviyo.delivery.holds import Holds
 from mparticle_klaviyo.delivery.key_pause import CredentialGuard
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.observer import SettleObserver
 from mparticle_klaviyo.delivery.outages import watch_gates, watch_outages
-from mparticle_klaviyo.delivery.profile_order import ProfileOrder
 from mparticle_klaviyo.delivery.report import Tally
 from mparticle_klaviyo.delivery.retry_policy import RetryPolicy
 from mparticle_klaviyo.delivery.senders import BulkSenders
@@ -59,8 +58,6 @@ _ERROR_PAUSE_S = 1.0
 
 # Jobs mapped between two yields to the event loop (~5 ms of CPU).
 _MAP_SLICE = 50
-# A job held behind an open job of its profile (profile_order.py) is claimed again after this.
-_PROFILE_HOLD_S = 0.5
 _QUIESCE_POLL_S = 0.02
 
 
@@ -119,11 +116,12 @@ class Dispatcher:
     def _fresh_term(self) -> None:
         """What delivery learns while it owns the account: the barrier, and what is claimed or in flight."""
         self.barrier = Barrier()
-        self.profile_order = ProfileOrder()
         self.settler = Settler(
             self.connection.name, self.store, self.metrics, self.policy, self._backoff, self.barrier, self._now,
             self._observer,
         )  # fmt: skip
+        self.holds = Holds(self.connection.name, self.store, self.metrics, self.settler, self._now, lambda: self._epoch)
+        self.profile_order = self.holds.profile_order
         self._tasks: dict[asyncio.Task[None], tuple[Job, ...]] = {}
         self._started: set[asyncio.Task[None]] = set()  # unit tasks whose first request went out
         self._orphans: list[tuple[tuple[Job, ...], str]] = []
@@ -212,7 +210,7 @@ class Dispatcher:
         # the sole owner every lease is such a leftover, expired or not.
         if self._tenure is None:
             await self.store.release_expired(math.inf if self.options.sole_owner else self._now())
-        await self._rebuild_barrier()
+        await self.holds.rebuild_barrier()
 
     async def quiesce(self, timeout_s: float) -> None:
         """Send nothing new; wait up to ``timeout_s`` for the units already sending to settle.
@@ -258,12 +256,6 @@ class Dispatcher:
         for epoch, ids in by_epoch(leftover).items():
             await self.store.release(ids, epoch=epoch)
 
-    async def _rebuild_barrier(self) -> None:
-        """After a restart, profiles with failing jobs are blocked again, as before the crash."""
-        for job in await self.store.failing_jobs(self.connection.name):
-            self.barrier.failed(job.profile_key, job.id)
-            self.settler.blocker_due[job.id] = job.run_at
-
     async def _idle(self, stop: asyncio.Event) -> None:
         """Sleep until woken (new jobs), a unit finishes, or the poll interval passes."""
         self.wake.clear()
@@ -286,8 +278,8 @@ class Dispatcher:
         jobs = await self.store.claim(self.connection.name, limit, self.options.lease_s, self._now(), epoch=self._epoch)
         if not jobs:
             return 0
-        sendable = await self._hold_back_blocked(await self._erase_behind(jobs))
-        mapped = await self._hold_back_by_profile(await self._map(sendable))
+        sendable = await self.holds.blocked(await self.holds.erasures(jobs))
+        mapped = await self.holds.by_profile(await self._map(sendable))
         if self.connection.server_mode:
             # Bulk requests are packed when their lane lets one go, from what waits then.
             alone = [m for m in mapped if not self._bulk.add(m)]
@@ -344,47 +336,6 @@ class Dispatcher:
             jobs, error = self._orphans[0]
             await self.settler.retry(list(jobs), Retryable(reason="internal_error", detail=error))
             self._orphans.pop(0)
-
-    async def _hold_back_by_profile(self, mapped: list[MappedJob]) -> list[MappedJob]:
-        """Jobs that must not be open with others of their profile wait a moment (profile_order.py)."""
-        start, held = self.profile_order.admit(m.job for m in mapped)
-        if held:
-            due = self._now() + _PROFILE_HOLD_S
-            reason = "held: another change of this profile is open"
-            await self.store.retry([job.id for job in held], due, reason, False, epoch=self._epoch)
-        started = {job.id for job in start}
-        return [m for m in mapped if m.job.id in started]
-
-    async def _erase_behind(self, jobs: list[Job]) -> list[Job]:
-        """Drop the older jobs of profiles this claim erases (erasures.py); the rest goes on."""
-        erased = await erase_behind(self.store, self.barrier, self.connection.name, jobs)
-        if erased.dropped:
-            await self.store.ack([job.id for job in erased.dropped], epoch=self._epoch)
-        count = len(erased.dropped) + len(erased.deleted)
-        if count:
-            self.metrics.erased.labels(self.connection.name).inc(count)
-            log.info("dropped jobs of erased profiles", extra={"connection": self.connection.name, "jobs": count})
-        return erased.keep
-
-    async def _hold_back_blocked(self, jobs: list[Job]) -> list[Job]:
-        """Jobs behind a failing job of their profile go back, due after that job's retry.
-
-        When a profile's blocker is retried, its next failed jobs go with it as long as each is
-        the next one in id order (in one bulk request in server mode); holding each until the one
-        before succeeded would drain a busy profile at one job per hold.
-        """
-        admission = self.barrier.admit((job.profile_key, job.id) for job in jobs)
-        held: dict[float, list[int]] = {}
-        now = self._now()
-        for job_id, blocker in admission.held.items():
-            due = max(now + 0.5, self.settler.blocker_due.get(blocker, now) + 0.1)
-            held.setdefault(due, []).append(job_id)
-        sent = set(admission.send)
-        sendable = [job for job in jobs if job.id in sent]
-        for due, ids in held.items():  # one write per blocker, not one per held job
-            reason = "held: an earlier job of this profile is being retried"
-            await self.store.retry(ids, due, reason, False, epoch=self._epoch)
-        return sendable
 
     async def _map(self, jobs: list[Job]) -> list[MappedJob]:
         """Map claimed jobs; what no longer maps goes to the dead letters at once."""
