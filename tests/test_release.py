@@ -53,10 +53,10 @@ def build_copies() -> list[tuple[list[str], str]]:
     return [(words[:-1], words[-1]) for words in copies if not words[-1].startswith("/")]
 
 
-def systemd_unit() -> configparser.ConfigParser:
+def systemd_unit(name: str = "mparticle-klaviyo.service") -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
-    parser.read(DEPLOY / "systemd" / "mparticle-klaviyo.service", encoding="utf-8")
+    parser.read(DEPLOY / "systemd" / name, encoding="utf-8")
     return parser
 
 
@@ -103,6 +103,38 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     # verify also wants ExecStart's program to exist: point it at one that does.
     text = (DEPLOY / "systemd" / "mparticle-klaviyo.service").read_text(encoding="utf-8")
     unit = tmp_path / "mparticle-klaviyo.service"
+    unit.write_text(re.sub(r"(?m)^ExecStart=\S+", "ExecStart=/bin/echo", text), encoding="utf-8")
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+# What a node of the template unit (several nodes on one machine) sets per instance.
+TEMPLATE_SERVE_CMD = [*SERVE_CMD[:-1], "/etc/mparticle-klaviyo/%i.toml"]
+PER_INSTANCE = {
+    "StateDirectory": "mparticle-klaviyo-%i",
+    "WorkingDirectory": f"{STATE_DIR}-%i",
+    "ReadWritePaths": f"{STATE_DIR}-%i",
+}
+
+
+def test_the_template_unit_is_the_plain_unit_with_a_config_and_directory_per_node() -> None:
+    plain, template = systemd_unit()["Service"], systemd_unit("mparticle-klaviyo@.service")["Service"]
+    assert template["ExecStart"].split()[1:] == TEMPLATE_SERVE_CMD[1:]
+    assert template["ExecStart"].split()[0] == plain["ExecStart"].split()[0]
+    assert {key: template[key] for key in PER_INSTANCE} == PER_INSTANCE
+    # Everything else (stop timeout, restarts, env file, hardening) stays the plain unit's.
+    differ = {*PER_INSTANCE, "ExecStart"}
+    assert {key: value for key, value in template.items() if key not in differ} == {
+        key: value for key, value in plain.items() if key not in differ
+    }
+
+
+def test_systemd_accepts_an_instance_of_the_template_unit(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        skip_or_fail("systemd-analyze is not installed (Debian package systemd)")
+    text = (DEPLOY / "systemd" / "mparticle-klaviyo@.service").read_text(encoding="utf-8")
+    unit = tmp_path / "mparticle-klaviyo@node1.service"
     unit.write_text(re.sub(r"(?m)^ExecStart=\S+", "ExecStart=/bin/echo", text), encoding="utf-8")
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

@@ -125,13 +125,17 @@ def status_command(
     sample: Annotated[float, typer.Option(min=0, help="Seconds between two /metrics reads for rates (0: none).")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")] = False,
 ) -> None:
-    """Backlog, dead letters by reason, and from the running service: totals, rates, pauses, credentials."""
+    """Backlog, dead letters by reason, the cluster's nodes and leases, and the service's totals, rates, pauses."""
+    from mparticle_klaviyo.delivery.tenure import accounts_of
+    from mparticle_klaviyo.service.cluster import cluster_view
     from mparticle_klaviyo.service.status import build_status, dead_letters, scrape_metrics
 
     loaded = _config(config)
     store = _store(loaded)
     try:
         counts, dead = store.counts(), dead_letters(store)
+        accounts = accounts_of(loaded.connections.values())
+        cluster = cluster_view(store, accounts, loaded.service.account_lease_s, time.time())
     finally:
         store.close()
     url = _metrics_url(loaded)
@@ -143,6 +147,7 @@ def status_command(
         metrics_url=url,
         scrape=scrape_metrics(url, sample),
         now=time.time(),
+        cluster=cluster,
     )
     if as_json:
         typer.echo(msgspec.json.format(msgspec.json.encode(status), indent=2).decode())

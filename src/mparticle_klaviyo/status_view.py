@@ -8,6 +8,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from mparticle_klaviyo.service.cluster import SHARED, Cluster
 from mparticle_klaviyo.service.status import TOTALS, ConnectionStatus, Status
 
 # The totals shown in the connections table, with their column titles (all are in --json).
@@ -25,6 +26,11 @@ _SHOWN_TOTALS = {
 def print_status(console: Console, status: Status) -> None:
     """The backlog, dead letters, pauses and the running service's totals and rates."""
     console.print(backlog_table(status))
+    if status.cluster is not None and status.cluster.mode == SHARED:
+        console.print(nodes_table(status.cluster))
+        console.print(leases_table(status.cluster))
+    elif status.cluster is not None:
+        console.print("cluster: single node (SQLite store)", markup=False, highlight=False)
     if status.dead_letters:
         console.print(dead_letters_table(status))
     for line in pause_lines(status, time.time()):
@@ -48,6 +54,36 @@ def backlog_table(status: Status) -> Table:
         table.add_row(row.connection, row.state, f"{row.jobs:,}", age)
     if not status.backlog:
         table.add_row("(empty)", "", "0", "")
+    return table
+
+
+def nodes_table(cluster: Cluster) -> Table:
+    """The live nodes on the shared store, with the age of each one's last heartbeat."""
+    table = Table(title=f"Nodes ({len(cluster.nodes)} live)", header_style="bold")
+    table.add_column("node")
+    table.add_column("last heartbeat", justify="right")
+    table.add_column("counts as dead in", justify="right")
+    for node in cluster.nodes:
+        table.add_row(node.node, f"{node.heartbeat_age_s:,.1f}s ago", f"{node.expires_in_s:,.1f}s")
+    if not cluster.nodes:
+        table.add_row("(none: no serve is running)", "", "")
+    return table
+
+
+def leases_table(cluster: Cluster) -> Table:
+    """Which node delivers which Klaviyo account (named by its connections), under which epoch."""
+    table = Table(title="Delivery leases per Klaviyo account", header_style="bold")
+    for column in ("connections", "account", "node", "epoch", "expires in"):
+        table.add_column(column, justify="right" if column in ("epoch", "expires in") else "left")
+    for lease in cluster.leases:
+        held = lease.node is not None and lease.expires_in_s is not None
+        table.add_row(
+            ", ".join(lease.connections) or "(not in this config)",
+            lease.account,
+            lease.node if held else "(free)",
+            str(lease.epoch) if held else "",
+            f"{lease.expires_in_s:,.1f}s" if held else "",
+        )
     return table
 
 

@@ -102,6 +102,24 @@ async def lease_gauges(nodes: list[ServeProcess]) -> dict[str, float]:
     return sums
 
 
+async def cluster_views(nodes: list[ServeProcess]) -> list[tuple[float, dict[str, str]]]:
+    """Per node, its /metrics' ``mpk_cluster_nodes`` and ``mpk_account_lease_holder`` (connection -> node)."""
+    views = []
+    async with aiohttp.ClientSession() as session:
+        for node in nodes:
+            async with session.get(f"{node.url}/metrics") as response:
+                text = await response.text()
+            count, holders = 0.0, {}
+            for line in text.splitlines():
+                if line.startswith("mpk_cluster_nodes "):
+                    count = float(line.rsplit(" ", 1)[1])
+                elif line.startswith("mpk_account_lease_holder{"):
+                    name = line.split('connection="', 1)[1].split('"', 1)[0]
+                    holders[name] = line.split('node="', 1)[1].split('"', 1)[0]
+            views.append((count, holders))
+    return views
+
+
 async def send_all(nodes: list[ServeProcess], store: str, kill_at: int) -> list[str]:
     """Post every batch round-robin (a node that is down: the next one); at ``kill_at`` kill -9 a node
     that holds a lease (while the accounts have a backlog), and restart it 20 batches later.
@@ -157,6 +175,20 @@ def test_three_nodes_deliver_every_acknowledged_event_once_without_a_429_through
                 return await lease_gauges(nodes) == dict.fromkeys(ACCOUNTS, 1.0)
 
             await wait_until(one_deliverer_each, 20, "/metrics of the nodes to show one deliverer per account")
+
+            running = {node.process.pid for node in nodes if node.process is not None}
+
+            async def one_cluster_view() -> bool:
+                views = await cluster_views(nodes)
+                holders = views[0][1]
+                # Every node sees the 3 live nodes (not the killed one) and the same live holder per account.
+                return (
+                    all(view == (3.0, holders) for view in views)
+                    and set(holders) == set(ACCOUNTS)
+                    and {int(node.split("-")[-2]) for node in holders.values()} <= running
+                )
+
+            await wait_until(one_cluster_view, 20, "/metrics of every node to show the same cluster")
         finally:
             for node in nodes:
                 await node.ensure_stopped()

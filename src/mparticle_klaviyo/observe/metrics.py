@@ -85,6 +85,15 @@ class Metrics:
             ["connection"],
             registry=r,
         )
+        self.cluster_nodes = Gauge(
+            "mpk_cluster_nodes", "Live serve nodes on the shared store (1 on SQLite: a single node)", registry=r
+        )
+        self.lease_holder = Gauge(
+            "mpk_account_lease_holder",
+            "The node holding the delivery lease of the connection's Klaviyo account; the value is the lease's epoch",
+            ["connection", "node"],
+            registry=r,
+        )
         self.limiter_wait = Counter(
             "mpk_limiter_wait_seconds", "Time spent waiting for the rate limiter", ["connection"], registry=r
         )

@@ -38,6 +38,8 @@ from mparticle_klaviyo.secret import Secret
 from mparticle_klaviyo.server.app import INGEST, Ingest, create_app
 from mparticle_klaviyo.server.http_server import ingest_runner
 from mparticle_klaviyo.service.check import log_checks
+from mparticle_klaviyo.service.cluster import Cluster, cluster_view
+from mparticle_klaviyo.service.cluster import export as export_cluster
 from mparticle_klaviyo.service.startup import serving_fields
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import JobState, JobStore, LeaseStore
@@ -227,6 +229,17 @@ class Service:
             self.metrics.blocked_profiles.labels(name).set(len(dispatcher.barrier))
             self.metrics.delivery_lease.labels(name).set(float(dispatcher.holds_lease()))
             self._export_waits(name, dispatcher)
+        await self._export_cluster()
+
+    async def _export_cluster(self) -> None:
+        """The live nodes and lease holders on /metrics (read on a thread: the store thread stays free)."""
+        if self.leases is None:
+            export_cluster(self.metrics, Cluster())
+            return
+        keeper = self.leases
+        ttl = self.config.service.account_lease_s
+        cluster = await asyncio.to_thread(cluster_view, keeper.store, keeper.accounts, ttl, time.time())
+        export_cluster(self.metrics, cluster)
 
     def _export_waits(self, name: str, dispatcher: Dispatcher) -> None:
         """Counters only go up: add what the dispatcher waited since the last export."""

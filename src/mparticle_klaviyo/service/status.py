@@ -1,6 +1,7 @@
 """``status``: what the store holds and what a running ``serve`` reports, as one document.
 
-The store gives the backlog per connection and state and the dead letters by reason; the
+The store gives the backlog per connection and state, the dead letters by reason and, when
+many nodes share it (PostgreSQL), the live nodes and who holds which account's lease; the
 service's ``/metrics`` give running totals (counters since that ``serve`` started), per-second
 rates between two reads, each endpoint's Retry-After gate, the credentials' state and Klaviyo
 outages. ``status --json`` prints this document as it is: names, counts and times only, never a
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 import msgspec
 from prometheus_client.metrics_core import Metric
 
+from mparticle_klaviyo.service.cluster import Cluster
 from mparticle_klaviyo.store.base import DeadFilter, JobStore, StateCount
 
 # Counters totalled per connection (over their other labels), by the name the document uses.
@@ -100,6 +102,8 @@ class Status(msgspec.Struct, frozen=True):
     dead_letters: list[DeadLetters]
     service: Service
     connections: list[ConnectionStatus]
+    # None where nobody read it (the console's in-process overview).
+    cluster: Cluster | None = None
 
 
 class Scrape(msgspec.Struct, frozen=True):
@@ -250,6 +254,7 @@ def build_status(
     metrics_url: str,
     scrape: Scrape | None,
     now: float,
+    cluster: Cluster | None = None,
 ) -> Status:
     """The ``status`` document from the store's counts and the service's metrics (None: not answering)."""
     return Status(
@@ -259,4 +264,5 @@ def build_status(
         dead_letters=dead,
         service=Service(metrics_url, scrape is not None, scrape.seconds if scrape and scrape.later else None),
         connections=[connection_status(name, scrape, now) for name in sorted(connections)],
+        cluster=cluster,
     )

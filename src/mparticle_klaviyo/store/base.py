@@ -222,3 +222,16 @@ class LeaseStore(Protocol):
     def give_up_leases(self, node: str, accounts: Sequence[str]) -> None:
         """Expire ``node``'s leases of ``accounts`` now and forget the node (a graceful stop)."""
         ...
+
+
+@runtime_checkable
+class ClusterStore(Protocol):
+    """What a store many nodes share says about them: the live nodes and who holds which lease."""
+
+    def live_nodes(self, now: float) -> list[tuple[str, float]]:
+        """The nodes whose last heartbeat has not expired at ``now``: (node, expires_at), by node."""
+        ...
+
+    def lease_holders(self) -> list[tuple[str, str, int, float]]:
+        """Every account's lease row: (account, node, epoch, expires_at), by account."""
+        ...

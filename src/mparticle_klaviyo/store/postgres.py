@@ -200,6 +200,10 @@ class PostgresJobStore:
         """Every account's lease: (account, node, epoch, expires_at), by account."""
         return [(row[0], row[1], int(row[2]), float(row[3])) for row in self._rows(leases.HOLDERS, {})]
 
+    def live_nodes(self, now: float) -> list[tuple[str, float]]:
+        """The nodes whose last heartbeat has not expired at ``now``: (node, expires_at), by node."""
+        return [(row[0], float(row[1])) for row in self._rows(leases.NODES, {"now": now})]
+
     def connections(self) -> list[str]:
         """Connections that have jobs in any state."""
         return [row[0] for row in self._rows(sql.CONNECTIONS, {})]

@@ -69,6 +69,7 @@ WHERE connection = ANY(%(connections)s::text[]) AND state = {LEASED} AND epoch I
 """
 CHECK = "SELECT 1 FROM account_leases WHERE epoch = %(epoch)s FOR SHARE"
 HOLDERS = "SELECT account, node, epoch, expires_at FROM account_leases ORDER BY account"
+NODES = "SELECT node, expires_at FROM nodes WHERE expires_at > %(now)s ORDER BY node"
 
 
 def hold(
