@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ PICKS = st.lists(st.integers(0, 99), max_size=4)
 # Reasons of one part and of two (as the dispatcher writes them); filters name whole reasons,
 # single parts of either position, and a prefix that is no part.
 REASONS = st.sampled_from(["r1", "r2", "r1:x", "r2:x"])
+Reader = Callable[[str], list[tuple[Any, ...]]]
 FILTERS = st.builds(
     DeadFilter,
     connection=st.none() | CONNECTIONS,
@@ -48,21 +50,14 @@ FILTERS = st.builds(
 class StoreMatchesModel(RuleBasedStateMachine):
     """Every call gets the same answer from the real store and MemoryJobStore."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: Callable[[ExitStack], tuple[JobStore, Reader]]) -> None:
+        """``backend`` opens the real store on fresh storage, registers its clean-up, and gives a
+        reader of rows through a second, plain connection (a difference shows at its step)."""
         super().__init__()
         self.cleanup = ExitStack()
-        self.real = self.open_real()
+        self.real, self.read = backend(self.cleanup)
         self.model = MemoryJobStore(dedup_window_s=WINDOW_S)
         self.now = T0
-
-    # Not abc.abstractmethod: ABCMeta and hypothesis's state machine metaclass do not mix.
-    def open_real(self) -> JobStore:
-        """Open the real store on fresh storage; register its clean-up on ``self.cleanup``."""
-        raise NotImplementedError
-
-    def read(self, query: str) -> list[tuple[Any, ...]]:
-        """Rows of ``query``, read through a second, plain connection, so a difference shows the step it happens."""
-        raise NotImplementedError
 
     def teardown(self) -> None:
         """Close the store and delete its storage."""
@@ -185,34 +180,39 @@ class StoreMatchesModel(RuleBasedStateMachine):
         assert self.real.dead(DeadFilter(), limit=1000) == self.model.dead(DeadFilter(), limit=1000)
 
 
-class SqliteMatchesModel(StoreMatchesModel):
+def open_sqlite(cleanup: ExitStack) -> tuple[JobStore, Reader]:
     """SqliteJobStore on a file of its own per example."""
+    directory = tempfile.mkdtemp(prefix="store-stateful-")
+    cleanup.callback(shutil.rmtree, directory)
+    path = Path(directory) / "jobs.db"
+    reader = sqlite3.connect(path)
+    cleanup.callback(reader.close)
+    # NORMAL skips the fsync per commit: this test is about semantics, and runs thousands of commits.
+    store = SqliteJobStore(path, dedup_window_s=WINDOW_S, synchronous="NORMAL")
+    return store, lambda query: reader.execute(query).fetchall()
 
-    def open_real(self) -> JobStore:
-        directory = tempfile.mkdtemp(prefix="store-stateful-")
-        self.cleanup.callback(shutil.rmtree, directory)
-        path = Path(directory) / "jobs.db"
-        self.reader = sqlite3.connect(path)
-        self.cleanup.callback(self.reader.close)
-        # NORMAL skips the fsync per commit: this test is about semantics, and runs thousands of commits.
-        return SqliteJobStore(path, dedup_window_s=WINDOW_S, synchronous="NORMAL")
 
-    def read(self, query: str) -> list[tuple[Any, ...]]:
-        return self.reader.execute(query).fetchall()
+def open_postgres(cleanup: ExitStack) -> tuple[JobStore, Reader]:
+    """PostgresJobStore in a schema of its own per example."""
+    # synchronous_commit=off: as SQLite's NORMAL above, no wait for the disk per commit.
+    url = cleanup.enter_context(fresh_schema(synchronous_commit="off"))
+    reader = psycopg.connect(url, autocommit=True)
+    cleanup.callback(reader.close)
+    return PostgresJobStore(url, dedup_window_s=WINDOW_S), lambda query: reader.execute(query).fetchall()
+
+
+class SqliteMatchesModel(StoreMatchesModel):
+    """The model comparison on SQLite."""
+
+    def __init__(self) -> None:
+        super().__init__(open_sqlite)
 
 
 class PostgresMatchesModel(StoreMatchesModel):
-    """PostgresJobStore in a schema of its own per example."""
+    """The model comparison on PostgreSQL."""
 
-    def open_real(self) -> JobStore:
-        # synchronous_commit=off: as SQLite's NORMAL above, no wait for the disk per commit.
-        url = self.cleanup.enter_context(fresh_schema(synchronous_commit="off"))
-        self.reader = psycopg.connect(url, autocommit=True)
-        self.cleanup.callback(self.reader.close)
-        return PostgresJobStore(url, dedup_window_s=WINDOW_S)
-
-    def read(self, query: str) -> list[tuple[Any, ...]]:
-        return self.reader.execute(query).fetchall()
+    def __init__(self) -> None:
+        super().__init__(open_postgres)
 
 
 SETTINGS = settings(
