@@ -38,7 +38,8 @@ def keys(jobs: Sequence[Job]) -> list[str]:
 
 
 def hold_store_thread(store: AsyncStore) -> threading.Event:
-    """Keep ``store``'s thread busy until the returned event is set: its calls wait meanwhile."""
+    """Keep ``store``'s lanes busy until the returned event is set: its calls wait meanwhile."""
     release = threading.Event()
-    store._thread.submit(release.wait)
+    for lane in {store._thread, store._delivery}:
+        lane.submit(release.wait)
     return release

@@ -8,14 +8,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import EnqueueResult, NewJob
 from mparticle_klaviyo.store.errors import StoreClosedError
+from mparticle_klaviyo.store.factory import store_lanes
+from mparticle_klaviyo.store.postgres import PostgresJobStore, _take_turns
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.service.e2e_helpers import run_async
-from tests.store.helpers import A, hold_store_thread, new_job, new_jobs
+from tests.store.helpers import LEASE_S, T0, A, hold_store_thread, keys, new_job, new_jobs
 
 
 class CountingStore(SqliteJobStore):
@@ -256,5 +259,44 @@ def test_a_failed_ack_commit_raises_in_every_caller(tmp_path: Path) -> None:
         results = await asyncio.gather(store.ack([first]), store.ack([second]), return_exceptions=True)
         assert [type(result) for result in results] == [StoreClosedError, StoreClosedError]
         await store.close()  # closing the closed store again is harmless; this stops the thread
+
+    run_async(scenario())
+
+
+def test_lanes_other_than_one_or_two_are_refused(tmp_path: Path) -> None:
+    inner = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    try:
+        with pytest.raises(ValueError, match="lanes"):
+            AsyncStore(inner, lanes=3)
+    finally:
+        inner.close()
+
+
+def profile_job(key: str) -> NewJob:
+    """A job of profile p."""
+    return NewJob(connection=A, key=key, profile_key="p", kind="event", payload=b"{}")
+
+
+def test_on_postgresql_a_claim_does_not_wait_behind_an_enqueue_that_waits_for_the_database(
+    postgres_url: str,
+) -> None:
+    """Another node holds the turn of profile p: our enqueue of p waits, our claim must not."""
+
+    async def scenario() -> None:
+        inner = PostgresJobStore(postgres_url)
+        store = AsyncStore(inner, lanes=store_lanes(postgres_url))
+        try:
+            inner.enqueue([new_job("ready")], T0)
+            with psycopg.connect(postgres_url) as other_node, other_node.cursor() as cursor:
+                _take_turns(cursor, [profile_job("other")], T0)
+                waiting = asyncio.create_task(store.enqueue([profile_job("late")], T0))
+                await asyncio.sleep(0.3)
+                assert not waiting.done()
+                claimed = await asyncio.wait_for(store.claim(A, 10, LEASE_S, T0), timeout=3)
+                assert keys(claimed) == ["ready"]
+                other_node.rollback()
+            assert await asyncio.wait_for(waiting, timeout=5) == EnqueueResult(stored=1, duplicates=0)
+        finally:
+            await store.close()
 
     run_async(scenario())

@@ -6,7 +6,15 @@ from contextlib import closing
 from pathlib import Path
 
 from mparticle_klaviyo.store import postgres_schema, sqlite_schema
-from mparticle_klaviyo.store.factory import describe, exists, migrate_store, open_store, owner_lock, watch_store
+from mparticle_klaviyo.store.factory import (
+    describe,
+    exists,
+    migrate_store,
+    open_store,
+    owner_lock,
+    store_lanes,
+    watch_store,
+)
 from mparticle_klaviyo.store.postgres import PostgresJobStore
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 from tests.store.helpers import T0, new_jobs
@@ -51,3 +59,8 @@ def test_a_database_store_is_watched_without_files_and_named_without_its_passwor
     sqlite = watch_store(str(tmp_path / "jobs.sqlite3"), 0)
     assert sqlite.path == str(tmp_path / "jobs.sqlite3")
     sqlite.close()
+
+
+def test_sqlite_runs_on_one_lane_and_postgresql_on_two(tmp_path: Path) -> None:
+    assert store_lanes(str(tmp_path / "jobs.sqlite3")) == 1
+    assert store_lanes("postgresql://mpk@db.internal/mpk") == 2

@@ -33,6 +33,7 @@ from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.tenure import LeaseKeeper, account_key, accounts_of, node_name
 from mparticle_klaviyo.klaviyo.classify import Outcome
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.observe.live import LiveTraffic
 from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.secret import Secret
 from mparticle_klaviyo.server.app import INGEST, Ingest, create_app
@@ -43,7 +44,7 @@ from mparticle_klaviyo.service.cluster import export as export_cluster
 from mparticle_klaviyo.service.startup import serving_fields
 from mparticle_klaviyo.store.aio import AsyncStore
 from mparticle_klaviyo.store.base import JobState, JobStore, LeaseStore
-from mparticle_klaviyo.store.factory import locate, open_store, owner_lock, watch_store
+from mparticle_klaviyo.store.factory import locate, open_store, owner_lock, store_lanes, watch_store
 
 log = logging.getLogger("mparticle_klaviyo.serve")
 _GAUGES_EVERY_S = 5.0
@@ -62,11 +63,14 @@ class Service:
         try:
             jobs = open_store(self.location, dedup_window_s=service.dedup_window_s)
             # Watched from the moment it is open: the files open now are the ones 202s promise.
-            self.store = AsyncStore(jobs, watch_store(self.location, service.store_min_free_mb * 1024 * 1024))
+            watch = watch_store(self.location, service.store_min_free_mb * 1024 * 1024)
+            self.store = AsyncStore(jobs, watch, lanes=store_lanes(self.location))
         except BaseException:
             self.release_owner()
             raise
         self.metrics = Metrics()
+        # Recent traffic for the console's Live stream: recorded only when the console is on.
+        self.live = LiveTraffic() if service.console_password is not None else None
         self.metrics.store_ok.set_function(lambda: float(self.store.problem() is None))
         self.stop = asyncio.Event()
         options = DispatchOptions(
@@ -86,11 +90,11 @@ class Service:
         self.dispatchers = {
             name: Dispatcher(
                 c, self.store, self.clients[name], self.metrics, options, lanes=self._lanes(c, options),
-                tenure=self._tenure(c),
+                tenure=self._tenure(c), live=self.live,
             )
             for name, c in config.connections.items()
         }  # fmt: skip
-        self.app = create_app(config, self.store, self.metrics, self._wake)
+        self.app = create_app(config, self.store, self.metrics, self._wake, self.live)
         self.ingest: Ingest = self.app[INGEST]
         self._exported_waits: dict[str, tuple[float, float]] = {}
 

@@ -1,9 +1,12 @@
-"""Run a synchronous ``JobStore`` from asyncio: every call on one dedicated thread.
+"""Run a synchronous ``JobStore`` from asyncio, its calls on dedicated threads ("lanes").
 
-One thread means one writer, which is what SQLite wants (no SQLITE_BUSY between our own
-writes), and it keeps blocking fsyncs off the event loop. The PostgreSQL store runs here too
-for now, so its calls queue on this thread as SQLite's do (a claim waits behind an enqueue's
-commit); a natively async PostgreSQL store is a later slice.
+SQLite: one lane. One thread means one writer, which is what SQLite wants (no SQLITE_BUSY
+between our own writes), and it keeps blocking fsyncs off the event loop. PostgreSQL: two
+lanes, ingest's enqueues on one and everything else (delivery's claims and settles, views) on
+the other, each with a pooled connection of its own, so a claim never waits behind an
+enqueue's group commit (or behind an enqueue waiting for another node's profile turn). The
+server orders concurrent writers itself (store/postgres.py): two lanes of one node are no
+different from two nodes.
 
 With a ``StoreWatch``, an enqueue is refused (``StoreUnavailableError``) while the store has a
 problem, and checked again after its commit: a commit into a file deleted meanwhile must not be
@@ -50,19 +53,24 @@ def _fail_all(calls: list[_Enqueue], exc: BaseException | None) -> None:
 class AsyncStore:
     """Awaitable versions of the ``JobStore`` methods the service uses."""
 
-    def __init__(self, store: JobStore, watch: StoreWatch | None = None) -> None:
+    def __init__(self, store: JobStore, watch: StoreWatch | None = None, *, lanes: int = 1) -> None:
+        if lanes not in (1, 2):
+            raise ValueError("lanes must be 1 (one writer: SQLite) or 2 (ingest and delivery apart)")
         self.store = store
         self.watch = watch
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
+        # Ingest's enqueues run on _thread; every other call on _delivery (the same thread with one lane).
+        self._delivery = self._thread if lanes == 1 else ThreadPoolExecutor(1, thread_name_prefix="job-store-delivery")
         # Acks waiting for the store thread, by the lease epoch they were claimed under.
         self._acks: dict[int | None, list[int]] = {}
         self._ack_flush: asyncio.Task[dict[int | None, Exception]] | None = None
         self._enqueues: list[_Enqueue] = []
         self._enqueue_flush: asyncio.Task[None] | None = None
 
-    async def _run(self, call: Callable[[], T]) -> T:
+    async def _run(self, call: Callable[[], T], lane: ThreadPoolExecutor | None = None) -> T:
+        """``call()`` on ``lane`` (the delivery lane unless given); a failure is reported to the watch."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+            return await asyncio.get_running_loop().run_in_executor(lane or self._delivery, call)
         except Exception as error:
             if self.watch is not None:
                 self.watch.note_write_error(error)
@@ -98,10 +106,10 @@ class AsyncStore:
     async def _flush_enqueues(self) -> None:
         calls: list[_Enqueue] | None = None
         try:
-            await self._run(_nothing)  # our turn on the store thread: enqueues gathered meanwhile join
+            await self._run(_nothing, self._thread)  # our turn on the lane: enqueues gathered meanwhile join
             calls = self._take_enqueues()
             results = await self._run(
-                partial(self.store.enqueue_many, [c.jobs for c in calls], max(c.now for c in calls))
+                partial(self.store.enqueue_many, [c.jobs for c in calls], max(c.now for c in calls)), self._thread
             )
         except BaseException as exc:
             # Every waiter of this group learns the outcome, even when cancelled before our turn.
@@ -151,7 +159,7 @@ class AsyncStore:
     async def _flush_acks(self) -> dict[int | None, Exception]:
         """Ack what waits, one transaction per epoch; the error of each epoch whose ack failed."""
         try:
-            await self._run(_nothing)  # our turn on the store thread: acks gathered meanwhile join
+            await self._run(_nothing)  # our turn on the lane: acks gathered meanwhile join
         finally:
             acks, self._acks = self._acks, {}
             self._ack_flush = None
@@ -211,7 +219,7 @@ class AsyncStore:
         return await self._run(partial(self.store.dead, where, limit, offset))
 
     async def on_thread(self, call: Callable[[JobStore], T]) -> T:
-        """``call(store)`` on the store thread (several store calls that belong together)."""
+        """``call(store)`` on the delivery lane (several store calls that belong together)."""
         return await self._run(partial(call, self.store))
 
     async def forget_before(self, cutoff: float) -> int:
@@ -219,10 +227,13 @@ class AsyncStore:
         return await self._run(partial(self.store.forget_before, cutoff))
 
     async def close(self) -> None:
-        """Close the store on its thread, then stop the thread and the watch."""
+        """Close the store once both lanes are idle, then stop the lanes and the watch."""
         try:
-            await self._run(self.store.close)
+            if self._delivery is not self._thread:
+                await self._run(_nothing)  # calls already on the delivery lane finish first
+            await self._run(self.store.close, self._thread)
         finally:
+            self._delivery.shutdown(wait=True)
             self._thread.shutdown(wait=True)
             if self.watch is not None:
                 self.watch.close()

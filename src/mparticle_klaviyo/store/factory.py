@@ -58,13 +58,18 @@ def watch_store(store: str | StoreLocation, min_free_bytes: int) -> StoreWatch:
     return StoreWatch(None, min_free_bytes, label=location.shown)
 
 
+def store_lanes(store: str | StoreLocation) -> int:
+    """How many lanes ``AsyncStore`` runs the store's calls on: SQLite has one writer, PostgreSQL many."""
+    return 1 if isinstance(locate(store), SqliteLocation) else 2
+
+
 def owner_lock(store: str | StoreLocation) -> OwnerLock | None:
     """The lock that makes this process the store's only deliverer, or None where there is none.
 
     SQLite: ``<store>.lock``, so a second ``serve`` on the file refuses to start. PostgreSQL:
-    none yet. Delivery leases per Klaviyo account (several ``serve`` nodes on one database) are
-    a later slice; until then run one ``serve`` per database. Without the lock, ``serve`` is not
-    the sole owner: leases found at start are released only once they expire.
+    none; several ``serve`` nodes share the database, and each Klaviyo account is delivered by
+    the node holding its lease. Without the lock, ``serve`` is not the sole owner: leases found
+    at start are released only once they expire.
     """
     location = locate(store)
     return OwnerLock(location.path) if isinstance(location, SqliteLocation) else None

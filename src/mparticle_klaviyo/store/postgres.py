@@ -1,7 +1,9 @@
 """The PostgreSQL job store: the same contract as SQLite's, on a database many nodes share.
 
-Synchronous (psycopg 3 with its connection pool), like the SQLite store: the service runs it on
-``AsyncStore``'s one thread (a natively async store is a later slice of the scale-out work).
+Synchronous (psycopg 3 with its connection pool), like the SQLite store, and safe to call from
+several threads (each call takes its own pooled connection): the service runs it on two of
+``AsyncStore``'s lanes, ingest's enqueues on one and delivery on the other, so a claim never
+waits behind an enqueue. One implementation serves the service, the CLI and the contract suite.
 
 Many nodes: delivery for each Klaviyo account is leased to one node at a time, and a claim or
 settle given the lease's epoch is refused (``LeaseLostError``) once the lease moved on
@@ -52,8 +54,8 @@ DEFAULT_DEDUP_WINDOW_S = 7 * 86400.0
 CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 5.0
 APPLICATION_NAME = "mparticle-klaviyo"
-# AsyncStore calls from one thread, so one connection is kept open; a few more let other
-# threads call in at the same time without queueing for it.
+# One connection is kept open; under load AsyncStore's two lanes (ingest, delivery) hold one
+# each, and two more let the lease heartbeat and a console view call in without queueing.
 POOL_MIN_SIZE, POOL_MAX_SIZE = 1, 4
 
 Cursor = psycopg.Cursor[Any]
