@@ -14,7 +14,7 @@ import msgspec
 
 from mparticle_klaviyo.delivery.barrier import Barrier
 from mparticle_klaviyo.jobs.erasure import ERASURE, decode_erasure_job
-from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.async_store import AsyncJobStore
 from mparticle_klaviyo.store.base import Job
 
 
@@ -26,7 +26,7 @@ class Erased(NamedTuple):
     deleted: list[Job]
 
 
-async def erase_behind(store: AsyncStore, barrier: Barrier, connection: str, claimed: list[Job]) -> Erased:
+async def erase_behind(store: AsyncJobStore, barrier: Barrier, connection: str, claimed: list[Job]) -> Erased:
     """Drop what the claim's erasures must not be followed by; the barrier forgets deleted failures."""
     erased_before: dict[str, int] = {}  # profile key -> the latest erasure of it in this claim
     deleted: list[Job] = []

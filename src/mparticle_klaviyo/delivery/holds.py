@@ -18,7 +18,7 @@ from mparticle_klaviyo.delivery.profile_order import ProfileOrder
 from mparticle_klaviyo.delivery.settle import Settler
 from mparticle_klaviyo.delivery.units import MappedJob
 from mparticle_klaviyo.observe.metrics import Metrics
-from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.async_store import AsyncJobStore
 from mparticle_klaviyo.store.base import Job
 
 log = logging.getLogger("mparticle_klaviyo.delivery")
@@ -32,7 +32,7 @@ class Holds:
     def __init__(
         self,
         connection: str,
-        store: AsyncStore,
+        store: AsyncJobStore,
         metrics: Metrics,
         settler: Settler,
         now: Callable[[], float],
