@@ -47,6 +47,7 @@ from mparticle_klaviyo.replay_checkpoint import Checkpoint, Recorder
 from mparticle_klaviyo.replay_enqueue import EnqueueSummary, enqueue_files
 from mparticle_klaviyo.replay_stats import ACCOUNT_MISMATCH, DUPLICATE_IN_INPUT, ReplayStats, SettleCounter
 from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.async_store import AsyncJobStore
 from mparticle_klaviyo.store.base import DeadFilter
 from mparticle_klaviyo.store.sqlite import SqliteJobStore
 
@@ -189,7 +190,7 @@ class _Run:
     def __init__(
         self,
         connection: Connection,
-        store: AsyncStore,
+        store: AsyncJobStore,
         client: Transport,
         options: DispatchOptions,
         stats: ReplayStats,
@@ -254,9 +255,24 @@ class _Run:
             yield item
 
     async def _enqueue(self, planned: Planned, position: int) -> None:
-        """Queue ``planned``'s jobs in one transaction and wake the dispatcher."""
-        self.stats.dropped.update(planned.dropped)
-        self.stats.warnings.update(planned.warnings)
+        """Queue ``planned``'s jobs in one transaction, count them and wake the dispatcher.
+
+        A Ctrl-C during the commit waits for it to be counted: the store's enqueue is shielded, so
+        the commit lands anyway, and uncounted it would leave the checkpoint's position and counts
+        behind the store (the resume would read those items again, and its summary count their
+        jobs as duplicates instead of queued).
+        """
+        commit = asyncio.ensure_future(self._commit(planned, position))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await commit  # a second Ctrl-C cancels this wait too, and the run stops at once
+            raise
+        self.dispatcher.wake.set()
+        self.counter.progress()
+
+    async def _commit(self, planned: Planned, position: int) -> None:
+        """Store ``planned``'s jobs, then add them to the counts and move the checkpoint's position."""
         # Consents first, so that a batch's subscription is claimed no later than its events;
         # among themselves in input order, which is the order a profile's changes apply in.
         consents = [job for job in planned.jobs if job.kind != EVENT]
@@ -267,14 +283,15 @@ class _Run:
         for_consents, for_events = await asyncio.gather(
             self.store.enqueue(consents, now), self.store.enqueue(events, now)
         )
+        # No await from here on: the counts and the position move together with the commit.
+        self.stats.dropped.update(planned.dropped)
+        self.stats.warnings.update(planned.warnings)
         self.stats.queued_consents += for_consents.stored
         self.stats.queued_events += for_events.stored
         if for_events.duplicates:
             self.stats.dropped[DUPLICATE_IN_INPUT] += for_events.duplicates
         if self.recorder is not None:
             self.recorder.committed(position, self.stats)  # after the commit: never ahead of the store
-        self.dispatcher.wake.set()
-        self.counter.progress()
 
     async def _wait_until(self, done: Callable[[int], bool]) -> bool:
         """Poll until ``done(backlog)``; False as soon as Klaviyo refused the key (nothing more goes)."""
@@ -313,7 +330,7 @@ def _total(metric: MetricWrapperBase, suffix: str) -> float:
     return sum(s.value for family in metric.collect() for s in family.samples if s.name.endswith(suffix))
 
 
-async def _count_dead_letters(store: AsyncStore, connection: str, stats: ReplayStats) -> None:
+async def _count_dead_letters(store: AsyncJobStore, connection: str, stats: ReplayStats) -> None:
     """Failed jobs by reason, with the first one's detail, from the temporary store's dead letters."""
     where = DeadFilter(connection=connection)
     offset = 0

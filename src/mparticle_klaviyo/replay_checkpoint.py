@@ -18,7 +18,8 @@ job deletes it (the ack), and its key stays in the store's dedup memory. Ctrl-C 
 whose first request has gone out finish and settle first (``Dispatcher.quiesce``), so no job
 Klaviyo accepted is left to send again; the units that had not sent go back to the queue. The
 store commits before the position moves, so nothing is lost: a crash between the two makes the
-resume read a few batches again, whose jobs the dedup memory refuses. A successful run deletes
+resume read a few batches again, whose jobs the dedup memory refuses (a Ctrl-C during a commit
+waits for the position to move, so the resumed summary's counts stay exact). A successful run deletes
 the checkpoint; an interrupted, stopped (refused key) or failed one keeps it.
 """
 
