@@ -151,3 +151,8 @@ def test_only_the_serve_command_mounts_the_console() -> None:
     # ``serve`` wires it in (cli_service); the service, ingest and delivery stay unaware of it.
     importers = {source for source, targets in unit_graph().items() if "console" in targets}
     assert importers == {"cli_service"}
+
+
+def test_the_live_stream_buffer_knows_only_plain_data() -> None:
+    # Written from ingest's and delivery's hot paths and read by the console: it imports none of them.
+    assert graph()[f"{PACKAGE}.observe.live"] <= {f"{PACKAGE}.klaviyo.request", f"{PACKAGE}.klaviyo"}

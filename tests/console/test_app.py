@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
+from mparticle_klaviyo.console.forms import FORM_BYTES
 from mparticle_klaviyo.store.base import DeadFilter
 from tests.console.helpers import PASSWORD, client, logged_in, seed_dead, served
 from tests.service.e2e_helpers import run_async
@@ -160,6 +161,19 @@ def test_a_login_form_over_its_byte_budget_is_not_read(tmp_path: Path) -> None:
             form = {"password": PASSWORD, "padding": "x" * 10_000}
             async with session.post(f"{app.url}/console/login", data=form) as answer:
                 assert answer.status == 401
+
+    run_async(go())
+
+
+def test_a_form_over_its_byte_budget_is_refused_as_too_large_not_as_a_bad_token(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with served(tmp_path, console_password=PASSWORD) as app, client() as session:
+            csrf = await logged_in(session, app.url)
+            form = {"csrf": csrf, "connection": "acme", "batch": "x" * (FORM_BYTES + 1)}
+            async with session.post(f"{app.url}/console/playground", data=form) as answer:
+                assert answer.status == 413
+                text = await answer.text()
+                assert f"{FORM_BYTES:,} bytes" in text and "token" not in text
 
     run_async(go())
 

@@ -1,4 +1,4 @@
-"""The console in a real browser against ``serve`` and the emulator: log in, watch, redrive, map."""
+"""The console in a real browser against ``serve`` and the emulator: log in, watch, reveal, redrive, upload, map."""
 
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ def test_an_operator_watches_events_flow_and_redrives_a_dead_letter(tmp_path: Pa
                     return len((await line.get_attribute("points") or "").split()) > 3
 
                 await wait_until(grown, 15, "the chart to have more than three samples")
+                await expect(tab.page.locator("#cluster")).to_contain_text("Single node (SQLite store): this node")
                 await tab.screenshot("overview")
 
                 emulator.add_fault({"path": "/client/events", "status": 400, "count": 1})
@@ -108,6 +109,19 @@ async def open_dead_letter(tab: Tab, url: str) -> None:
     assert "jane.doe@example.com" not in content
     assert "j***@e***.com" in content
     await tab.screenshot("dead-letter")
+    await reveal_and_mask_again(tab)
+
+
+async def reveal_and_mask_again(tab: Tab) -> None:
+    """The switch, from the keyboard: this page shows the person's email; the list does not."""
+    page = tab.page
+    await page.get_by_role("link", name="Show personal data").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("status")).to_contain_text("Personal data shown")
+    assert "jane.doe@example.com" in await page.content()
+    await page.get_by_role("link", name="Mask personal data").click()
+    await expect(page.get_by_role("link", name="Show personal data")).to_be_visible()
+    assert "jane.doe@example.com" not in await page.content()
 
 
 async def redrive_from_detail(tab: Tab) -> None:
@@ -119,7 +133,7 @@ async def redrive_from_detail(tab: Tab) -> None:
     await expect(page.get_by_role("status")).to_have_text("Redrove 1 job(s).")
 
 
-def test_the_playground_shows_requests_and_drops_and_sends_nothing(tmp_path: Path) -> None:
+def test_the_playground_maps_a_paste_and_an_uploaded_file_and_sends_nothing(tmp_path: Path) -> None:
     require_chromium()
 
     async def go() -> None:
@@ -132,17 +146,9 @@ def test_the_playground_shows_requests_and_drops_and_sends_nothing(tmp_path: Pat
             async with chromium_tab() as tab:
                 await log_in(tab, serve.url)
                 await tab.page.get_by_role("link", name="Mapping playground").click()
-                crash = {"event_type": "crash_report", "data": {"source_message_id": "m-10"}}
-                batch = user_batch("pat", [custom_event("m-9"), crash])
-                await tab.page.get_by_label("mParticle batch").fill(json.dumps(batch, indent=2))
-                await tab.page.get_by_role("button", name="Map").click()
-                summary = tab.page.locator("#summary")
-                await expect(summary).to_have_text("1 request(s), 1 drop(s) or warning(s), 0 error(s)")
-                lines = tab.page.locator("#lines")
-                await expect(lines).to_contain_text("/client/events")
-                await expect(lines).to_contain_text("unsupported_event_type")
-                await expect(lines).to_contain_text("p***@e***.com")
-                await tab.screenshot("playground")
+                await map_a_paste(tab)
+                await refuse_a_file_too_large(tab, tmp_path)
+                await map_an_upload(tab, tmp_path)
                 assert emulator.unique_ids() == []
                 assert tab.errors == []
         finally:
@@ -150,3 +156,43 @@ def test_the_playground_shows_requests_and_drops_and_sends_nothing(tmp_path: Pat
             await emulator.close()
 
     run_async(go(), timeout_s=120)
+
+
+async def map_a_paste(tab: Tab) -> None:
+    """A pasted batch: one request and one drop with its reason, emails masked."""
+    crash = {"event_type": "crash_report", "data": {"source_message_id": "m-10"}}
+    batch = user_batch("pat", [custom_event("m-9"), crash])
+    await tab.page.get_by_label("mParticle batch file").fill(json.dumps(batch, indent=2))
+    await tab.page.get_by_role("button", name="Map").click()
+    summary = tab.page.locator("#summary")
+    await expect(summary).to_have_text("1 request(s), 1 drop(s) or warning(s), 0 error(s)")
+    lines = tab.page.locator("#lines")
+    await expect(lines).to_contain_text("/client/events")
+    await expect(lines).to_contain_text("unsupported_event_type")
+    await expect(lines).to_contain_text("p***@e***.com")
+
+
+async def refuse_a_file_too_large(tab: Tab, folder: Path) -> None:
+    """A file over the playground's budget is refused in the page, naming the limit."""
+    big = folder / "huge.jsonl"
+    big.write_bytes(b" " * (1024 * 1024 + 1))
+    await tab.page.get_by_label("Load a file").set_input_files(big)
+    await expect(tab.page.locator("#file-status")).to_have_text(
+        "huge.jsonl is 1,048,577 bytes: the playground maps at most 1,048,576 bytes."
+    )
+
+
+async def map_an_upload(tab: Tab, folder: Path) -> None:
+    """JSON lines of batches, loaded from a file: read as ``map`` reads it, a bad line located."""
+    export = folder / "export.jsonl"
+    docs = [user_batch("sam", [custom_event("m-11")]), user_batch("kim", [custom_event("m-12")]), {"events": 3}]
+    export.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    await tab.page.get_by_label("Load a file").set_input_files(export)
+    await expect(tab.page.locator("#file-status")).to_contain_text("Loaded export.jsonl")
+    await expect(tab.page.get_by_label("mParticle batch file")).to_have_value(export.read_text())
+    await tab.page.get_by_role("button", name="Map").click()
+    await expect(tab.page.locator("#summary")).to_have_text("2 request(s), 0 drop(s) or warning(s), 1 error(s)")
+    error = tab.page.locator("#lines li.error")
+    await expect(error).to_contain_text('"location": "export.jsonl:3"')
+    await expect(error).to_contain_text('"pointer": "/events"')
+    await tab.screenshot("playground")

@@ -1,8 +1,14 @@
-"""The overview's HTML fragment, from the status document."""
+"""The overview's HTML fragment, from the status document; the cluster as ``status`` sees it."""
 
 from __future__ import annotations
 
-from mparticle_klaviyo.console.overview import fragment
+import asyncio
+import time
+from pathlib import Path
+
+from mparticle_klaviyo.console.history import History
+from mparticle_klaviyo.console.overview import Overview, fragment, this_node
+from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.service.status import (
     Backlog,
     ConnectionStatus,
@@ -12,6 +18,10 @@ from mparticle_klaviyo.service.status import (
     Service,
     Status,
 )
+from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.base import JobStore
+from mparticle_klaviyo.store.postgres import PostgresJobStore
+from mparticle_klaviyo.store.sqlite import SqliteJobStore
 
 
 def status(**connection: object) -> Status:
@@ -60,3 +70,52 @@ def test_paused_credentials_say_what_klaviyo_answered() -> None:
 
 def test_names_are_escaped() -> None:
     assert "<script>" not in fragment(status(name="<script>"))
+
+
+ACCOUNTS = {"klaviyo-aaaa": ["acme"], "klaviyo-bbbb": ["beta", "beta-subs"]}
+TTL = 15.0
+
+
+def overview_of(store: JobStore) -> str:
+    """The overview's live fragment over ``store``, with the cluster of ``ACCOUNTS``."""
+
+    async def read() -> str:
+        shared = AsyncStore(store)
+        try:
+            overview = Overview(shared, History(Metrics()), ["acme", "beta", "beta-subs"], "the store")
+            return fragment(await overview.status(ACCOUNTS, TTL))
+        finally:
+            await shared.close()
+
+    return asyncio.run(read())
+
+
+def test_a_sqlite_store_shows_a_single_node_this_one(tmp_path: Path) -> None:
+    text = overview_of(SqliteJobStore(tmp_path / "jobs.sqlite3"))
+    me = this_node()
+    assert f"Single node (SQLite store): this node ({me.host}, pid {me.pid})" in text
+
+
+def test_postgresql_shows_the_live_nodes_and_which_holds_each_accounts_lease(postgres_url: str) -> None:
+    store, now = PostgresJobStore(postgres_url), time.time()
+    me = this_node()
+    mine, other = f"{me.host}-{me.pid}-a1b2c3", "other-host-4242-d4e5f6"
+    # Each node configured for one account: each takes its own lease.
+    store.hold_leases(mine, {"klaviyo-aaaa": ["acme"]}, {}, now - 2, TTL)
+    store.hold_leases(other, {"klaviyo-bbbb": ["beta", "beta-subs"]}, {}, now - 1, TTL)
+    store.hold_leases("gone-1-000000", {}, {}, now - 100, TTL)  # its heartbeat expired long ago
+    text = overview_of(store)
+    assert "Cluster: 2 live node(s)" in text
+    assert f"<td>{mine} <b>(this node)</b></td>" in text and f"<td>{other}</td>" in text
+    assert "gone-1-000000" not in text
+    rows = text.partition("Delivery lease per Klaviyo account")[2].split("<tr>")[2:]
+    assert rows[0].startswith(f"<td>acme</td><td>klaviyo-aaaa</td><td>{mine} <b>(this node)</b></td>")
+    assert rows[1].startswith(f"<td>beta, beta-subs</td><td>klaviyo-bbbb</td><td>{other}</td>")
+
+
+def test_a_lease_no_live_node_holds_is_shown_free(postgres_url: str) -> None:
+    store, now = PostgresJobStore(postgres_url), time.time()
+    store.hold_leases("gone-1-000000", ACCOUNTS, {}, now - 100, TTL)
+    text = overview_of(store)
+    assert "Cluster: 0 live node(s)" in text and "no live node" in text
+    assert text.count("free: no live node holds it") == 2

@@ -17,15 +17,18 @@ from pathlib import Path
 from aiohttp import web
 
 from mparticle_klaviyo.config import Config
-from mparticle_klaviyo.console import pages
-from mparticle_klaviyo.console.forms import LOGIN_BYTES, Form, read_form, same_origin
+from mparticle_klaviyo.console import live_pages, pages
+from mparticle_klaviyo.console.forms import LOGIN_BYTES, Form, read_form, same_origin, too_large
 from mparticle_klaviyo.console.history import History
 from mparticle_klaviyo.console.html import PREFIX, html_response, redirect
 from mparticle_klaviyo.console.overview import Overview
 from mparticle_klaviyo.console.sessions import COOKIE, LIFETIME_S, Session, Sessions, csrf_ok
+from mparticle_klaviyo.observe.live import LiveTraffic
 from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.secret import Secret
-from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.server.app import INGEST
+from mparticle_klaviyo.server.errors import PayloadTooLargeError
+from mparticle_klaviyo.store.async_store import AsyncJobStore
 
 log = logging.getLogger("mparticle_klaviyo.console")
 STATIC = Path(__file__).parent / "static"
@@ -34,10 +37,16 @@ _PUBLIC = frozenset({f"{PREFIX}/login"})
 
 
 class Console:
-    """The console's state: configuration, store, sessions, sampled history."""
+    """The console's state: configuration, store, sessions, sampled history, recent traffic."""
 
     def __init__(
-        self, config: Config, store: AsyncStore, metrics: Metrics, wake: Callable[[str], None], store_shown: str
+        self,
+        config: Config,
+        store: AsyncJobStore,
+        metrics: Metrics,
+        wake: Callable[[str], None],
+        store_shown: str,
+        live: LiveTraffic | None = None,
     ) -> None:
         password = config.service.console_password
         assert password is not None
@@ -47,6 +56,7 @@ class Console:
         self.sessions = Sessions(Secret(password.get_secret_value()))
         self.history = History(metrics)
         self.overview = Overview(store, self.history, sorted(config.connections), store_shown)
+        self.live = live or LiveTraffic()
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -66,7 +76,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST":
         if not same_origin(request):
             return _refused(403, "This form came from another site.")
-        form = await read_form(request, pages.FORM_LIMIT)
+        try:
+            form = await read_form(request, pages.FORM_LIMIT)
+        except PayloadTooLargeError:
+            return _refused(413, too_large(pages.FORM_LIMIT))
         if form is None or not _csrf(session, form):
             return _refused(403, "The form's security token is missing or wrong: reload the page and try again.")
         pages.FORM.set(form)
@@ -94,7 +107,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _refused(429, "Too many failed logins: wait a minute.")
     if not same_origin(request):
         return _refused(403, "This form came from another site.")
-    form = await read_form(request, LOGIN_BYTES)
+    try:
+        form = await read_form(request, LOGIN_BYTES)
+    except PayloadTooLargeError:
+        form = None  # before login, nothing says more than "wrong password"
     token = None if form is None else sessions.login(form.get("password"))
     if token is None:
         log.info("console login refused", extra={"remote": request.remote})
@@ -135,6 +151,7 @@ def create_console(console: Console) -> web.Application:
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
     pages.add_routes(app)
+    live_pages.add_routes(app)
     app.router.add_static("/static", STATIC, append_version=False)
     app.cleanup_ctx.append(_sampling)
     return app
@@ -143,7 +160,7 @@ def create_console(console: Console) -> web.Application:
 def mount_console(
     app: web.Application,
     config: Config,
-    store: AsyncStore,
+    store: AsyncJobStore,
     metrics: Metrics,
     wake: Callable[[str], None],
     store_shown: str,
@@ -151,5 +168,15 @@ def mount_console(
     """Add the console under ``PREFIX`` when ``[service] console_password`` is set; whether it was."""
     if config.service.console_password is None:
         return False
-    app.add_subapp(PREFIX, create_console(Console(config, store, metrics, wake, store_shown)))
+    app.add_subapp(PREFIX, create_console(Console(config, store, metrics, wake, store_shown, _live(app))))
     return True
+
+
+def _live(app: web.Application) -> LiveTraffic:
+    """The ingest's Live stream recorder (``serve`` made it, with delivery's); one from now on if it has none."""
+    ingest = app.get(INGEST)
+    if ingest is None:
+        return LiveTraffic()
+    if ingest.live is None:
+        ingest.live = LiveTraffic()
+    return ingest.live

@@ -2,24 +2,26 @@
 
 Redrive and purge take two POSTs (each with the CSRF token): the first shows what would change
 and asks; only the second, with ``confirm=yes``, changes anything. Stored inputs, Klaviyo's
-answers and the requests a redrive would make are shown with emails and phones masked.
+answers and the requests a redrive would make are shown with emails and phones masked, unless the
+operator follows one job's "Show personal data" link (``?reveal=1``, that page only; logged).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from mparticle_klaviyo.config import Config
 from mparticle_klaviyo.console.html import PREFIX, csrf_field, esc, table
-from mparticle_klaviyo.console.mask import mask, mask_text
+from mparticle_klaviyo.console.mask import mask, mask_text, masking
 from mparticle_klaviyo.delivery.batch_requests import shown_path
 from mparticle_klaviyo.delivery.dead_letters import dlq_log, job_fields, job_view, redrive_logged, would_send
-from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.async_store import AsyncJobStore
 from mparticle_klaviyo.store.base import DeadFilter, Job, JobStore
 
 PAGE = 50
@@ -117,31 +119,46 @@ def _page_link(query: Mapping[str, str], offset: int, label: str) -> str:
     return f'<a href="{PREFIX}/dead-letters?{esc(params)}">{esc(label)}</a>'
 
 
-def detail_body(job: Job, config: Config, csrf: str) -> str:
-    """One dead job: summary, Klaviyo's answer, the stored input and today's requests, masked."""
-    view = mask(job_view(job))
+def detail_body(job: Job, config: Config, csrf: str, reveal: bool = False) -> str:
+    """One dead job: summary, Klaviyo's answer, the stored input and today's requests, masked unless ``reveal``."""
+    shown = masking(reveal)
+    view = shown(job_view(job))
     stored = view.pop("input")
     # The key is left out: it is built from the person's identities (only the store needs it).
     summary = table(("field", "value"), [[esc(k), esc(v)] for k, v in view.items() if k not in ("detail", "key")])
-    answer = f"<pre class=answer>{esc(mask_text(job.last_error or '(none)'))}</pre>"
+    answer = f"<pre class=answer>{esc(shown(job.last_error or '(none)'))}</pre>"
     actions = "".join(f'<button name=action value="{a}">{label} this job</button>' for a, label in ACTIONS.items())
     form = (
         f'<form method=post action="{PREFIX}/dead-letters/confirm?scope=selected">{csrf_field(csrf)}'
         f'<input type=hidden name=id value="{job.id}"><div class=actions>{actions}</div></form>'
     )
     return (
-        f"{summary}{form}<h2>Klaviyo's answer</h2>{answer}"
+        f"{summary}{form}{reveal_switch(job.id, reveal)}<h2>Klaviyo's answer</h2>{answer}"
         f"<div class=sides><section><h2>Stored mParticle input</h2><pre>{esc(_json(stored))}</pre></section>"
-        f"<section><h2>What today's code would send</h2>{_would_send(job, config)}</section></div>"
+        f"<section><h2>What today's code would send</h2>{_would_send(job, config, shown)}</section></div>"
     )
 
 
-def _would_send(job: Job, config: Config) -> str:
+def reveal_switch(job_id: int, reveal: bool) -> str:
+    """The link that shows this job's personal data (this page only), or the one that masks it again."""
+    here = f"{PREFIX}/dead-letters/{job_id}"
+    if reveal:
+        return (
+            '<p class="reveal shown" role=status>Personal data shown (this page only; logged). '
+            f'<a href="{here}" id=reveal-switch>Mask personal data</a></p>'
+        )
+    return (
+        "<p class=reveal>Emails and phone numbers are masked. "
+        f'<a href="{here}?reveal=1" id=reveal-switch>Show personal data</a></p>'
+    )
+
+
+def _would_send(job: Job, config: Config, shown: Callable[[Any], Any] = mask) -> str:
     sent = would_send(job, config.connections.get(job.connection), time.time() * 1000)
     if isinstance(sent, str):
         return f"<p>{esc(sent)}</p>"
     return (
-        "".join(f"<h3>{esc(r.method)} {esc(shown_path(r))}</h3><pre>{esc(_json(mask(r.body)))}</pre>" for r in sent)
+        "".join(f"<h3>{esc(r.method)} {esc(shown_path(r))}</h3><pre>{esc(_json(shown(r.body)))}</pre>" for r in sent)
         or "<p>no request</p>"
     )
 
@@ -150,7 +167,7 @@ def _json(document: object) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False, default=str)
 
 
-async def count_matching(store: AsyncStore, where: DeadFilter) -> int:
+async def count_matching(store: AsyncJobStore, where: DeadFilter) -> int:
     """How many dead jobs ``where`` matches (read page by page)."""
 
     def count(jobs: JobStore) -> int:
@@ -186,7 +203,7 @@ def _described(where: DeadFilter) -> str:
     return f" ({shown})" if shown else ""
 
 
-async def apply(store: AsyncStore, action: str, where: DeadFilter) -> int:
+async def apply(store: AsyncJobStore, action: str, where: DeadFilter) -> int:
     """Redrive or purge what ``where`` matches, logged like the ``dlq`` commands; how many."""
     if action == "redrive":
         return await store.on_thread(lambda jobs: redrive_logged(jobs, where, time.time()))

@@ -11,7 +11,6 @@ from mparticle_klaviyo.server.bodies import ReadDeadlines, read_limited
 from mparticle_klaviyo.server.errors import (
     BodyTimeoutError,
     ClientGoneError,
-    PayloadTooLargeError,
     UnsupportedEncodingError,
 )
 
@@ -38,16 +37,24 @@ class Form:
 
 
 async def read_form(request: web.Request, limit: int) -> Form | None:
-    """The request's URL-encoded form, or None when it is not one or breaks the budget."""
+    """The request's URL-encoded form, or None when it is not one, is too slow or malformed.
+
+    Raises ``PayloadTooLargeError`` when it is over ``limit`` bytes, so the answer can say so.
+    """
     if request.content_type != "application/x-www-form-urlencoded":
         return None
     try:
         raw = await read_limited(request, limit, DEADLINES)
         return Form(parse_qs(raw.decode(), keep_blank_values=True, max_num_fields=2000))
-    except (PayloadTooLargeError, BodyTimeoutError, ClientGoneError, UnsupportedEncodingError, InputError):
+    except (BodyTimeoutError, ClientGoneError, UnsupportedEncodingError, InputError):
         return None
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+def too_large(limit: int) -> str:
+    """What a refused oversized form is told."""
+    return f"The form is larger than {limit:,} bytes: send a smaller batch."
 
 
 def same_origin(request: web.Request) -> bool:

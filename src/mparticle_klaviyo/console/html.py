@@ -13,7 +13,12 @@ from collections.abc import Iterable
 from aiohttp import web
 
 PREFIX = "/console"
-NAV = (("overview", "Overview"), ("dead-letters", "Dead letters"), ("playground", "Mapping playground"))
+NAV = (
+    ("overview", "Overview"),
+    ("live", "Live stream"),
+    ("dead-letters", "Dead letters"),
+    ("playground", "Mapping playground"),
+)
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self';"

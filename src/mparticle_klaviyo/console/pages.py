@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -13,11 +14,14 @@ from mparticle_klaviyo.console.forms import FORM_BYTES, Form
 from mparticle_klaviyo.console.html import PREFIX, esc, html_response, page, redirect
 from mparticle_klaviyo.console.overview import fragment
 from mparticle_klaviyo.console.sessions import Session
+from mparticle_klaviyo.delivery.tenure import accounts_of
+from mparticle_klaviyo.service.status import Status
 from mparticle_klaviyo.store.base import DeadFilter
 
 if TYPE_CHECKING:
     from mparticle_klaviyo.console.app import Console
 
+log = logging.getLogger("mparticle_klaviyo.console")
 FORM_LIMIT = FORM_BYTES
 # The request's session and POST form, set by the guard middleware (each request is its own task).
 SESSION: ContextVar[Session] = ContextVar("console_session")
@@ -59,7 +63,7 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 async def overview(request: web.Request) -> web.StreamResponse:
     """``GET /console/overview``: polls ``/overview/live`` (HTML) and ``/api/history`` (the chart's data)."""
-    status = await _console(request).overview.status()
+    status = await _status(_console(request))
     body = (
         "<h2>Last hour: events in, events delivered, 429s (per second)</h2>"
         f'<figure><svg id=chart role=img aria-label="events per second, last hour" data-src="{PREFIX}/api/history"'
@@ -71,7 +75,13 @@ async def overview(request: web.Request) -> web.StreamResponse:
 
 async def overview_live(request: web.Request) -> web.StreamResponse:
     """``GET /console/overview/live``: the overview's live HTML fragment."""
-    return html_response(fragment(await _console(request).overview.status()))
+    return html_response(fragment(await _status(_console(request))))
+
+
+async def _status(console: Console) -> Status:
+    """``status``'s document, with the cluster: its accounts named as ``status`` names them."""
+    accounts = accounts_of(console.config.connections.values())
+    return await console.overview.status(accounts, console.config.service.account_lease_s)
 
 
 async def history(request: web.Request) -> web.StreamResponse:
@@ -104,13 +114,17 @@ async def dead_letters(request: web.Request) -> web.StreamResponse:
 
 
 async def dead_letter(request: web.Request) -> web.StreamResponse:
-    """``GET /console/dead-letters/{id}``: one dead job."""
+    """``GET /console/dead-letters/{id}``: one dead job; ``?reveal=1`` shows its personal data (logged)."""
     console = _console(request)
     job_id = request.match_info["id"]
     found = await console.store.dead(DeadFilter(ids=(int(job_id),)), 1) if job_id.isdigit() else []
     if not found:
         return page("No such dead letter", f"<p>No dead job {esc(job_id)}.</p>", csrf=_csrf(request))
-    body = dead_pages.detail_body(found[0], console.config, _csrf(request))
+    reveal = request.query.get("reveal") == "1"
+    if reveal:
+        # Who looked at whose data, without the data: the id and the address, never what was shown.
+        log.info("console personal data shown", extra={"dead_letter": found[0].id, "remote": request.remote})
+    body = dead_pages.detail_body(found[0], console.config, _csrf(request), reveal)
     return page(f"Dead letter {found[0].id}", body, csrf=_csrf(request), active="dead-letters")
 
 
@@ -169,15 +183,17 @@ async def playground_page(request: web.Request) -> web.StreamResponse:
 
 
 async def playground_map(request: web.Request) -> web.StreamResponse:
-    """``POST /console/playground``: the pasted batch mapped; nothing sent, nothing stored."""
+    """``POST /console/playground``: the pasted or uploaded batch file mapped; nothing sent, nothing stored."""
     console, form = _console(request), _form(request)
-    pasted, connection, reveal = form.get("batch"), form.get("connection"), form.get("reveal") == "yes"
-    if len(pasted.encode()) > playground.MAX_INPUT_BYTES:
-        return dead_pages.bad_request("the batch is larger than the playground maps (1 MiB)")
-    lines = playground.mapped_lines(pasted.encode(), console.config, connection)
-    body = playground.form(console.config, _csrf(request), pasted, connection, reveal) + playground.results(
-        lines, reveal
-    )
+    raw, connection, reveal = form.get("batch").encode(), form.get("connection"), form.get("reveal") == "yes"
+    source = playground.source_name(form.get("source"))
+    refused = playground.too_large(raw)
+    if refused is not None:
+        return dead_pages.bad_request(refused)
+    lines = playground.mapped_lines(raw, console.config, connection, source)
+    body = playground.form(
+        console.config, _csrf(request), raw.decode(), connection, reveal, "" if source == "pasted" else source
+    ) + playground.results(lines, reveal)
     return page("Mapping playground", body, csrf=_csrf(request), active="playground")
 
 

@@ -47,8 +47,10 @@ from mparticle_klaviyo.delivery.settle import Settler, by_epoch
 from mparticle_klaviyo.delivery.timed import TimedTransport
 from mparticle_klaviyo.delivery.units import MappedJob, PreparedUsers, Unit, Unmappable, build_units, map_job, now_ms
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Retryable, Throttled
+from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
+from mparticle_klaviyo.observe.live import SHOWN_ITEMS, LiveTraffic, Verdict
 from mparticle_klaviyo.observe.metrics import Metrics
-from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.async_store import AsyncJobStore
 from mparticle_klaviyo.store.base import Job
 from mparticle_klaviyo.store.errors import LeaseLostError
 
@@ -67,7 +69,7 @@ class Dispatcher:
     def __init__(
         self,
         connection: Connection,
-        store: AsyncStore,
+        store: AsyncJobStore,
         client: Transport,
         metrics: Metrics,
         options: DispatchOptions | None = None,
@@ -76,8 +78,11 @@ class Dispatcher:
         wall_clock: Callable[[], float] = time.time,
         observer: SettleObserver | None = None,
         tenure: Callable[[], int | None] | None = None,
+        live: LiveTraffic | None = None,
     ) -> None:
         self.connection = connection
+        # The console's Live stream (``serve`` with its console on): each unit's requests and verdict.
+        self._live = live
         # Many nodes (PostgreSQL): the epoch of this node's delivery lease on the connection's
         # account, None while another node (or none) holds it. Without: this process delivers alone.
         self._tenure = tenure
@@ -347,22 +352,43 @@ class Dispatcher:
                 await asyncio.sleep(0)
             result = map_job(job, self.connection, stamp, self._users)
             if isinstance(result, Unmappable):
-                await self.settler.bury([job], result.reason, result.detail)
+                verdict = await self.settler.bury([job], result.reason, result.detail)
+                self._record((), (job,), verdict._replace(outcome="dropped"))
             else:
                 mapped.append(result)
         return mapped
 
     async def _send_unit(self, unit: Unit, first: Outcome | Paused | None = None) -> None:
+        """Send a unit's requests in order (see ``_send_requests``); note them for the Live stream."""
+        verdict, tried = await self._send_requests(unit, first)
+        self._record(unit.requests[:tried], unit.jobs, verdict)
+
+    def _record(self, requests: tuple[KlaviyoRequest, ...], jobs: tuple[Job, ...], verdict: Verdict) -> None:
+        """Requests sent and the verdict on their jobs into the Live stream, when the console is on."""
+        if self._live is None:
+            return
+        self._live.request_out(
+            connection=self.connection.name,
+            requests=requests,
+            inputs=[(job.id, job.kind, job.payload) for job in jobs[:SHOWN_ITEMS]],
+            jobs=len(jobs),
+            profiles=len({job.profile_key for job in jobs}),
+            verdict=verdict,
+        )
+
+    async def _send_requests(self, unit: Unit, first: Outcome | Paused | None) -> tuple[Verdict, int]:
         """Send a unit's requests in order; the first answer that is not a success settles it.
 
-        ``first``: the answer to its first request, when a bulk sender already sent it.
+        ``first``: the answer to its first request, when a bulk sender already sent it. Returns
+        the verdict on the unit's jobs and how many of its requests were tried.
         """
         outcome: Outcome = Delivered(status=202)
+        tried = 0
         for index, request in enumerate(unit.requests):
+            tried = index + 1
             lane = self._lanes.get(request.endpoint)
             if lane is None:
-                await self.settler.bury(list(unit.jobs), "unknown_endpoint", request.endpoint)
-                return
+                return await self.settler.bury(list(unit.jobs), "unknown_endpoint", request.endpoint), index
             if index == 0 and first is not None:
                 sent = first
             else:
@@ -371,20 +397,18 @@ class Dispatcher:
                 sent = await lane.try_send(self.client, request, self._tally, unit.jobs[0].id, hold)
             if self.credentials.stops(request.endpoint, sent):
                 # Not an attempt. Due at once, yet not claimed while paused: a resume sends it at once.
-                await self.settler.postpone(unit.jobs, 0.0, self.credentials.cause())
-                return
+                return await self.settler.postpone(unit.jobs, 0.0, self.credentials.cause()), tried
             if isinstance(sent, Paused):
-                await self.settler.postpone(unit.jobs, sent.retry_in_s, f"klaviyo_unreachable: {sent.reason}")
-                return
+                cause = f"klaviyo_unreachable: {sent.reason}"
+                return await self.settler.postpone(unit.jobs, sent.retry_in_s, cause), tried
             outcome = sent
             if isinstance(outcome, Throttled):
                 self.metrics.throttled.labels(self.connection.name, request.endpoint).inc()
                 lane.gate.close_for(self.policy.gate_seconds(outcome))
-                await self.settler.postpone(unit.jobs, lane.gate.remaining(), "throttled (429)")
-                return
+                return await self.settler.postpone(unit.jobs, lane.gate.remaining(), "throttled (429)"), tried
             if not isinstance(outcome, Delivered):
                 break
-        await self.settler.settle(unit, outcome)
+        return await self.settler.settle(unit, outcome), tried
 
     def busy(self) -> bool:
         """Whether anything claimed is still waiting or being sent (tests wait for idleness)."""

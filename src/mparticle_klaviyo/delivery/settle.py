@@ -3,6 +3,7 @@
 Every decision comes from the pure ``RetryPolicy``; this applies it to the store, the barrier
 (a failed job holds back its profile's later jobs), the metrics, one JSON log line per change
 (ids, reason, status, next due; never payloads) and the optional observer (replay's counts).
+Each returns its ``Verdict`` (what became of the jobs), which the console's Live stream shows.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from mparticle_klaviyo.delivery.observer import SettleObserver
 from mparticle_klaviyo.delivery.retry_policy import Bury, Retry, RetryPolicy
 from mparticle_klaviyo.delivery.units import Unit, culprits
 from mparticle_klaviyo.klaviyo.classify import Delivered, Outcome, Permanent, Retryable
+from mparticle_klaviyo.observe.live import DELIVERED, Verdict
 from mparticle_klaviyo.observe.metrics import Metrics
-from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.async_store import AsyncJobStore
 from mparticle_klaviyo.store.base import Job
 
 log = logging.getLogger("mparticle_klaviyo.delivery")
@@ -37,7 +39,7 @@ class Settler:
     def __init__(
         self,
         connection: str,
-        store: AsyncStore,
+        store: AsyncJobStore,
         metrics: Metrics,
         policy: RetryPolicy,
         backoff: Backoff,
@@ -56,7 +58,7 @@ class Settler:
         # When each failing job (a barrier blocker) is due again: held jobs come back after it.
         self.blocker_due: dict[int, float] = {}
 
-    async def settle(self, unit: Unit, outcome: Outcome) -> None:
+    async def settle(self, unit: Unit, outcome: Outcome) -> Verdict:
         """Ack, retry or dead-letter the unit's jobs as Klaviyo's answer says."""
         jobs = list(unit.jobs)
         if isinstance(outcome, Delivered):
@@ -70,12 +72,14 @@ class Settler:
             self.metrics.events_delivered.labels(self.connection).inc(events)
             if self.observer is not None:
                 self.observer.acked(unit.jobs, unit.requests)
-        elif isinstance(outcome, Permanent):
-            await self._permanent(unit, outcome)
-        elif isinstance(outcome, Retryable):
-            await self.retry(jobs, outcome)
+            return DELIVERED
+        if isinstance(outcome, Permanent):
+            return await self._permanent(unit, outcome)
+        if isinstance(outcome, Retryable):
+            return await self.retry(jobs, outcome)
+        return Verdict("retried", "throttled (429)", 429)  # the dispatcher postpones 429s before settling
 
-    async def postpone(self, unit_jobs: tuple[Job, ...], wait_s: float, error: str) -> None:
+    async def postpone(self, unit_jobs: tuple[Job, ...], wait_s: float, error: str) -> Verdict:
         """A 429 or an outage: back in the queue, due in ``wait_s``; not an attempt, but neither
         stops the clock: a job still throttled or paused past ``max_age_s`` is dead-lettered."""
         now = self._now()
@@ -83,11 +87,13 @@ class Settler:
         cause = postpone_cause(error)  # "throttled" or "klaviyo_unreachable"
         status = 429 if cause == THROTTLED else None
         expired = [job for job in unit_jobs if now - job.created_at > self.policy.max_age_s]
+        buried = None
         if expired:
-            await self.bury(expired, dead_reason(MAX_AGE, cause), f"{error} past max_age_s", status=status)
+            buried = await self.bury(expired, dead_reason(MAX_AGE, cause), f"{error} past max_age_s", status=status)
         jobs = [job for job in unit_jobs if job not in expired]
         if not jobs:
-            return
+            assert buried is not None
+            return buried
         for epoch, ids in by_epoch(jobs).items():
             await self.store.retry(ids, due, error, False, epoch=epoch)
         for job in jobs:
@@ -95,14 +101,16 @@ class Settler:
         fields = {"reason": cause, "status": status, "attempts": max(job.attempts for job in jobs)}
         message = THROTTLED if status == 429 else "postponed"
         self._log_jobs(logging.INFO, message, jobs, **fields, next_due=iso_time(due))
+        return Verdict("retried", error, status, due, _also_buried(expired))
 
-    async def retry(self, jobs: list[Job], outcome: Retryable) -> None:
+    async def retry(self, jobs: list[Job], outcome: Retryable) -> Verdict:
         """A transient failure: try again later, or give up as the retry policy says."""
         now = self._now()
         error = f"{outcome.reason} {outcome.detail}".strip()
-        again, delay = await self._give_up(jobs, outcome, error, now)
+        again, delay, buried = await self._give_up(jobs, outcome, error, now)
         if not again:
-            return
+            assert buried is not None
+            return buried
         # A unit's jobs failed together and are retried together: one delay, one write (a 503 on
         # a 1000-job bulk request is not 1000 transactions, and its jobs stay in one request).
         due = now + delay
@@ -115,9 +123,12 @@ class Settler:
         attempts = max(j.attempts for j in again) + 1
         fields = {"reason": outcome.reason, "status": outcome.status, "attempts": attempts}
         self._log_jobs(logging.INFO, "retrying", again, **fields, next_due=iso_time(due))
+        return Verdict("retried", error, outcome.status, due, _also_buried([j for j in jobs if j not in again]))
 
-    async def _give_up(self, jobs: list[Job], outcome: Retryable, error: str, now: float) -> tuple[list[Job], float]:
-        """Bury the jobs the retry policy gives up on; the others, and the delay of the most tried."""
+    async def _give_up(
+        self, jobs: list[Job], outcome: Retryable, error: str, now: float
+    ) -> tuple[list[Job], float, Verdict | None]:
+        """Bury the jobs the retry policy gives up on; the others, the delay of the most tried, the last burial."""
         decisions = [
             (job, self.policy.decide(outcome, job.attempts, now - job.created_at, self._backoff)) for job in jobs
         ]
@@ -125,16 +136,17 @@ class Settler:
         for job, decision in decisions:
             if isinstance(decision, Bury):
                 buried.setdefault(decision.reason, []).append(job)
+        verdict = None
         for reason, gone in buried.items():
-            await self.bury(gone, reason, error, status=outcome.status, failed=True)
+            verdict = await self.bury(gone, reason, error, status=outcome.status, failed=True)
         again = [(job, d) for job, d in decisions if isinstance(d, Retry)]
         if not again:
-            return [], 0.0
+            return [], 0.0, verdict
         _, most_tried = max(again, key=lambda pair: pair[0].attempts)
         assert isinstance(most_tried, Retry)
-        return [job for job, _ in again], most_tried.delay_s
+        return [job for job, _ in again], most_tried.delay_s, verdict
 
-    async def _permanent(self, unit: Unit, outcome: Permanent) -> None:
+    async def _permanent(self, unit: Unit, outcome: Permanent) -> Verdict:
         """Dead-letter the jobs Klaviyo refused; in a bulk job only the entry its pointer names."""
         refused = culprits(unit, outcome.pointer)
         decision = self.policy.decide(outcome, 0, 0.0, self._backoff)
@@ -143,20 +155,22 @@ class Settler:
         where = f" (at {outcome.pointer})" if outcome.pointer and outcome.pointer not in outcome.detail else ""
         detail = f"{outcome.reason}: {outcome.detail}{where}"
         # Klaviyo's refusal is the job's failure: counted, so a refused job shows 1 attempt.
-        await self.bury(refused, reason, detail, status=outcome.status or None, failed=True)
+        verdict = await self.bury(refused, reason, detail, status=outcome.status or None, failed=True)
         buried = {job.id for job in refused}
         innocent = [job for job in unit.jobs if job.id not in buried]
-        if innocent:
-            # Sent with a bad neighbour; not their fault, so no attempt is counted.
-            now = self._now()
-            for epoch, ids in by_epoch(innocent).items():
-                await self.store.retry(ids, now, "resend without a rejected neighbour", False, epoch=epoch)
-            fields = {"reason": "rejected_neighbour", "status": None, "next_due": iso_time(now)}
-            self._log_jobs(logging.INFO, "resending", innocent, **fields)
+        if not innocent:
+            return verdict
+        # Sent with a bad neighbour; not their fault, so no attempt is counted.
+        now = self._now()
+        for epoch, ids in by_epoch(innocent).items():
+            await self.store.retry(ids, now, "resend without a rejected neighbour", False, epoch=epoch)
+        fields = {"reason": "rejected_neighbour", "status": None, "next_due": iso_time(now)}
+        self._log_jobs(logging.INFO, "resending", innocent, **fields)
+        return verdict._replace(note=f"{len(innocent)} other job(s) sent again without it")
 
     async def bury(
         self, jobs: list[Job], reason: str, detail: str, *, status: int | None = None, failed: bool = False
-    ) -> None:
+    ) -> Verdict:
         """Dead-letter ``jobs``; ``failed``: the failure that buries them counts as an attempt."""
         for epoch, ids in by_epoch(jobs).items():
             await self.store.bury(ids, reason, detail, self._now(), failed=failed, epoch=epoch)
@@ -168,6 +182,7 @@ class Settler:
             self.metrics.dead.labels(self.connection, reason.split(":")[0]).inc()
         if self.observer is not None:
             self.observer.buried(jobs, reason)
+        return Verdict("dead-lettered", f"{reason}: {detail}", status)
 
     def _log_jobs(self, level: int, message: str, jobs: list[Job], **fields: object) -> None:
         """One log line about ``jobs`` of this connection: ids (at most 20, and the count), ``fields``."""
@@ -183,6 +198,11 @@ class Settler:
         """The job is settled for good: it blocks its profile no more."""
         self.barrier.done(job.profile_key, job.id)
         self.blocker_due.pop(job.id, None)
+
+
+def _also_buried(jobs: list[Job]) -> str:
+    """The note of a retry that dead-lettered some of its jobs (past their age or attempts)."""
+    return f"{len(jobs)} job(s) dead-lettered instead (past max_age_s or max_attempts)" if jobs else ""
 
 
 def by_epoch(jobs: Iterable[Job]) -> dict[int | None, list[int]]:

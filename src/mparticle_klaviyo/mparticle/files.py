@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -67,25 +68,34 @@ def read_records(path: Path) -> Iterator[Record]:
         yield Record(str(path), 0, error=InputError("", f"cannot read the file: {exc}"))
 
 
+def read_bytes(name: str, raw: bytes) -> Iterator[Record]:
+    """Yield each document of ``raw`` as ``read_records`` reads a file's (the console's uploads and pastes)."""
+    yield from _read_handle(name, io.BytesIO(raw))
+
+
 def _read(path: Path) -> Iterator[Record]:
     with open_input(path) as handle:
-        first_line, line_no = _first_content_line(handle)
-        if first_line is None:
+        yield from _read_handle(str(path), handle)
+
+
+def _read_handle(path: str, handle: BinaryIO) -> Iterator[Record]:
+    first_line, line_no = _first_content_line(handle)
+    if first_line is None:
+        return
+    if not _is_complete_json(first_line):
+        rest = handle.read()
+        whole = _record(path, 0, first_line + rest)
+        if whole.error is None or not _second_line_is_json(rest):
+            yield whole
             return
-        if not _is_complete_json(first_line):
-            rest = handle.read()
-            whole = _record(str(path), 0, first_line + rest)
-            if whole.error is None or not _second_line_is_json(rest):
-                yield whole
-                return
-            lines: Iterable[bytes] = rest.splitlines(keepends=True)
-        else:
-            lines = handle
-        yield _record(str(path), line_no, first_line)
-        for line in lines:
-            line_no += 1
-            if line.strip():
-                yield _record(str(path), line_no, line)
+        lines: Iterable[bytes] = rest.splitlines(keepends=True)
+    else:
+        lines = handle
+    yield _record(path, line_no, first_line)
+    for line in lines:
+        line_no += 1
+        if line.strip():
+            yield _record(path, line_no, line)
 
 
 def _second_line_is_json(rest: bytes) -> bool:

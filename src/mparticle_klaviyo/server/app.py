@@ -27,7 +27,9 @@ from mparticle_klaviyo.mparticle.dsr import DSR_PROCESSING_REQUEST, decode_erasu
 from mparticle_klaviyo.mparticle.firehose import EVENT_PROCESSING_REQUEST, MODULE_REGISTRATION_REQUEST, Envelope
 from mparticle_klaviyo.mparticle.model import UserBatch
 from mparticle_klaviyo.mparticle.registration import FIREHOSE_VERSION, registration_response
+from mparticle_klaviyo.observe.live import LiveTraffic
 from mparticle_klaviyo.observe.metrics import Metrics
+from mparticle_klaviyo.server import live_in
 from mparticle_klaviyo.server.admission import JOB_MEMORY_FACTOR, PROCESSING_FACTOR, ByteBudget, Hold
 from mparticle_klaviyo.server.auth import AuthError, events_api_connection, firehose_connection, webhook_connection
 from mparticle_klaviyo.server.bodies import ReadDeadlines, content_encoding, declared_size, read_limited, split_bulk
@@ -44,7 +46,7 @@ from mparticle_klaviyo.server.errors import (
 )
 from mparticle_klaviyo.server.openapi import openapi_document
 from mparticle_klaviyo.server.refusals import authenticated, forget_connection, log_refusal
-from mparticle_klaviyo.store.aio import AsyncStore
+from mparticle_klaviyo.store.async_store import AsyncJobStore
 
 log = logging.getLogger("mparticle_klaviyo.ingest")
 _envelope = msgspec.json.Decoder(Envelope)
@@ -64,8 +66,17 @@ _HOLD: ContextVar[Hold] = ContextVar("ingest_hold")
 class Ingest:
     """The ingest endpoints' shared state: configuration, store, metrics, budget, backlog cache."""
 
-    def __init__(self, config: Config, store: AsyncStore, metrics: Metrics, wake: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: AsyncJobStore,
+        metrics: Metrics,
+        wake: Callable[[str], None],
+        live: LiveTraffic | None = None,
+    ) -> None:
         self.config = config
+        # The console's Live stream (``serve`` with its console on); None records nothing.
+        self.live = live
         self.store = store
         self.metrics = metrics
         self.wake = wake
@@ -93,7 +104,9 @@ class Ingest:
         async with self.budget.reserve(cost, self.config.service.admission_timeout_s) as hold:
             token = _HOLD.set(hold)
             try:
-                yield await read_limited(request, limit, self.deadlines)
+                raw = await read_limited(request, limit, self.deadlines)
+                live_in.note_body(raw)
+                yield raw
             finally:
                 _HOLD.reset(token)
 
@@ -149,6 +162,7 @@ class Ingest:
         await self._check_backlog("firehose")
         result = await self.store.enqueue([job], time.time())
         self.metrics.erasures.labels(connection.name).inc(result.stored)
+        live_in.note_erasure()
         self.wake(connection.name)
         return web.json_response(
             {
@@ -197,13 +211,16 @@ class Ingest:
         """Map, check the backlog, commit; raises ``BackpressureError`` or ``InputError``."""
         await self._reserve_jobs(batches)
         planned = plan_jobs(batches, connection, time.time() * 1000)
+        stored = duplicates = 0
         if planned.jobs:
             await self._check_backlog(source)
             result = await self.store.enqueue(planned.jobs, time.time())
-            self.metrics.queued.labels(connection.name).inc(result.stored)
-            self.metrics.duplicates.labels(connection.name).inc(result.duplicates)
-            self._backlog += result.stored
+            stored, duplicates = result.stored, result.duplicates
+            self.metrics.queued.labels(connection.name).inc(stored)
+            self.metrics.duplicates.labels(connection.name).inc(duplicates)
+            self._backlog += stored
             self.wake(connection.name)
+        live_in.note_planned(batches, planned.events, stored, duplicates, planned.dropped)
         # Counted once the request is accepted: a refused one is sent again, and would count twice.
         self.metrics.received.labels(connection.name, source).inc(planned.events)
         for reason, count in planned.dropped.items():
@@ -295,6 +312,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     matched = request.match_info.route.resource is not None
     source = (request.path.strip("/").split("/")[0] or "root") if matched else "unmatched"
     forget_connection()
+    note = live_in.begin(ingest.live, request)
     try:
         response = await handler(request)
     except ClientGoneError:
@@ -304,6 +322,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _closing(error_response(400, "CLIENT_GONE", "the client closed the connection"))
     except Exception as error:
         response = _error_answer(error, request)
+    if note is not None and ingest.live is not None:
+        live_in.record(ingest.live, note, request, response)
     if source in _PROBES or source == _CONSOLE:
         # A 503 from /readyz while starting or stopping is an answer, not a refused ingest request;
         # the console (mounted by ``serve``) answers people, and logs its own refusals.
@@ -361,10 +381,16 @@ def _retry_later(response: web.Response) -> web.Response:
     return response
 
 
-def create_app(config: Config, store: AsyncStore, metrics: Metrics, wake: Callable[[str], None]) -> web.Application:
-    """The ingest application."""
+def create_app(
+    config: Config,
+    store: AsyncJobStore,
+    metrics: Metrics,
+    wake: Callable[[str], None],
+    live: LiveTraffic | None = None,
+) -> web.Application:
+    """The ingest application; ``live`` records each batch request for the console's Live stream."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=1024**3)
-    ingest = Ingest(config, store, metrics, wake)
+    ingest = Ingest(config, store, metrics, wake, live)
     app[INGEST] = ingest
     app.router.add_post("/firehose", ingest.firehose)
     app.router.add_post("/v2/events", ingest.events)

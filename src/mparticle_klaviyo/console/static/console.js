@@ -105,3 +105,76 @@ document.addEventListener("DOMContentLoaded", () => {
     selectAll(all);
   }
 });
+
+// ---- Mapping playground: load a batch file into the paste box (issue 12) ----
+// Read in the browser, so the server maps an upload exactly as a paste, under the same byte budget
+// (it checks that again). Nothing leaves the page until the operator presses Map.
+
+// "1,048,577 bytes", as the server's refusal says it.
+function byteCount(bytes) {
+  return `${bytes.toLocaleString("en-US")} bytes`;
+}
+
+function loadBatchFile(picker) {
+  const status = document.getElementById("file-status");
+  const box = document.getElementById("batch");
+  const source = document.getElementById("source");
+  const limit = Number(picker.dataset.maxBytes);
+  picker.addEventListener("change", () => {
+    const file = picker.files && picker.files[0];
+    if (!file) {
+      return;
+    }
+    if (file.size > limit) {
+      status.textContent = `${file.name} is ${byteCount(file.size)}: the playground maps at most ${byteCount(limit)}.`;
+      status.className = "error";
+      picker.value = "";
+      return;
+    }
+    const reader = new FileReader();
+    reader.addEventListener("load", () => {
+      box.value = reader.result;
+      source.value = file.name;
+      status.textContent = `Loaded ${file.name} (${file.size} bytes): press Map.`;
+      status.className = "muted";
+    });
+    reader.addEventListener("error", () => {
+      status.textContent = `${file.name} could not be read.`;
+      status.className = "error";
+    });
+    reader.readAsText(file);
+  });
+  // A paste after a load is no longer that file: its errors are located in "pasted".
+  box.addEventListener("input", () => {
+    source.value = "";
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const picker = document.getElementById("batch-file");
+  if (picker) {
+    loadBatchFile(picker);
+  }
+});
+
+// ---- Live stream (console/live_pages.py) -------------------------------------------------------
+// Refreshes the list of recent batches and requests; holds still while paused or while the
+// keyboard is inside the list, so that a focused link is not replaced under the operator.
+async function refreshStream(stream, pause) {
+  if (pause.checked || stream.contains(document.activeElement)) {
+    return;
+  }
+  const response = await fetchOk(stream.dataset.src);
+  if (response) {
+    // Server-rendered HTML of this origin, every value escaped there (see console/html.py).
+    stream.innerHTML = await response.text();
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const stream = document.getElementById("live-stream");
+  const pause = document.getElementById("live-pause");
+  if (stream && pause) {
+    poll(() => refreshStream(stream, pause));
+  }
+});

@@ -1,0 +1,133 @@
+"""Ingest's side of the console's Live stream: each batch request and what ingest answered.
+
+The handler notes, by reference, what it read and what it queued (``note_body``,
+``note_planned``); the errors middleware, which sees every answer, refusals included, records
+one entry per request (``record``). Without a ``LiveTraffic`` (the console off) every step is a
+no-op: no note is made, so the hooks cost a context-variable lookup.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+import msgspec
+from aiohttp import web
+
+from mparticle_klaviyo.mparticle.model import UserBatch
+from mparticle_klaviyo.observe.live import NOT_READ, Kept, LiveTraffic
+from mparticle_klaviyo.server.errors import ErrorResponse
+from mparticle_klaviyo.server.refusals import addressed_connection
+
+# The Live stream's names of the ingest routes (the first path segment is not enough for /v2).
+SOURCES = {"/firehose": "firehose", "/v2/events": "events", "/v2/bulkevents": "bulkevents"}
+_json = msgspec.json.Encoder()
+
+
+class LiveNote:
+    """What the request being handled read and queued (set by the middleware, filled by the handler)."""
+
+    __slots__ = ("batches", "body", "dropped", "duplicates", "erasure", "events", "limit", "size", "stored")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.body: bytes | None = None
+        self.size = 0
+        self.batches: list[UserBatch] = []
+        self.events = 0
+        self.stored = 0
+        self.duplicates = 0
+        self.dropped: dict[str, int] = {}
+        self.erasure = False
+
+
+_NOTE: ContextVar[LiveNote | None] = ContextVar("live_note", default=None)
+
+
+def begin(live: LiveTraffic | None, request: web.Request) -> LiveNote | None:
+    """A fresh note for an ingest request when the Live stream is on (keep-alive requests share a context)."""
+    if live is None:
+        return None  # nothing ever sets a note then, so there is none to clear either
+    note = LiveNote(live.max_body_bytes) if source_of(request) is not None else None
+    _NOTE.set(note)
+    return note
+
+
+def source_of(request: web.Request) -> str | None:
+    """``firehose``, ``events``, ``bulkevents`` or ``webhook``; None for other routes."""
+    if request.path.startswith("/webhook/"):
+        return "webhook"
+    return SOURCES.get(request.path)
+
+
+def note_body(raw: bytes) -> None:
+    """The body as read: kept by reference when small enough, else only its size (a large body must
+    not outlive its request: bulk ingest lets it go before decoding)."""
+    note = _NOTE.get()
+    if note is not None:
+        note.size = len(raw)
+        note.body = raw if len(raw) <= note.limit else None
+
+
+def note_planned(batches: list[UserBatch], events: int, stored: int, duplicates: int, dropped: dict[str, int]) -> None:
+    """What ingest queued and dropped for the request's batches."""
+    note = _NOTE.get()
+    if note is not None:
+        note.batches, note.events, note.stored, note.duplicates, note.dropped = (
+            batches,
+            events,
+            stored,
+            duplicates,
+            dropped,
+        )
+
+
+def note_erasure() -> None:
+    """The request was a Firehose erasure request, queued as one job."""
+    note = _NOTE.get()
+    if note is not None:
+        note.erasure, note.stored = True, 1
+
+
+def record(live: LiveTraffic, note: LiveNote, request: web.Request, response: web.StreamResponse) -> None:
+    """One Live stream entry for the request: accepted, dropped or refused, with its input."""
+    _NOTE.set(None)  # the note holds the decoded batches: not past the request (keep-alive shares a context)
+    if response.status < 400 and not note.erasure and not note.batches:
+        return  # a registration request, not a batch
+    body, first_only = _kept_input(live, note)
+    outcome, detail = _outcome(note, response)
+    live.batch_in(
+        connection=addressed_connection(request),
+        source=source_of(request) or "",
+        events=note.events,
+        outcome=outcome,
+        detail=detail,
+        body=body,
+        first_only=first_only,
+    )
+
+
+def _kept_input(live: LiveTraffic, note: LiveNote) -> tuple[Kept, bool]:
+    """The body by reference; when it was too large, the first batch alone, re-encoded, if that fits."""
+    if note.body is not None:
+        return live.keep(note.body), False
+    if not note.size:
+        return NOT_READ, False
+    if note.batches:
+        first = live.keep(_json.encode(msgspec.structs.replace(note.batches[0], settings=None)))
+        if first.data is not None:
+            return first, True
+    return Kept(None, note.size), False
+
+
+def _outcome(note: LiveNote, response: web.StreamResponse) -> tuple[str, str]:
+    if response.status >= 400:
+        error = response.error if isinstance(response, ErrorResponse) else {}
+        where = f" at {error['pointer']}" if error.get("pointer") else ""
+        return "refused", f"{response.status} {error.get('code', '')}{where}: {error.get('message', '')}"
+    if note.erasure:
+        return "accepted", "erasure request: 1 job queued"
+    queued = f"{note.stored} job(s) queued" + (f", {note.duplicates} duplicate(s)" if note.duplicates else "")
+    if not note.dropped:
+        return "accepted", queued
+    drops = ", ".join(f"{reason} ({count})" for reason, count in sorted(note.dropped.items()))
+    return ("accepted" if note.stored else "dropped"), f"{queued}; dropped {sum(note.dropped.values())}: {drops}"
