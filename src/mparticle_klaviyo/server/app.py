@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -20,19 +19,16 @@ from aiohttp import web
 from mparticle_klaviyo.config import Config, Connection
 from mparticle_klaviyo.errors import InputError
 from mparticle_klaviyo.jobs.erasure import plan_erasure
-from mparticle_klaviyo.jobs.plan import plan_jobs, planned_size
 from mparticle_klaviyo.json_errors import decode_checked
-from mparticle_klaviyo.mparticle.decode import decode_document, decode_firehose
 from mparticle_klaviyo.mparticle.dsr import DSR_PROCESSING_REQUEST, decode_erasure
 from mparticle_klaviyo.mparticle.firehose import EVENT_PROCESSING_REQUEST, MODULE_REGISTRATION_REQUEST, Envelope
-from mparticle_klaviyo.mparticle.model import UserBatch
 from mparticle_klaviyo.mparticle.registration import FIREHOSE_VERSION, registration_response
 from mparticle_klaviyo.observe.live import LiveTraffic
 from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.server import live_in
-from mparticle_klaviyo.server.admission import JOB_MEMORY_FACTOR, PROCESSING_FACTOR, ByteBudget, Hold
+from mparticle_klaviyo.server.admission import PROCESSING_FACTOR, ByteBudget, Hold
 from mparticle_klaviyo.server.auth import AuthError, events_api_connection, firehose_connection, webhook_connection
-from mparticle_klaviyo.server.bodies import ReadDeadlines, content_encoding, declared_size, read_limited, split_bulk
+from mparticle_klaviyo.server.bodies import ReadDeadlines, content_encoding, declared_size, read_limited
 from mparticle_klaviyo.server.errors import (
     AdmissionTimeoutError,
     BodyTimeoutError,
@@ -45,6 +41,7 @@ from mparticle_klaviyo.server.errors import (
     store_unavailable_response,
 )
 from mparticle_klaviyo.server.openapi import openapi_document
+from mparticle_klaviyo.server.planning import BodyPlan, Limits, Route, plan_body
 from mparticle_klaviyo.server.refusals import authenticated, forget_connection, log_refusal
 from mparticle_klaviyo.store.async_store import AsyncJobStore
 
@@ -130,12 +127,11 @@ class Ingest:
                 raise InputError("/type", "required field is missing")
             if kind != EVENT_PROCESSING_REQUEST:
                 return error_response(400, "BAD_REQUEST", f"unknown Firehose message type {kind!r}", "/type")
-            batch = _decoded(decode_firehose, raw)
-            await self._accept([batch], connection, "firehose")
+            plan = await self._accept(Route.FIREHOSE, raw, connection, "firehose")
         return web.json_response(
             {
                 "type": "event_processing_response",
-                "id": batch.batch_key or "",
+                "id": plan.batch_key or "",
                 "timestamp_ms": int(time.time() * 1000),
                 "firehose_version": FIREHOSE_VERSION,
             }
@@ -177,22 +173,14 @@ class Ingest:
         """``POST /v2/events``: one batch, HTTP Basic auth."""
         connection = authenticated(events_api_connection(request.headers.get("Authorization"), self.config.connections))
         async with self.admitted(request, self.config.service.max_batch_bytes) as raw:
-            batches = _decoded(decode_document, raw)
-            if len(batches) != 1 or raw.lstrip()[:1] != b"{":
-                raise InputError("", "expected one batch object (send arrays to /v2/bulkevents)")
-            _no_firehose(batches[0])
-            await self._accept(batches, connection, "events_api")
+            await self._accept(Route.EVENTS, raw, connection, "events_api")
         return web.Response(status=202)
 
     async def bulk_events(self, request: web.Request) -> web.StreamResponse:
         """``POST /v2/bulkevents``: an array of up to 100 batches of up to 128 KB each."""
         connection = authenticated(events_api_connection(request.headers.get("Authorization"), self.config.connections))
-        service = self.config.service
         async with self.admitted(request, self._bulk_limit()) as raw:
-            parts = split_bulk(raw, service.max_batches_per_request, service.max_batch_bytes)
-            del raw  # the parts are copies: let the whole body go before decoding them
-            batches = [_bulk_batch(part, f"/{n}") for n, part in enumerate(parts)]
-            await self._accept(batches, connection, "events_api")
+            await self._accept(Route.BULK, raw, connection, "events_api")
         return web.Response(status=202)
 
     async def webhook(self, request: web.Request) -> web.StreamResponse:
@@ -202,15 +190,12 @@ class Ingest:
             webhook_connection(name, request.headers.get("Authorization"), self.config.connections)
         )
         async with self.admitted(request, self._bulk_limit()) as raw:
-            batches = _decoded(decode_document, raw)
-            _no_firehose(*batches)
-            await self._accept(batches, connection, "webhook")
+            await self._accept(Route.WEBHOOK, raw, connection, "webhook")
         return web.Response(status=202)
 
-    async def _accept(self, batches: list[UserBatch], connection: Connection, source: str) -> None:
-        """Map, check the backlog, commit; raises ``BackpressureError`` or ``InputError``."""
-        await self._reserve_jobs(batches)
-        planned = plan_jobs(batches, connection, time.time() * 1000)
+    async def _accept(self, route: Route, raw: bytes, connection: Connection, source: str) -> BodyPlan:
+        """Plan, check the backlog, commit; raises ``BackpressureError``, ``InputError``, 413s."""
+        planned = await self._plan(route, raw, connection)
         stored = duplicates = 0
         if planned.jobs:
             await self._check_backlog(source)
@@ -220,30 +205,28 @@ class Ingest:
             self.metrics.duplicates.labels(connection.name).inc(duplicates)
             self._backlog += stored
             self.wake(connection.name)
-        live_in.note_planned(batches, planned.events, stored, duplicates, planned.dropped)
+        live_in.note_planned(planned.events, stored, duplicates, planned.dropped)
         # Counted once the request is accepted: a refused one is sent again, and would count twice.
         self.metrics.received.labels(connection.name, source).inc(planned.events)
         for reason, count in planned.dropped.items():
             self.metrics.dropped.labels(connection.name, reason).inc(count)
+        return planned
 
-    async def _reserve_jobs(self, batches: list[UserBatch]) -> None:
-        """Grow the request's hold by what its jobs will hold, before they are built.
+    async def _plan(self, route: Route, raw: bytes, connection: Connection) -> BodyPlan:
+        """The body's jobs, with the request's hold grown by what they hold while queued.
 
         A batch of many events with large user attributes makes jobs many times its size (each
-        event's job keeps the user's part): measured at up to ~100x. Over the whole budget: 413.
+        event's job keeps the user's part): measured at up to ~100x. Planning refuses (413) jobs
+        that would not fit in the whole budget; those that fit wait here for room in it.
         """
         hold = _HOLD.get(None)
-        if hold is None:
-            return
-        jobs = planned_size(batches) * JOB_MEMORY_FACTOR
-        if hold.size + jobs > self.budget.capacity:
-            mib = (hold.size + jobs) // (1024 * 1024)
-            raise PayloadTooLargeError(
-                f"these batches would hold about {mib} MiB while queued (each event's job keeps the"
-                " user's attributes), over the ingest memory budget (ingest_memory_budget_mb):"
-                " send fewer events per batch"
-            )
-        await hold.grow_to(hold.size + jobs, self.config.service.admission_timeout_s)
+        service = self.config.service
+        room = self.budget.capacity - (hold.size if hold is not None else 0)
+        limits = Limits(service.max_batches_per_request, service.max_batch_bytes, room)
+        planned = plan_body(route, raw, connection, limits, time.time() * 1000)
+        if hold is not None:
+            await hold.grow_to(hold.size + planned.job_bytes, service.admission_timeout_s)
+        return planned
 
     async def _check_backlog(self, source: str) -> None:
         now = time.monotonic()
@@ -267,28 +250,6 @@ class BackpressureError(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"backlog above the high-water mark ({status})")
         self.status = status
-
-
-def _decoded(decode: Callable[[bytes], Any], raw: bytes, prefix: str = "") -> Any:
-    try:
-        return decode(raw)
-    except InputError as error:
-        raise InputError(prefix + error.pointer, error.message) from None
-
-
-def _bulk_batch(part: bytes, pointer: str) -> UserBatch:
-    """One element of a bulk array: a batch object, never an array or a Firehose message."""
-    if part[:1] != b"{":
-        raise InputError(pointer, "expected a batch object")
-    batch: UserBatch = _decoded(decode_document, part, pointer)[0]
-    _no_firehose(batch, pointer=pointer)
-    return batch
-
-
-def _no_firehose(*batches: UserBatch, pointer: str = "") -> None:
-    """Batch inputs take batches: a Firehose message there was sent to the wrong endpoint."""
-    if any(b.source == "firehose" for b in batches):
-        raise InputError(pointer + "/type", "Firehose messages go to /firehose")
 
 
 def _envelope_type(raw: bytes) -> str | None:

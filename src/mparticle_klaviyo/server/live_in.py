@@ -13,7 +13,8 @@ from contextvars import ContextVar
 import msgspec
 from aiohttp import web
 
-from mparticle_klaviyo.mparticle.model import UserBatch
+from mparticle_klaviyo.errors import InputError
+from mparticle_klaviyo.mparticle.decode import decode_document
 from mparticle_klaviyo.observe.live import NOT_READ, Kept, LiveTraffic
 from mparticle_klaviyo.server.errors import ErrorResponse
 from mparticle_klaviyo.server.refusals import addressed_connection
@@ -21,18 +22,21 @@ from mparticle_klaviyo.server.refusals import addressed_connection
 # The Live stream's names of the ingest routes (the first path segment is not enough for /v2).
 SOURCES = {"/firehose": "firehose", "/v2/events": "events", "/v2/bulkevents": "bulkevents"}
 _json = msgspec.json.Encoder()
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 class LiveNote:
     """What the request being handled read and queued (set by the middleware, filled by the handler)."""
 
-    __slots__ = ("batches", "body", "dropped", "duplicates", "erasure", "events", "limit", "size", "stored")
+    __slots__ = ("body", "dropped", "duplicates", "erasure", "events", "first", "limit", "planned", "size", "stored")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.body: bytes | None = None
         self.size = 0
-        self.batches: list[UserBatch] = []
+        # The first batch of a body too large to keep whole (settings removed: they hold a key).
+        self.first: bytes | None = None
+        self.planned = False
         self.events = 0
         self.stored = 0
         self.duplicates = 0
@@ -60,25 +64,34 @@ def source_of(request: web.Request) -> str | None:
 
 
 def note_body(raw: bytes) -> None:
-    """The body as read: kept by reference when small enough, else only its size (a large body must
-    not outlive its request: bulk ingest lets it go before decoding)."""
+    """The body as read: kept by reference when small enough, else its size and its first batch
+    (a large body must not outlive its request)."""
     note = _NOTE.get()
     if note is not None:
         note.size = len(raw)
         note.body = raw if len(raw) <= note.limit else None
+        if note.body is None:
+            note.first = _first_batch(raw, note.limit)
 
 
-def note_planned(batches: list[UserBatch], events: int, stored: int, duplicates: int, dropped: dict[str, int]) -> None:
+def _first_batch(raw: bytes, limit: int) -> bytes | None:
+    """The first batch of a large body, re-encoded without its settings; None if none fits or decodes."""
+    try:
+        parts = _raw_list.decode(raw) if raw.lstrip()[:1] == b"[" else [msgspec.Raw(raw)]
+        if not parts or len(parts[0]) > limit:
+            return None
+        batch = decode_document(bytes(parts[0]))[0]
+    except (msgspec.DecodeError, InputError, RecursionError, UnicodeDecodeError):
+        return None
+    return _json.encode(msgspec.structs.replace(batch, settings=None))
+
+
+def note_planned(events: int, stored: int, duplicates: int, dropped: dict[str, int]) -> None:
     """What ingest queued and dropped for the request's batches."""
     note = _NOTE.get()
     if note is not None:
-        note.batches, note.events, note.stored, note.duplicates, note.dropped = (
-            batches,
-            events,
-            stored,
-            duplicates,
-            dropped,
-        )
+        note.planned = True
+        note.events, note.stored, note.duplicates, note.dropped = events, stored, duplicates, dropped
 
 
 def note_erasure() -> None:
@@ -90,8 +103,8 @@ def note_erasure() -> None:
 
 def record(live: LiveTraffic, note: LiveNote, request: web.Request, response: web.StreamResponse) -> None:
     """One Live stream entry for the request: accepted, dropped or refused, with its input."""
-    _NOTE.set(None)  # the note holds the decoded batches: not past the request (keep-alive shares a context)
-    if response.status < 400 and not note.erasure and not note.batches:
+    _NOTE.set(None)  # the note holds the body: not past the request (keep-alive shares a context)
+    if response.status < 400 and not note.erasure and not note.planned:
         return  # a registration request, not a batch
     body, first_only = _kept_input(live, note)
     outcome, detail = _outcome(note, response)
@@ -112,8 +125,8 @@ def _kept_input(live: LiveTraffic, note: LiveNote) -> tuple[Kept, bool]:
         return live.keep(note.body), False
     if not note.size:
         return NOT_READ, False
-    if note.batches:
-        first = live.keep(_json.encode(msgspec.structs.replace(note.batches[0], settings=None)))
+    if note.first is not None:
+        first = live.keep(note.first)
         if first.data is not None:
             return first, True
     return Kept(None, note.size), False
