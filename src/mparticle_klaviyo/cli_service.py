@@ -70,8 +70,9 @@ def serve_command(config: ConfigOption = Path(DEFAULT_CONFIG_FILE)) -> None:
 
     Stops gracefully on SIGTERM/SIGINT. Logs are JSON lines on stderr.
 
-    One serve per store file: a second one on the same store exits with code 2. On a PostgreSQL
-    store, run one serve per database for now: nothing stops a second one yet.
+    One serve per SQLite store: a second one on the same file exits with code 2. Several serve
+    nodes may share a PostgreSQL store: each Klaviyo account is delivered by the node holding its
+    lease, and every node ingests.
     """
     from mparticle_klaviyo.observe.logs import configure_logging
     from mparticle_klaviyo.service.runner import serve
