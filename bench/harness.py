@@ -67,7 +67,7 @@ def free_port() -> int:
 class Child:
     """A child process whose output goes to a log file; ``stop`` is safe to call at any time."""
 
-    def __init__(self, args: Sequence[str], log: Path, url: str) -> None:
+    def __init__(self, args: Sequence[str], log: Path, url: str, cwd: Path | None = None) -> None:
         self.url = url
         self.log = log
         with log.open("ab") as out:
@@ -76,6 +76,7 @@ class Child:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
+                cwd=cwd,
                 preexec_fn=_die_with_parent,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
@@ -115,9 +116,11 @@ class Child:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def start_child(stack: contextlib.ExitStack, args: Sequence[str], log: Path, port: int) -> Child:
-    """Start a child and register its ``stop`` on ``stack``."""
-    child = Child(args, log, f"http://127.0.0.1:{port}")
+def start_child(
+    stack: contextlib.ExitStack, args: Sequence[str], log: Path, port: int, cwd: Path | None = None
+) -> Child:
+    """Start a child (in ``cwd``, default ours) and register its ``stop`` on ``stack``."""
+    child = Child(args, log, f"http://127.0.0.1:{port}", cwd)
     stack.callback(child.stop)
     return child
 
@@ -135,12 +138,31 @@ async def start_emulator(stack: contextlib.ExitStack, workdir: Path, limits: Lim
 
 
 async def start_serve(stack: contextlib.ExitStack, config: Path, port: int) -> Child:
-    """``python -m mparticle_klaviyo serve --config CONFIG``, ready."""
-    child = start_child(
-        stack, ["-m", "mparticle_klaviyo", "serve", "--config", str(config)], config.with_suffix(".log"), port
-    )
+    """``python -m mparticle_klaviyo serve --config CONFIG`` in the config's directory, ready."""
+    config = config.resolve()
+    args = ["-m", "mparticle_klaviyo", "serve", "--config", str(config)]
+    # serve keeps files about a PostgreSQL store (``<name>.resume/``) in its working directory:
+    # there they stay in the benchmark's temporary directory.
+    child = start_child(stack, args, config.with_suffix(".log"), port, cwd=config.parent)
     await child.wait_ready("/readyz")
     return child
+
+
+class Account(msgspec.Struct, frozen=True):
+    """One connection of a benchmark config: its name, Klaviyo public key and Events API credentials."""
+
+    name: str
+    public_key: str
+    events_key: str
+    events_secret: str
+
+    @property
+    def auth(self) -> str:
+        """The ``Authorization`` header mParticle sends to this connection."""
+        return "Basic " + base64.b64encode(f"{self.events_key}:{self.events_secret}".encode()).decode()
+
+
+BENCH_ACCOUNT = Account("bench", PUBLIC_KEY, EVENTS_KEY, EVENTS_SECRET)
 
 
 def write_config(
@@ -149,29 +171,37 @@ def write_config(
     *,
     server_mode: bool,
     rate_limits: Limits | None = None,
+    name: str = "serve",
+    accounts: Sequence[Account] = (BENCH_ACCOUNT,),
     **service: Any,
 ) -> tuple[Path, int]:
-    """A config with one connection ``bench`` (Events API ingest) and a ``[service]`` table; (path, port)."""
+    """A config ``NAME.toml``: a ``[service]`` table and a connection per account (default ``bench``); (path, port)."""
     port = free_port()
     service_table = {"host": "127.0.0.1", "port": port, "store": str(workdir / "jobs.sqlite3"), "log_level": "warning"}
+    lines = ["[service]"] + [f"{k} = {_toml(v)}" for k, v in {**service_table, **service}.items()]
+    for account in accounts:
+        table = _connection(account, klaviyo_url, server_mode, rate_limits)
+        lines += ["", f"[connections.{account.name}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
+    path = workdir / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path, port
+
+
+def _connection(account: Account, klaviyo_url: str, server_mode: bool, rate_limits: Limits | None) -> dict[str, Any]:
     table: dict[str, Any] = {
-        "public_api_key": PUBLIC_KEY,
+        "public_api_key": account.public_key,
         "list_id": "LIST01",
         "default_phone_region": "US",
         "klaviyo_url": klaviyo_url,
-        "events_api_key": EVENTS_KEY,
-        "events_api_secret": EVENTS_SECRET,
+        "events_api_key": account.events_key,
+        "events_api_secret": account.events_secret,
         "consent_mapping": {"email_marketing": "email"},
     }
     if server_mode:
         table["private_api_key"] = PRIVATE_KEY
     if rate_limits:
         table["rate_limits"] = {endpoint: list(limits) for endpoint, limits in rate_limits.items()}
-    lines = ["[service]"] + [f"{k} = {_toml(v)}" for k, v in {**service_table, **service}.items()]
-    lines += ["", "[connections.bench]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
-    path = workdir / "serve.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path, port
+    return table
 
 
 def _toml(value: Any) -> str:
@@ -263,6 +293,21 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds ``pid`` has used so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, every process), from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_of(pids: Sequence[int]) -> float:
+    """``cpu_seconds`` summed over ``pids``; a process that has exited counts 0."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += cpu_seconds(pid)
+    return total
 
 
 def store_rows(path: Path) -> list[tuple[str, str, int]]:
