@@ -19,6 +19,7 @@ from aiohttp import web
 from mparticle_klaviyo.config import Config
 from mparticle_klaviyo.console.html import PREFIX, csrf_field, esc, table
 from mparticle_klaviyo.console.mask import mask, mask_text, masking
+from mparticle_klaviyo.console.reveal import reveal_switch
 from mparticle_klaviyo.delivery.batch_requests import shown_path
 from mparticle_klaviyo.delivery.dead_letters import dlq_log, job_fields, job_view, redrive_logged, would_send
 from mparticle_klaviyo.store.async_store import AsyncJobStore
@@ -133,23 +134,9 @@ def detail_body(job: Job, config: Config, csrf: str, reveal: bool = False) -> st
         f'<input type=hidden name=id value="{job.id}"><div class=actions>{actions}</div></form>'
     )
     return (
-        f"{summary}{form}{reveal_switch(job.id, reveal)}<h2>Klaviyo's answer</h2>{answer}"
+        f"{summary}{form}{reveal_switch(f'{PREFIX}/dead-letters/{job.id}', reveal)}<h2>Klaviyo's answer</h2>{answer}"
         f"<div class=sides><section><h2>Stored mParticle input</h2><pre>{esc(_json(stored))}</pre></section>"
         f"<section><h2>What today's code would send</h2>{_would_send(job, config, shown)}</section></div>"
-    )
-
-
-def reveal_switch(job_id: int, reveal: bool) -> str:
-    """The link that shows this job's personal data (this page only), or the one that masks it again."""
-    here = f"{PREFIX}/dead-letters/{job_id}"
-    if reveal:
-        return (
-            '<p class="reveal shown" role=status>Personal data shown (this page only; logged). '
-            f'<a href="{here}" id=reveal-switch>Mask personal data</a></p>'
-        )
-    return (
-        "<p class=reveal>Emails and phone numbers are masked. "
-        f'<a href="{here}?reveal=1" id=reveal-switch>Show personal data</a></p>'
     )
 
 

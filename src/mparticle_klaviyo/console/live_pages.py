@@ -10,7 +10,6 @@ key, and any key, token or secret are never shown; nor are request headers (none
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from collections.abc import Mapping
@@ -24,13 +23,13 @@ from mparticle_klaviyo.config import Config
 from mparticle_klaviyo.console import playground
 from mparticle_klaviyo.console.html import PREFIX, esc, html_response, page, table
 from mparticle_klaviyo.console.mask import mask, mask_text
+from mparticle_klaviyo.console.reveal import reveal_switch, revealed
 from mparticle_klaviyo.jobs.plan import decode_payload
 from mparticle_klaviyo.observe.live import IN, OUT, SHOWN_ITEMS, BatchIn, Entry, Kept, RequestOut, Verdict
 
 if TYPE_CHECKING:
     from mparticle_klaviyo.console.app import Console
 
-log = logging.getLogger("mparticle_klaviyo.console")
 # Rows the list shows (the rings keep up to 200 of each kind).
 SHOWN_ROWS = 100
 KINDS = {IN: "batches in", OUT: "requests out"}
@@ -154,13 +153,11 @@ async def live_entry(request: web.Request) -> web.StreamResponse:
     if entry is None:
         body = f'<p>Entry {entry_id} is no longer kept.</p><p><a href="{PREFIX}/live">Back to the Live stream</a></p>'
         return page("No such entry", body, csrf=_csrf(), active="live")
-    reveal = request.query.get("reveal") == "1"
-    if reveal:
-        # Who looked at whose data, without the data: the entry and the address, never what was shown.
-        log.info("console personal data shown", extra={"live_entry": entry_id, "remote": request.remote})
+    reveal = revealed(request, live_entry=entry_id)
     sides = _batch_sides(entry, console.config, reveal) if isinstance(entry, BatchIn) else _request_sides(entry, reveal)
     title = f"Batch in {entry.id}" if isinstance(entry, BatchIn) else f"Request out {entry.id}"
-    return page(title, _summary(entry) + _reveal_link(entry.id, reveal) + sides, csrf=_csrf(), active="live")
+    switch = reveal_switch(f"{PREFIX}/live/{entry.id}", reveal)
+    return page(title, _summary(entry) + switch + sides, csrf=_csrf(), active="live")
 
 
 def _summary(entry: Entry) -> str:
@@ -173,12 +170,6 @@ def _summary(entry: Entry) -> str:
         fields += [("profiles", entry.profiles), ("outcome", entry.verdict.outcome)]
         fields += [("detail", verdict_text(entry.verdict))]
     return table(("field", "value"), [[esc(k), esc(mask_text(str(v)))] for k, v in fields])
-
-
-def _reveal_link(entry_id: int, reveal: bool) -> str:
-    if reveal:
-        return f'<p><a href="{PREFIX}/live/{entry_id}">Mask emails and phone numbers</a></p>'
-    return f'<p><a href="{PREFIX}/live/{entry_id}?reveal=1">Show emails and phone numbers</a> (logged)</p>'
 
 
 def _batch_sides(entry: BatchIn, config: Config, reveal: bool) -> str:

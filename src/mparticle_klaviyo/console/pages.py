@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ from mparticle_klaviyo.console import dead_pages, playground
 from mparticle_klaviyo.console.forms import FORM_BYTES, Form
 from mparticle_klaviyo.console.html import PREFIX, esc, html_response, page, redirect
 from mparticle_klaviyo.console.overview import fragment
+from mparticle_klaviyo.console.reveal import revealed
 from mparticle_klaviyo.console.sessions import Session
 from mparticle_klaviyo.delivery.tenure import accounts_of
 from mparticle_klaviyo.service.status import Status
@@ -21,7 +21,6 @@ from mparticle_klaviyo.store.base import DeadFilter
 if TYPE_CHECKING:
     from mparticle_klaviyo.console.app import Console
 
-log = logging.getLogger("mparticle_klaviyo.console")
 FORM_LIMIT = FORM_BYTES
 # The request's session and POST form, set by the guard middleware (each request is its own task).
 SESSION: ContextVar[Session] = ContextVar("console_session")
@@ -120,11 +119,7 @@ async def dead_letter(request: web.Request) -> web.StreamResponse:
     found = await console.store.dead(DeadFilter(ids=(int(job_id),)), 1) if job_id.isdigit() else []
     if not found:
         return page("No such dead letter", f"<p>No dead job {esc(job_id)}.</p>", csrf=_csrf(request))
-    reveal = request.query.get("reveal") == "1"
-    if reveal:
-        # Who looked at whose data, without the data: the id and the address, never what was shown.
-        log.info("console personal data shown", extra={"dead_letter": found[0].id, "remote": request.remote})
-    body = dead_pages.detail_body(found[0], console.config, _csrf(request), reveal)
+    body = dead_pages.detail_body(found[0], console.config, _csrf(request), revealed(request, dead_letter=found[0].id))
     return page(f"Dead letter {found[0].id}", body, csrf=_csrf(request), active="dead-letters")
 
 
