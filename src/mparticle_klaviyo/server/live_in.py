@@ -13,15 +13,12 @@ from contextvars import ContextVar
 import msgspec
 from aiohttp import web
 
-from mparticle_klaviyo.errors import InputError
-from mparticle_klaviyo.mparticle.decode import decode_document
 from mparticle_klaviyo.observe.live import NOT_READ, Kept, LiveTraffic
 from mparticle_klaviyo.server.errors import ErrorResponse
 from mparticle_klaviyo.server.refusals import addressed_connection
 
 # The Live stream's names of the ingest routes (the first path segment is not enough for /v2).
 SOURCES = {"/firehose": "firehose", "/v2/events": "events", "/v2/bulkevents": "bulkevents"}
-_json = msgspec.json.Encoder()
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 
@@ -34,7 +31,7 @@ class LiveNote:
         self.limit = limit
         self.body: bytes | None = None
         self.size = 0
-        # The first batch of a body too large to keep whole (settings removed: they hold a key).
+        # The first batch of a bulk body too large to keep whole.
         self.first: bytes | None = None
         self.planned = False
         self.events = 0
@@ -75,15 +72,18 @@ def note_body(raw: bytes) -> None:
 
 
 def _first_batch(raw: bytes, limit: int) -> bytes | None:
-    """The first batch of a large body, re-encoded without its settings; None if none fits or decodes."""
-    try:
-        parts = _raw_list.decode(raw) if raw.lstrip()[:1] == b"[" else [msgspec.Raw(raw)]
-        if not parts or len(parts[0]) > limit:
-            return None
-        batch = decode_document(bytes(parts[0]))[0]
-    except (msgspec.DecodeError, InputError, RecursionError, UnicodeDecodeError):
+    """A copy of the first element of a large bulk array; None for anything else or too large.
+
+    Not decoded here (the page decodes, and hides settings that may hold a key, when shown): a
+    scan of the array on the ingest path, and a copy so that the body itself can go.
+    """
+    if raw.lstrip()[:1] != b"[":
         return None
-    return _json.encode(msgspec.structs.replace(batch, settings=None))
+    try:
+        parts = _raw_list.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return bytes(parts[0]) if parts and len(parts[0]) <= limit else None
 
 
 def note_planned(events: int, stored: int, duplicates: int, dropped: dict[str, int]) -> None:
