@@ -95,7 +95,13 @@ def _mount_console(service: Service) -> None:
     from mparticle_klaviyo.console.app import mount_console
 
     if mount_console(
-        service.app, service.config, service.store, service.metrics, service.ingest.wake, service.location.shown
+        service.app,
+        service.config,
+        service.store,
+        service.metrics,
+        service.ingest.wake,
+        service.location.shown,
+        node=service.node,
     ):
         logging.getLogger("mparticle_klaviyo.serve").info("console enabled", extra={"path": "/console"})
 

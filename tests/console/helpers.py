@@ -47,7 +47,7 @@ async def served(directory: Path, **service: Any) -> AsyncIterator[Served]:
     woken: list[str] = []
     metrics = Metrics()
     app = create_app(config, store, metrics, woken.append)
-    mount_console(app, config, store, metrics, woken.append, "jobs.sqlite3")
+    mount_console(app, config, store, metrics, woken.append, "jobs.sqlite3", node="test-node")
     runner = ingest_runner(app, config.service)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

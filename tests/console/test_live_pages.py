@@ -63,7 +63,8 @@ async def running(
     extra = {"console_password": PASSWORD} if console else {}
     path = write_service_config(tmp_path, emulator.url, port, service=extra, firehose_token=FIREHOSE_TOKEN)
     service = Service(load_config(path))
-    mount_console(service.app, service.config, service.store, service.metrics, service.ingest.wake, "jobs.sqlite3")
+    wake, node = service.ingest.wake, service.node
+    mount_console(service.app, service.config, service.store, service.metrics, wake, "jobs.sqlite3", node=node)
     ready = asyncio.Event()
     task = asyncio.create_task(service.run(ready))
     try:

@@ -21,7 +21,7 @@ from mparticle_klaviyo.console import live_pages, pages
 from mparticle_klaviyo.console.forms import LOGIN_BYTES, Form, read_form, same_origin, too_large
 from mparticle_klaviyo.console.history import History
 from mparticle_klaviyo.console.html import PREFIX, html_response, redirect
-from mparticle_klaviyo.console.overview import Overview
+from mparticle_klaviyo.console.overview import Overview, this_node
 from mparticle_klaviyo.console.sessions import COOKIE, LIFETIME_S, Session, Sessions, csrf_ok
 from mparticle_klaviyo.observe.live import LiveTraffic
 from mparticle_klaviyo.observe.metrics import Metrics
@@ -47,6 +47,8 @@ class Console:
         wake: Callable[[str], None],
         store_shown: str,
         live: LiveTraffic | None = None,
+        *,
+        node: str,
     ) -> None:
         password = config.service.console_password
         assert password is not None
@@ -57,6 +59,8 @@ class Console:
         self.history = History(metrics)
         self.overview = Overview(store, self.history, sorted(config.connections), store_shown)
         self.live = live or LiveTraffic()
+        # This process as the overview marks it among the cluster's nodes.
+        self.me = this_node(node)
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -164,11 +168,17 @@ def mount_console(
     metrics: Metrics,
     wake: Callable[[str], None],
     store_shown: str,
+    *,
+    node: str,
 ) -> bool:
-    """Add the console under ``PREFIX`` when ``[service] console_password`` is set; whether it was."""
+    """Add the console under ``PREFIX`` when ``[service] console_password`` is set; whether it was.
+
+    ``node``: this process's name in the lease table, which the overview marks as this node.
+    """
     if config.service.console_password is None:
         return False
-    app.add_subapp(PREFIX, create_console(Console(config, store, metrics, wake, store_shown, _live(app))))
+    console = Console(config, store, metrics, wake, store_shown, _live(app), node=node)
+    app.add_subapp(PREFIX, create_console(console))
     return True
 
 

@@ -67,25 +67,26 @@ class Overview:
 
 
 class Me(NamedTuple):
-    """This process: its host and pid, with which its node name starts (``delivery.tenure.node_name``)."""
+    """This process: its host, pid and its name in the lease table (``serve`` gives it)."""
 
     host: str
     pid: int
+    node: str
 
     def named(self, node: str | None) -> bool:
-        """Whether ``node`` is this process's name in the lease table (host, pid, a random part)."""
-        return node is not None and node.startswith(f"{self.host}-{self.pid}-")
+        """Whether ``node`` is this process (not an earlier one on this host that had the same pid)."""
+        return node == self.node
 
 
-def this_node() -> Me:
-    """This process."""
-    return Me(socket.gethostname(), os.getpid())
+def this_node(node: str) -> Me:
+    """This process, named ``node`` in the lease table."""
+    return Me(socket.gethostname(), os.getpid(), node)
 
 
-def fragment(status: Status) -> str:
-    """The live part of the overview page: one section per connection."""
+def fragment(status: Status, me: Me) -> str:
+    """The live part of the overview page: one section per connection, and the cluster with ``me`` marked."""
     sections = [_connection(c, status) for c in status.connections]
-    cluster = "" if status.cluster is None else cluster_section(status.cluster, this_node())
+    cluster = "" if status.cluster is None else cluster_section(status.cluster, me)
     return f"<p class=muted>Updated {esc(status.generated_at)}</p>{cluster}" + "".join(sections)
 
 

@@ -62,19 +62,21 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 async def overview(request: web.Request) -> web.StreamResponse:
     """``GET /console/overview``: polls ``/overview/live`` (HTML) and ``/api/history`` (the chart's data)."""
-    status = await _status(_console(request))
+    console = _console(request)
+    status = await _status(console)
     body = (
         "<h2>Last hour: events in, events delivered, 429s (per second)</h2>"
         f'<figure><svg id=chart role=img aria-label="events per second, last hour" data-src="{PREFIX}/api/history"'
         ' viewBox="0 0 800 200" preserveAspectRatio=none></svg><figcaption id=legend></figcaption></figure>'
-        f'<div id=live aria-live=polite data-src="{PREFIX}/overview/live">{fragment(status)}</div>'
+        f'<div id=live aria-live=polite data-src="{PREFIX}/overview/live">{fragment(status, console.me)}</div>'
     )
     return page("Overview", body, csrf=_csrf(request), active="overview")
 
 
 async def overview_live(request: web.Request) -> web.StreamResponse:
     """``GET /console/overview/live``: the overview's live HTML fragment."""
-    return html_response(fragment(await _status(_console(request))))
+    console = _console(request)
+    return html_response(fragment(await _status(console), console.me))
 
 
 async def _status(console: Console) -> Status:

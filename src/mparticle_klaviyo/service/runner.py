@@ -82,6 +82,8 @@ class Service:
             # (PostgreSQL), the node delivers an account while it holds the account's lease.
             sole_owner=self.owner is not None,
         )
+        # This process's name in the lease table (the console marks it among the nodes).
+        self.node = node_name()
         self.leases = self._lease_keeper(jobs)
         self._account_lanes: dict[tuple[str, Secret], dict[str, Lane]] = {}
         self.clients = {
@@ -113,7 +115,7 @@ class Service:
         if self.owner is not None or not isinstance(jobs, LeaseStore):
             return None
         accounts = accounts_of(self.config.connections.values())
-        return LeaseKeeper(jobs, node_name(), accounts, self.config.service.account_lease_s, self._wake_all)
+        return LeaseKeeper(jobs, self.node, accounts, self.config.service.account_lease_s, self._wake_all)
 
     def _tenure(self, connection: Connection) -> Callable[[], int | None] | None:
         """What tells ``connection``'s dispatcher the epoch of this node's lease on its account."""
