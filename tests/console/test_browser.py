@@ -13,15 +13,13 @@ from tests.console.browser import Tab, chromium_tab, require_chromium
 from tests.console.helpers import PASSWORD
 from tests.service.e2e_helpers import (
     FAST_LIMITS,
-    ServeProcess,
     custom_event,
-    free_port,
     post_bulk,
+    recording_emulator,
     run_async,
-    start_recording_emulator,
+    serving,
     user_batch,
     wait_until,
-    write_service_config,
 )
 
 WAIT_MS = 15_000
@@ -46,12 +44,10 @@ def test_an_operator_watches_events_flow_and_redrives_a_dead_letter(tmp_path: Pa
     require_chromium()
 
     async def go() -> None:
-        emulator = await start_recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS)))
-        port = free_port()
-        config = write_service_config(tmp_path, emulator.url, port, service={"console_password": PASSWORD})
-        serve = ServeProcess(config, port, tmp_path / "serve.log")
-        try:
-            await serve.start()
+        async with (
+            recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS))) as emulator,
+            serving(tmp_path, emulator.url, service={"console_password": PASSWORD}) as serve,
+        ):
             async with chromium_tab() as tab, aiohttp.ClientSession() as session:
                 await log_in(tab, serve.url)
                 await expect(tile(tab, "received")).to_have_text("0")
@@ -85,9 +81,6 @@ def test_an_operator_watches_events_flow_and_redrives_a_dead_letter(tmp_path: Pa
                 await expect(tile(tab, "delivered")).to_have_text("3", timeout=WAIT_MS)
                 assert tab.errors == []
             assert PASSWORD not in (tmp_path / "serve.log").read_text()
-        finally:
-            await serve.ensure_stopped()
-            await emulator.close()
 
     run_async(go(), timeout_s=120)
 
@@ -137,23 +130,18 @@ def test_the_playground_maps_a_paste_and_an_uploaded_file_and_sends_nothing(tmp_
     require_chromium()
 
     async def go() -> None:
-        emulator = await start_recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS)))
-        port = free_port()
-        config = write_service_config(tmp_path, emulator.url, port, service={"console_password": PASSWORD})
-        serve = ServeProcess(config, port, tmp_path / "serve.log")
-        try:
-            await serve.start()
-            async with chromium_tab() as tab:
-                await log_in(tab, serve.url)
-                await tab.page.get_by_role("link", name="Mapping playground").click()
-                await map_a_paste(tab)
-                await refuse_a_file_too_large(tab, tmp_path)
-                await map_an_upload(tab, tmp_path)
-                assert emulator.unique_ids() == []
-                assert tab.errors == []
-        finally:
-            await serve.ensure_stopped()
-            await emulator.close()
+        async with (
+            recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS))) as emulator,
+            serving(tmp_path, emulator.url, service={"console_password": PASSWORD}) as serve,
+            chromium_tab() as tab,
+        ):
+            await log_in(tab, serve.url)
+            await tab.page.get_by_role("link", name="Mapping playground").click()
+            await map_a_paste(tab)
+            await refuse_a_file_too_large(tab, tmp_path)
+            await map_an_upload(tab, tmp_path)
+            assert emulator.unique_ids() == []
+            assert tab.errors == []
 
     run_async(go(), timeout_s=120)
 

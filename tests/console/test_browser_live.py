@@ -13,15 +13,13 @@ from tests.console.helpers import PASSWORD
 from tests.console.test_browser import WAIT_MS, log_in
 from tests.service.e2e_helpers import (
     FAST_LIMITS,
-    ServeProcess,
     basic_auth,
     custom_event,
-    free_port,
     post_bulk,
+    recording_emulator,
     run_async,
-    start_recording_emulator,
+    serving,
     user_batch,
-    write_service_config,
 )
 
 
@@ -36,13 +34,11 @@ def test_an_operator_sees_traffic_arrive_live_and_opens_a_request_side_by_side(t
     require_chromium()
 
     async def go() -> None:
-        emulator = await start_recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS)))
-        emulator.add_fault({"path": "/client/events", "status": 503, "count": 1})
-        port = free_port()
-        config = write_service_config(tmp_path, emulator.url, port, service={"console_password": PASSWORD})
-        serve = ServeProcess(config, port, tmp_path / "serve.log")
-        try:
-            await serve.start()
+        once_503 = {"path": "/client/events", "status": 503, "count": 1}
+        async with (
+            recording_emulator(EmulatorConfig(rate_limits=dict(FAST_LIMITS)), faults=[once_503]) as emulator,
+            serving(tmp_path, emulator.url, service={"console_password": PASSWORD}) as serve,
+        ):
             async with chromium_tab() as tab, aiohttp.ClientSession() as session:
                 page = tab.page
                 await log_in(tab, serve.url)
@@ -74,8 +70,5 @@ def test_an_operator_sees_traffic_arrive_live_and_opens_a_request_side_by_side(t
                 await tab.screenshot("live-entry")
                 assert tab.errors == []
             assert PASSWORD not in (tmp_path / "serve.log").read_text()
-        finally:
-            await serve.ensure_stopped()
-            await emulator.close()
 
     run_async(go(), timeout_s=120)

@@ -33,14 +33,14 @@ from tests.service.e2e_helpers import (
     PRIVATE_KEY,
     PUBLIC_KEY,
     RecordingEmulator,
-    ServeProcess,
     custom_event,
     free_port,
     options,
     post_bulk,
+    recording_emulator,
     run_async,
     run_cli,
-    start_recording_emulator,
+    serving,
     user_batch,
     wait_until,
     write_service_config,
@@ -202,42 +202,35 @@ def test_serve_applies_a_resume_request_to_its_connection_at_once(tmp_path: Path
 
 def test_serve_pauses_on_a_revoked_key_status_says_so_and_resume_restarts_delivery_at_once(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        keys = emulator.emulator.config.private_keys
-        scopes = keys.pop(PRIVATE_KEY)  # revoked before serve starts: its start-up check says so
-        port = free_port()
-        config = write_service_config(tmp_path, emulator.url, port, private_api_key=PRIVATE_KEY)
-        service = ServeProcess(config, port, tmp_path / "serve.log")
-        cli = ("--config", str(config))
-        try:
-            await service.start()
-            async with aiohttp.ClientSession() as session:
-                assert await post_bulk(session, service.url, _batches(0, 10)) == 202
-                refused_job = _async(lambda: any(a.status == 401 and a.events for a in emulator.arrivals))
-                await wait_until(refused_job, 20.0, "Klaviyo to refuse a job")
-                await asyncio.sleep(0.5)
-                assert dead_letters(tmp_path / "jobs.sqlite3") == 0, "a refused key dead-lettered jobs"
+        async with recording_emulator() as emulator:
+            keys = emulator.emulator.config.private_keys
+            scopes = keys.pop(PRIVATE_KEY)  # revoked before serve starts: its start-up check says so
+            async with serving(tmp_path, emulator.url, private_api_key=PRIVATE_KEY) as service:
+                cli = ("--config", str(service.config))
+                async with aiohttp.ClientSession() as session:
+                    assert await post_bulk(session, service.url, _batches(0, 10)) == 202
+                    refused_job = _async(lambda: any(a.status == 401 and a.events for a in emulator.arrivals))
+                    await wait_until(refused_job, 20.0, "Klaviyo to refuse a job")
+                    await asyncio.sleep(0.5)
+                    assert dead_letters(tmp_path / "jobs.sqlite3") == 0, "a refused key dead-lettered jobs"
 
-                async def paused() -> bool:
-                    async with session.get(f"{service.url}/metrics") as response:
-                        text = await response.text()
-                    return f'{OK}{{connection="acme"}} 0.0' in text
+                    async def paused() -> bool:
+                        async with session.get(f"{service.url}/metrics") as response:
+                            text = await response.text()
+                        return f'{OK}{{connection="acme"}} 0.0' in text
 
-                await wait_until(paused, 20.0, "delivery to pause")
-            status = await run_cli("status", *cli, "--sample", "0", cwd=tmp_path)
-            still = await run_cli("resume", "acme", *cli, "--wait", "10", cwd=tmp_path)
-            keys[PRIVATE_KEY] = frozenset({"profiles:write"})  # back, but without events:write
-            narrow = await run_cli("resume", "acme", *cli, "--wait", "10", cwd=tmp_path)
-            keys[PRIVATE_KEY] = scopes
-            await asyncio.sleep(1.0)
-            waited = len(emulator.unique_ids())  # the next periodic probe is a minute away
-            resumed = await run_cli("resume", "acme", *cli, "--wait", "10", cwd=tmp_path)
-            await wait_until(_async(lambda: _delivered_once(emulator, 10)), 20.0, "the backlog delivered")
-            again = await run_cli("resume", "acme", *cli, cwd=tmp_path)
-            assert await service.terminate() == 0
-        finally:
-            await service.ensure_stopped()
-            await emulator.close()
+                    await wait_until(paused, 20.0, "delivery to pause")
+                status = await run_cli("status", *cli, "--sample", "0", cwd=tmp_path)
+                still = await run_cli("resume", "acme", *cli, "--wait", "10", cwd=tmp_path)
+                keys[PRIVATE_KEY] = frozenset({"profiles:write"})  # back, but without events:write
+                narrow = await run_cli("resume", "acme", *cli, "--wait", "10", cwd=tmp_path)
+                keys[PRIVATE_KEY] = scopes
+                await asyncio.sleep(1.0)
+                waited = len(emulator.unique_ids())  # the next periodic probe is a minute away
+                resumed = await run_cli("resume", "acme", *cli, "--wait", "10", cwd=tmp_path)
+                await wait_until(_async(lambda: _delivered_once(emulator, 10)), 20.0, "the backlog delivered")
+                again = await run_cli("resume", "acme", *cli, cwd=tmp_path)
+                assert await service.terminate() == 0
         assert status[0] == 0, status
         [line] = [line for line in status[1].splitlines() if "delivery paused" in line]
         assert re.search(

@@ -16,7 +16,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -431,6 +432,43 @@ class ServeProcess:
         """Kill the process if it is still running (test cleanup)."""
         if self.process is not None and self.process.returncode is None:
             await self.kill()
+
+
+@asynccontextmanager
+async def recording_emulator(
+    config: EmulatorConfig | None = None, faults: Sequence[dict[str, Any]] = ()
+) -> AsyncIterator[RecordingEmulator]:
+    """A recording emulator with ``faults`` added, closed at the end."""
+    emulator = await start_recording_emulator(config)
+    try:
+        for fault in faults:
+            emulator.add_fault(fault)
+        yield emulator
+    finally:
+        await emulator.close()
+
+
+@asynccontextmanager
+async def serving(
+    directory: Path,
+    klaviyo_url: str,
+    *,
+    service: dict[str, Any] | None = None,
+    start_timeout_s: float = 15.0,
+    **settings: Any,
+) -> AsyncIterator[ServeProcess]:
+    """``serve`` as a child process on ``write_service_config``'s file, ready; killed at the end if still running.
+
+    Its log is ``directory/serve.log``; the config is ``.config``, the URL ``.url``.
+    """
+    port = free_port()
+    config = write_service_config(directory, klaviyo_url, port, service=service, **settings)
+    serve = ServeProcess(config, port, directory / "serve.log")
+    try:
+        await serve.start(start_timeout_s)
+        yield serve
+    finally:
+        await serve.ensure_stopped()
 
 
 async def post_bulk(session: aiohttp.ClientSession, url: str, batches: list[dict[str, Any]]) -> int:

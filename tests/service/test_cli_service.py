@@ -23,8 +23,10 @@ from tests.service.e2e_helpers import (
     custom_event,
     free_port,
     post_bulk,
+    recording_emulator,
     run_async,
     run_cli,
+    serving,
     start_recording_emulator,
     user_batch,
     wait_until,
@@ -125,17 +127,10 @@ def test_status_says_when_the_service_is_not_there_to_give_rates(tmp_path: Path)
 
 def test_status_shows_rates_read_from_the_running_service(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        port = free_port()
-        config = write_service_config(tmp_path, emulator.url, port)
-        service = ServeProcess(config, port, tmp_path / "serve.log")
-        try:
-            await service.start()
+        async with recording_emulator() as emulator, serving(tmp_path, emulator.url) as service:
+            config = service.config
             code, out, err = await run_cli("status", "--config", str(config), "--sample", "0.2", cwd=tmp_path)
             assert service.process is not None and service.process.returncode is None
-        finally:
-            await service.ensure_stopped()
-            await emulator.close()
         assert code == 0, err
         assert "Rates over 0.2s" in out
 
@@ -171,20 +166,13 @@ def test_status_json_reads_totals_gates_and_credentials_from_the_running_service
     status: dict[str, Any] = {}
 
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        port = free_port()
-        config = write_service_config(tmp_path, emulator.url, port)
-        service = ServeProcess(config, port, tmp_path / "serve.log")
-        try:
-            await service.start()
+        async with recording_emulator() as emulator, serving(tmp_path, emulator.url) as service:
+            config = service.config
             async with aiohttp.ClientSession() as session:
                 batches = [user_batch(f"u{n}", [custom_event(f"m{n}")]) for n in range(3)]
                 assert await post_bulk(session, service.url, batches) == 202
             await wait_until(lambda: _true(len(emulator.unique_ids()) == 3), 10.0, "delivery")
             code, out, err = await run_cli("status", "--config", str(config), "--sample", "0.2", "--json", cwd=tmp_path)
-        finally:
-            await service.ensure_stopped()
-            await emulator.close()
         assert code == 0, err
         status.update(json.loads(out))
 
@@ -419,15 +407,10 @@ def test_a_missing_config_file_exits_2(tmp_path: Path) -> None:
 
 def test_serve_stops_on_sigterm_with_exit_code_0_and_releases_its_leases(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        emulator.add_fault({"delay_ms": 2000})
-        port = free_port()
-        config = write_service_config(
-            tmp_path, emulator.url, port, service={"lease_s": 60.0, "shutdown_timeout_s": 0.3}
-        )
-        service = ServeProcess(config, port, tmp_path / "serve.log")
-        try:
-            await service.start()
+        async with (
+            recording_emulator(faults=[{"delay_ms": 2000}]) as emulator,
+            serving(tmp_path, emulator.url, service={"lease_s": 60.0, "shutdown_timeout_s": 0.3}) as service,
+        ):
             async with aiohttp.ClientSession() as session:
                 assert (
                     await post_bulk(
@@ -439,9 +422,6 @@ def test_serve_stops_on_sigterm_with_exit_code_0_and_releases_its_leases(tmp_pat
             started = time.monotonic()
             assert await service.terminate() == 0
             assert time.monotonic() - started < 3.0
-        finally:
-            await service.ensure_stopped()
-            await emulator.close()
         store = SqliteJobStore(tmp_path / "jobs.sqlite3")
         counts = {count.state: count.count for count in store.counts()}
         store.close()
@@ -452,12 +432,7 @@ def test_serve_stops_on_sigterm_with_exit_code_0_and_releases_its_leases(tmp_pat
 
 def test_a_second_serve_on_the_same_store_exits_2_naming_the_first(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        port = free_port()
-        config = write_service_config(tmp_path, emulator.url, port)
-        first = ServeProcess(config, port, tmp_path / "serve.log")
-        try:
-            await first.start()
+        async with recording_emulator() as emulator, serving(tmp_path, emulator.url) as first:
             (tmp_path / "second").mkdir()
             same_store = {"store": str(tmp_path / "jobs.sqlite3")}
             second_config = write_service_config(tmp_path / "second", emulator.url, free_port(), service=same_store)
@@ -465,9 +440,6 @@ def test_a_second_serve_on_the_same_store_exits_2_naming_the_first(tmp_path: Pat
             assert code == 2
             assert "in use by another `serve`" in err and "Traceback" not in err
             assert await first.terminate() == 0
-        finally:
-            await first.ensure_stopped()
-            await emulator.close()
 
     run_async(scenario(), timeout_s=60)
 

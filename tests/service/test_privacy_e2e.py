@@ -13,15 +13,13 @@ import aiohttp
 from tests.service.e2e_helpers import (
     PRIVATE_KEY,
     RecordingEmulator,
-    ServeProcess,
     custom_event,
-    free_port,
     post_bulk,
+    recording_emulator,
     run_async,
-    start_recording_emulator,
+    serving,
     user_batch,
     wait_until,
-    write_service_config,
 )
 
 SUBSCRIBE = "/api/profile-subscription-bulk-create-jobs"
@@ -59,12 +57,10 @@ def profile_of(emulator: RecordingEmulator, email: str) -> dict[str, Any] | None
 
 def test_a_grant_then_a_revocation_subscribe_then_unsubscribe_in_that_order(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        port = free_port()
-        config = write_service_config(tmp_path, emulator.url, port, private_api_key=PRIVATE_KEY, consent_removal=True)
-        service = ServeProcess(config, port, tmp_path / "serve.log")
-        try:
-            await service.start()
+        async with (
+            recording_emulator() as emulator,
+            serving(tmp_path, emulator.url, private_api_key=PRIVATE_KEY, consent_removal=True) as service,
+        ):
             probed = check(lambda: {a.path for a in emulator.arrivals if a.status == 400} >= {SUBSCRIBE, UNSUBSCRIBE})
             await wait_until(probed, 20, "the start-up credentials check")
             # A slow subscribe: were both sent at once, the unsubscription would be applied first.
@@ -77,9 +73,6 @@ def test_a_grant_then_a_revocation_subscribe_then_unsubscribe_in_that_order(tmp_
                 assert await post_bulk(session, service.url, [revoke]) == 202  # the same state again
                 duplicates = await metric(session, service.url, "mpk_jobs_duplicate_total")
             assert await service.terminate() == 0
-        finally:
-            await service.ensure_stopped()
-            await emulator.close()
         sent = [a for a in emulator.arrivals if a.status != 400 and a.path in (SUBSCRIBE, UNSUBSCRIBE)]
         assert [a.path for a in sent] == [SUBSCRIBE, UNSUBSCRIBE]
         assert sent[1].at - sent[0].at >= 0.7, "the unsubscription left before the subscription was answered"
@@ -94,20 +87,16 @@ def test_a_grant_then_a_revocation_subscribe_then_unsubscribe_in_that_order(tmp_
 
 def test_an_erasure_drops_what_waited_deletes_the_person_and_what_follows_is_sent_after(tmp_path: Path) -> None:
     async def scenario() -> None:
-        emulator = await start_recording_emulator()
-        port = free_port()
-        config = write_service_config(
-            tmp_path,
-            emulator.url,
-            port,
-            private_api_key=PRIVATE_KEY,
-            forward_erasure=True,
-            firehose_token=FIREHOSE_TOKEN,
-        )
-        service = ServeProcess(config, port, tmp_path / "serve.log")
-        emulator.add_fault({"status": 503, "path": BULK_EVENTS})  # events wait, failing, in the queue
-        try:
-            await service.start()
+        settings: dict[str, Any] = {
+            "private_api_key": PRIVATE_KEY,
+            "forward_erasure": True,
+            "firehose_token": FIREHOSE_TOKEN,
+        }
+        events_wait = {"status": 503, "path": BULK_EVENTS}  # events wait, failing, in the queue
+        async with (
+            recording_emulator(faults=[events_wait]) as emulator,
+            serving(tmp_path, emulator.url, **settings) as service,
+        ):
             async with aiohttp.ClientSession() as session:
                 before = [
                     user_batch("ada", [custom_event("ada-1"), custom_event("ada-2")]),
@@ -125,9 +114,6 @@ def test_an_erasure_drops_what_waited_deletes_the_person_and_what_follows_is_sen
                 await asyncio.sleep(0.5)  # anything wrongly left would be sent by now
                 erased = await metric(session, service.url, "mpk_jobs_erased_total")
             assert await service.terminate() == 0
-        finally:
-            await service.ensure_stopped()
-            await emulator.close()
         state = emulator.state()
         assert sorted(str(e["unique_id"]) for e in state["events"]) == ["ada-3", "bob-1", "bob-2"]
         assert state["events_recorded"] == 3, "ada's events from before the erasure were sent"
