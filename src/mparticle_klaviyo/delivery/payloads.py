@@ -28,6 +28,7 @@ CUSTOM_SOURCE = "mParticle"
 
 # Room kept below the 5 MB body limit for the JSON:API envelope around events and profiles.
 _ENVELOPE_BYTES = 4096
+_PROFILE_VIEWS = 4096  # profiles whose JSON a builder keeps (a bulk job holds at most 1000)
 _encoder = msgspec.json.Encoder()
 
 
@@ -186,6 +187,8 @@ class BulkEventBuilder:
         self._max_events = max_events
         self._max_bytes = max_bytes - _ENVELOPE_BYTES
         self.duplicates = 0
+        # id(profile) -> (profile, identity, JSON), kept across jobs (see _profile_view).
+        self._profiles: dict[int, tuple[dict[str, Any], _Identity, bytes]] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -206,21 +209,50 @@ class BulkEventBuilder:
         known = self._measured.get(id(event))
         if known is not None:
             return known[1]
-        profile_json = _encoder.encode(event.profile)
-        who = _profile_identity(event.profile, profile_json)
+        who, profile_json = self._profile_view(event.profile)
         return who, profile_json, len(_encoder.encode(event.attributes)) + 64
+
+    def _profile_view(self, profile: dict[str, Any]) -> tuple[_Identity, bytes]:
+        """Who the profile is and its JSON, once per profile object: a batch's events share one,
+        and encoding it for each of them was the largest part of packing."""
+        seen = self._profiles.get(id(profile))
+        if seen is not None and seen[0] is profile:  # the entry holds the profile: its id is not reused
+            return seen[1], seen[2]
+        if len(self._profiles) >= _PROFILE_VIEWS:
+            self._profiles.clear()
+        profile_json = _encoder.encode(profile)
+        who = _profile_identity(profile, profile_json)
+        self._profiles[id(profile)] = (profile, who, profile_json)
+        return who, profile_json
 
     def add(self, event: MappedEvent) -> Iterator[KlaviyoRequest]:
         """Add one event; yields the pending job first when the event cannot join it."""
+        if not self._place(event):
+            yield from self.flush()
+            self._place(event)
+
+    def add_all(self, events: list[MappedEvent]) -> bool:
+        """Add all of ``events`` if they fit the pending job together; else add none (False)."""
+        if len(events) == 1:
+            return self._place(events[0])  # one measure, no trial run: most jobs hold one event
+        if not self.fits(events):
+            return False
+        for event in events:
+            self._place(event)
+        return True
+
+    def _place(self, event: MappedEvent) -> bool:
+        """Add one event to the pending job if it can join it without a flush; whether it did.
+
+        An empty job takes any event (mapping drops an event too large for a job of its own).
+        """
         who, profile_json, size = self._measure(event)
         holder = self._uids.get(event.unique_id)
         duplicate = holder is not None and _same_event(holder, who, event)
         cost = self._profile_cost(profile_json) + (0 if duplicate else size)
         blocked = not duplicate and (holder is not None or len(self._keys) >= self._max_events)
         if self._keys and (blocked or self._bytes + cost > self._max_bytes):
-            yield from self.flush()
-            yield from self.add(event)
-            return
+            return False
         self._bytes += cost
         self._paid.add(profile_json)
         entry = self._entries.get(who)
@@ -230,10 +262,11 @@ class BulkEventBuilder:
             entry.update(event.profile, profile_json)
         if duplicate:
             self.duplicates += 1
-            return
+            return True
         entry.events.append({"type": "event", "attributes": event.attributes})
         self._uids[event.unique_id] = (who, event)
         self._keys.append(event.unique_id)
+        return True
 
     def _profile_cost(self, profile_json: bytes) -> int:
         """Bytes a profile adds to the job: nothing if this exact profile is already in it."""

@@ -47,11 +47,8 @@ class PendingEvents:
         """One bulk request of the jobs at the front, as many as fit; None when none wait."""
         builder = BulkEventBuilder()
         taken: list[MappedJob] = []
-        while self._jobs and builder.fits(self._jobs[0].events):
+        while self._jobs and builder.add_all(self._jobs[0].events):
             item = self._jobs.popleft()
-            for event in item.events:
-                for _ in builder.add(event):
-                    raise AssertionError("fits() promised no flush")
             taken.append(item)
             self._events -= len(item.events)
         requests = list(builder.flush())
