@@ -381,3 +381,15 @@ def test_serve_with_a_bad_config_prints_config_error_lines_and_exits_2(
     assert (result.returncode, result.stdout) == (2, "")
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [f"config error: {path}: {line}" for line in expected]
+
+
+@pytest.mark.parametrize(("value", "expected"), [('"auto"', "auto"), ("0", 0), ("3", 3)])
+def test_ingest_workers_is_auto_or_a_count(tmp_path: Path, value: str, expected: object) -> None:
+    config = load(tmp_path, service(ingest_workers=value) + connection(public_api_key='"k"'))
+    assert config.service.ingest_workers == expected
+
+
+@pytest.mark.parametrize("value", ['"many"', "-1", "65", "2.0", "true", '"2"'])
+def test_ingest_workers_outside_auto_and_0_to_64_is_one_problem_naming_the_key(tmp_path: Path, value: str) -> None:
+    [found] = problems(tmp_path, service(ingest_workers=value) + connection(public_api_key='"k"'))
+    assert found.startswith("service.ingest_workers"), found

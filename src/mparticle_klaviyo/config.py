@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -24,6 +24,7 @@ from mparticle_klaviyo.config_checks import (
     check_klaviyo_url,
     check_log_level,
     check_not_blank,
+    check_worker_count,
     pairing_problems,
     shared_credential_problems,
     validation_problems,
@@ -192,6 +193,9 @@ class ServiceSettings(BaseModel):
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
     dedup_window_s: float = Field(default=7 * 86400, gt=0)
     max_concurrency: int = Field(default=64, ge=1)
+    # Processes that plan ingest bodies beside the event loop; "auto": the cores beyond two, up
+    # to four; 0: plan in the serving process (README: Sizing).
+    ingest_workers: int | Literal["auto"] = "auto"
     log_level: str = "info"
     # Turns the browser console on (/console); a SecretStr, so reprs and logs show '**********'.
     console_password: SecretStr | None = Field(default=None, repr=False)
@@ -220,6 +224,11 @@ class ServiceSettings(BaseModel):
     @classmethod
     def _log_level(cls, value: str) -> str:
         return check_log_level(value)
+
+    @field_validator("ingest_workers", mode="before")
+    @classmethod
+    def _ingest_workers(cls, value: object) -> object:
+        return check_worker_count(value)
 
 
 class Connection:

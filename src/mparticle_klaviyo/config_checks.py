@@ -119,6 +119,16 @@ def check_log_level(value: str) -> str:
     return value.lower()
 
 
+MAX_WORKERS = 64
+
+
+def check_worker_count(value: object) -> object:
+    """``"auto"`` or a whole number of worker processes from 0 to ``MAX_WORKERS``."""
+    if value == "auto" or (type(value) is int and 0 <= value <= MAX_WORKERS):
+        return value
+    raise ValueError(f'must be "auto" or a whole number from 0 to {MAX_WORKERS}')
+
+
 def check_klaviyo_url(value: str) -> str:
     """An http(s) server's address, ``scheme://host[:port]``, returned without a trailing slash."""
     problem = _url_problem(value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from contextlib import closing
@@ -14,7 +13,7 @@ import pytest
 
 from mparticle_klaviyo.config import load_config
 from mparticle_klaviyo.klaviyo.emulator import EmulatorConfig
-from mparticle_klaviyo.service.runner import GC_YOUNG_THRESHOLD, Service, tune_gc
+from mparticle_klaviyo.service.runner import Service
 from mparticle_klaviyo.store.base import JobState, NewJob
 from mparticle_klaviyo.store.owner import OwnerLock
 from mparticle_klaviyo.store.postgres import PostgresJobStore
@@ -178,17 +177,6 @@ def test_the_oldest_job_age_returns_to_zero_once_nothing_is_ready(tmp_path: Path
     assert before == 0.0, "exported from the start: an alert rule can rely on the series"
     assert waiting is not None and waiting >= 100
     assert delivered == 0.0, "the last job's age must not stay (and keep an alert firing)"
-
-
-def test_tune_gc_freezes_what_exists_and_raises_the_young_threshold() -> None:
-    before = gc.get_threshold()
-    try:
-        tune_gc()
-        assert gc.get_freeze_count() > 1000, "start-up objects are out of later collections"
-        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
 
 
 def _second_connection(config: Path, public_key: str, key: str, secret: str, **settings: object) -> None:

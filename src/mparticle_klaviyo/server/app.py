@@ -41,6 +41,7 @@ from mparticle_klaviyo.server.errors import (
     store_unavailable_response,
 )
 from mparticle_klaviyo.server.openapi import openapi_document
+from mparticle_klaviyo.server.plan_pool import PlanPool
 from mparticle_klaviyo.server.planning import BodyPlan, Limits, Route, plan_body
 from mparticle_klaviyo.server.refusals import authenticated, forget_connection, log_refusal
 from mparticle_klaviyo.store.async_store import AsyncJobStore
@@ -70,8 +71,11 @@ class Ingest:
         metrics: Metrics,
         wake: Callable[[str], None],
         live: LiveTraffic | None = None,
+        planner: PlanPool | None = None,
     ) -> None:
         self.config = config
+        # Planning worker processes (``ingest_workers``); None or none running: plan here.
+        self.planner = planner
         # The console's Live stream (``serve`` with its console on); None records nothing.
         self.live = live
         self.store = store
@@ -223,7 +227,12 @@ class Ingest:
         service = self.config.service
         room = self.budget.capacity - (hold.size if hold is not None else 0)
         limits = Limits(service.max_batches_per_request, service.max_batch_bytes, room)
-        planned = plan_body(route, raw, connection, limits, time.time() * 1000)
+        now_ms = time.time() * 1000
+        planned = None
+        if self.planner is not None:
+            planned = await self.planner.plan(route, raw, connection.name, limits, now_ms)
+        if planned is None:
+            planned = plan_body(route, raw, connection, limits, now_ms)
         if hold is not None:
             await hold.grow_to(hold.size + planned.job_bytes, service.admission_timeout_s)
         return planned
@@ -348,10 +357,12 @@ def create_app(
     metrics: Metrics,
     wake: Callable[[str], None],
     live: LiveTraffic | None = None,
+    planner: PlanPool | None = None,
 ) -> web.Application:
-    """The ingest application; ``live`` records each batch request for the console's Live stream."""
+    """The ingest application; ``live`` records each batch request for the console's Live stream,
+    ``planner`` plans bodies in worker processes."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=1024**3)
-    ingest = Ingest(config, store, metrics, wake, live)
+    ingest = Ingest(config, store, metrics, wake, live, planner)
     app[INGEST] = ingest
     app.router.add_post("/firehose", ingest.firehose)
     app.router.add_post("/v2/events", ingest.events)

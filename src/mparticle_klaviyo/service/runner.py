@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import sys
@@ -31,6 +30,7 @@ from mparticle_klaviyo.delivery.dispatcher import Dispatcher
 from mparticle_klaviyo.delivery.key_pause import ResumeRequests, answer_resume_requests
 from mparticle_klaviyo.delivery.lane import Lane, Transport
 from mparticle_klaviyo.delivery.tenure import LeaseKeeper, account_key, accounts_of, node_name
+from mparticle_klaviyo.gc_tuning import tune_gc
 from mparticle_klaviyo.klaviyo.classify import Outcome
 from mparticle_klaviyo.klaviyo.request import KlaviyoRequest
 from mparticle_klaviyo.observe.live import LiveTraffic
@@ -38,6 +38,7 @@ from mparticle_klaviyo.observe.metrics import Metrics
 from mparticle_klaviyo.secret import Secret
 from mparticle_klaviyo.server.app import INGEST, Ingest, create_app
 from mparticle_klaviyo.server.http_server import ingest_runner
+from mparticle_klaviyo.server.plan_pool import PlanPool, auto_workers
 from mparticle_klaviyo.service.check import log_checks
 from mparticle_klaviyo.service.cluster import Cluster, cluster_view
 from mparticle_klaviyo.service.cluster import export as export_cluster
@@ -96,7 +97,9 @@ class Service:
             )
             for name, c in config.connections.items()
         }  # fmt: skip
-        self.app = create_app(config, self.store, self.metrics, self._wake, self.live)
+        workers = service.ingest_workers
+        self.plans = PlanPool(config.connections, auto_workers() if workers == "auto" else workers)
+        self.app = create_app(config, self.store, self.metrics, self._wake, self.live, self.plans)
         self.ingest: Ingest = self.app[INGEST]
         self._exported_waits: dict[str, tuple[float, float]] = {}
 
@@ -133,6 +136,7 @@ class Service:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until ``self.stop`` is set, then shut down gracefully."""
         runner = ingest_runner(self.app, self.config.service)
+        await self.plans.start()
         await runner.setup()
         site = web.TCPSite(runner, self.config.service.host, self.config.service.port, reuse_address=True)
         try:
@@ -154,7 +158,8 @@ class Service:
         requests = ResumeRequests(self.location.local_name)  # from `mparticle-klaviyo resume`
         tasks.append(asyncio.create_task(answer_resume_requests(requests, guards, self.stop)))
         self.ingest.ready = True
-        log.info("serving", extra={"url": _url(runner), **serving_fields(self.config, self.location.shown)})
+        fields = serving_fields(self.config, self.location.shown)
+        log.info("serving", extra={"url": _url(runner), **fields, "planning_workers": self.plans.running})
         if ready is not None:
             ready.set()
         try:
@@ -167,6 +172,7 @@ class Service:
         self.ingest.ready = False
         self.stop.set()
         await runner.cleanup()
+        await self.plans.close()
         await asyncio.gather(*tasks, return_exceptions=True)
         timeout = self.config.service.shutdown_timeout_s
         await asyncio.gather(*(d.drain(timeout) for d in self.dispatchers.values()))
@@ -277,24 +283,6 @@ def _url(runner: web.AppRunner) -> str:
 
 
 # Objects allocated (net) between young collections; CPython's default is 700.
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def tune_gc() -> None:
-    """Keep garbage-collection pauses out of the accept latency (call once, after start-up).
-
-    Measured under ingest load with CPython's defaults (``bench/ingest.py``): 48 full (gen 2)
-    collections in 40 s, up to 81 ms each, every thread stopped meanwhile; they set the p99
-    accept latency. Freezing what start-up allocated (modules, phone metadata, mapping tables)
-    takes it out of every later collection, and a higher young threshold makes the mapping's
-    short-lived dicts trigger far fewer collections of every generation (then: 2 full ones).
-    """
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
-
-
 async def serve(config: Config, mount: Callable[[Service], None] | None = None) -> None:
     """Run the service until SIGTERM or SIGINT; ``mount`` may add routes first (the console)."""
     # The store thread releases the GIL around every SQLite step; with the default 5 ms switch
