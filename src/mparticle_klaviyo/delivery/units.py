@@ -55,8 +55,11 @@ class Unmappable(msgspec.Struct, frozen=True):
     detail: str
 
 
-class MappedJob(msgspec.Struct, frozen=True):
+class MappedJob(msgspec.Struct, frozen=True, gc=False):
     """A job's Klaviyo events and other requests, mapped with today's code."""
+
+    # gc=False (as MappedEvent): nothing it holds refers back to it, so it is never in a
+    # cycle, and the collector need not walk the thousands waiting to be packed.
 
     job: Job
     events: list[MappedEvent]

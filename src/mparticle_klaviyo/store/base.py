@@ -56,8 +56,11 @@ class JobState(enum.IntEnum):
     DEAD = 3
 
 
-class NewJob(msgspec.Struct, frozen=True, kw_only=True):
+class NewJob(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A job to enqueue."""
+
+    # gc=False: strings and bytes only, so never part of a reference cycle; ingest makes one
+    # per event and the collector need not walk them.
 
     connection: str
     key: str
@@ -67,8 +70,10 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     run_at: float = 0.0
 
 
-class Job(msgspec.Struct, frozen=True, kw_only=True):
+class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A stored job."""
+
+    # gc=False: scalars, strings and bytes only (see NewJob); delivery holds thousands.
 
     id: int
     connection: str
