@@ -193,8 +193,8 @@ class ServiceSettings(BaseModel):
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
     dedup_window_s: float = Field(default=7 * 86400, gt=0)
     max_concurrency: int = Field(default=64, ge=1)
-    # Processes that plan ingest bodies beside the event loop; "auto": the cores beyond two, up
-    # to four; 0: plan in the serving process (README: Sizing).
+    # Processes that plan ingest bodies beside the event loop; "auto": one per core up to four
+    # (none on one core); 0: plan in the serving process (README: Sizing).
     ingest_workers: int | Literal["auto"] = "auto"
     log_level: str = "info"
     # Turns the browser console on (/console); a SecretStr, so reprs and logs show '**********'.

@@ -61,8 +61,8 @@ def refusal(call: Callable[[], Any]) -> tuple[type[Exception], str, str]:
     raise AssertionError("expected a refusal")
 
 
-def test_auto_means_the_cores_beyond_two_up_to_four() -> None:
-    assert [auto_workers(n) for n in (1, 2, 3, 4, 6, 64)] == [0, 0, 1, 2, 4, 4]
+def test_auto_means_one_worker_per_core_up_to_four_and_none_on_one_core() -> None:
+    assert [auto_workers(n) for n in (1, 2, 3, 4, 6, 64)] == [0, 2, 3, 4, 4, 4]
 
 
 def test_workers_plan_every_route_as_plan_body_does(tmp_path: Path) -> None:
@@ -204,5 +204,19 @@ def test_keys_never_reach_a_workers_command_line_or_the_pools_repr(tmp_path: Pat
                 environment = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
                 assert not any(s in command or s in environment for s in secrets)
             assert not any(s in repr(pool) for s in secrets)
+
+    run_async(scenario())
+
+
+def test_workers_run_below_serves_priority(tmp_path: Path) -> None:
+    connection = acme(tmp_path)
+    raw = body(user_batch("u1", [custom_event("m1")]))
+
+    async def scenario() -> None:
+        async with pool_of(connection, workers=1) as pool:
+            await pool.plan(Route.EVENTS, raw, connection.name, LIMITS, NOW_MS)  # it has started
+            (pid,) = pids(pool)
+            nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            assert nice == os.nice(0) + 5
 
     run_async(scenario())

@@ -29,6 +29,10 @@ from mparticle_klaviyo.server.plan_wire import (
 )
 from mparticle_klaviyo.server.planning import plan_body
 
+# Below serve's own threads: when the cores are busy, the event loop and the store thread (which
+# every acknowledgement waits for) go first, and planning waits a little instead.
+_NICENESS = 5
+
 
 def answer(call: PlanCall, connections: dict[str, Connection]) -> PlanAnswer:
     """The plan of one call, or its refusal; never raises for what a body holds."""
@@ -71,5 +75,6 @@ def run() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     tune_gc()  # as in serve: planning allocates the same short-lived dicts
+    os.nice(_NICENESS)
     with contextlib.suppress(BrokenPipeError):  # serve went away
         serve_calls(source, sink)

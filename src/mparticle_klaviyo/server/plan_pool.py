@@ -45,15 +45,14 @@ class PlanningError(Exception):
     """A body could not be planned for a reason of ours (a worker failed): 503, nothing stored."""
 
 
-# Cores that "auto" leaves to serve's own threads (event loop, store thread); measured on 2
-# cores, a worker there only took CPU from the store thread (BENCHMARKS.md: planning workers).
-_CORES_KEPT = 2
-
-
 def auto_workers(cpus: int | None = None) -> int:
-    """How many workers ``ingest_workers = "auto"`` means: the cores beyond two, up to four."""
+    """How many workers ``ingest_workers = "auto"`` means: one per core, at most four; none on one core.
+
+    Measured on 2 cores (BENCHMARKS.md, planning workers): two workers took ingest from ~37,000
+    to ~50,000 events/s; one alone gained nothing (it became the queue).
+    """
     count = cpus if cpus is not None else len(os.sched_getaffinity(0))
-    return max(0, min(MAX_AUTO_WORKERS, count - _CORES_KEPT))
+    return 0 if count < 2 else min(MAX_AUTO_WORKERS, count)
 
 
 class _Worker:
