@@ -295,6 +295,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes ``pid`` started that still run (e.g. serve's planning workers)."""
+    with contextlib.suppress(FileNotFoundError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all cores, every process), from /proc/stat."""
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])

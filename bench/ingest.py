@@ -34,7 +34,9 @@ from harness import (
     AUTH,
     EVENTS_PER_BATCH,
     bulk_bodies,
+    children_of,
     cpu_seconds,
+    cpu_seconds_of,
     free_port,
     fsync_ms,
     get_json,
@@ -162,6 +164,7 @@ class ServiceRun(msgspec.Struct, kw_only=True):
     max: Phase
     paced: Phase
     max_cores: float
+    worker_cores: float  # serve's planning worker processes (ingest_workers), not in max_cores
     emulator_cores: float
     accepted_jobs: float
     delivered_jobs: float
@@ -182,8 +185,11 @@ async def run_service(args: argparse.Namespace, pool: list[bytes]) -> ServiceRun
         serve = await start_serve(stack, config, port)
         bodies = Bodies(pool, cycle=False)
         started, cpu, emulator_cpu = time.monotonic(), cpu_seconds(serve.pid), cpu_seconds(emulator.pid)
+        workers = children_of(serve.pid)
+        workers_cpu = cpu_seconds_of(workers)
         peak = await closed_loop(serve.url, bodies, args.duration, args.connections)
         cores = (cpu_seconds(serve.pid) - cpu) / peak.seconds
+        worker_cores = (cpu_seconds_of(workers) - workers_cpu) / peak.seconds
         emulator_cores = (cpu_seconds(emulator.pid) - emulator_cpu) / peak.seconds
         await asyncio.sleep(2)
         paced = await open_loop(serve.url, bodies, peak.accepted_per_s / 2, args.duration)
@@ -196,6 +202,7 @@ async def run_service(args: argparse.Namespace, pool: list[bytes]) -> ServiceRun
             max=peak,
             paced=paced,
             max_cores=cores,
+            worker_cores=worker_cores,
             emulator_cores=emulator_cores,
             accepted_jobs=readings.get("mpk_jobs_queued_total", 0.0),
             delivered_jobs=readings.get("mpk_jobs_delivered_total", 0.0),
@@ -257,6 +264,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(
         f"  CPU during max: serve {median([s.max_cores for s, _, _ in runs]):.2f} cores,"
+        f" its planning workers {median([s.worker_cores for s, _, _ in runs]):.2f},"
         f" emulator {median([s.emulator_cores for s, _, _ in runs]):.2f} cores (of 2)"
     )
     print(f"  delivery kept up: {'yes' if all(s.backlog_end <= 0 for s, _, _ in runs) else 'no'}")
@@ -272,6 +280,7 @@ def print_run(number: int, service: ServiceRun, null_max: Phase, null_paced: Pha
     print(f"run {number}:")
     print(
         f"  serve max     {describe(service.max)}; CPU: serve {service.max_cores:.2f} cores,"
+        f" workers {service.worker_cores:.2f},"
         f" emulator {service.emulator_cores:.2f}"
     )
     print(f"  null  max     {describe(null_max)}  (serve/null {ratio:.3f})")

@@ -219,8 +219,11 @@ def _emit(
 
 
 def _metric_reference(name: str) -> dict[str, Any]:
-    """An event's ``metric`` object, one per metric name: events only read it, and a dict tree
-    per event was most of what delivery's waiting jobs gave the garbage collector to walk."""
+    """An event's ``metric`` object, one per metric name, shared: never write to a mapped event.
+
+    A dict tree per event was most of what delivery's waiting jobs gave the garbage collector
+    to walk; requests and the packer only read it (tests that break a body copy it first).
+    """
     found = _METRICS.get(name)
     if found is None:
         if len(_METRICS) >= _MAX_METRICS:
