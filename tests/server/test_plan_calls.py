@@ -10,7 +10,15 @@ from pathlib import Path
 
 from mparticle_klaviyo.config import Connection, load_config
 from mparticle_klaviyo.server.plan_calls import answer, read_frame, serve_calls
-from mparticle_klaviyo.server.plan_wire import HEADER_BYTES, PlanCall, Refusal, answer_decoder, frame, frame_size
+from mparticle_klaviyo.server.plan_wire import (
+    HEADER_BYTES,
+    PlanCall,
+    Refusal,
+    answer_decoder,
+    frame,
+    frame_size,
+    framed,
+)
 from mparticle_klaviyo.server.planning import Limits, Route, plan_body
 from tests.service.e2e_helpers import custom_event, user_batch, write_service_config
 
@@ -51,11 +59,9 @@ def test_an_error_of_ours_is_answered_by_its_type_only(tmp_path: Path) -> None:
 
 def test_calls_are_answered_in_order_until_the_input_ends(tmp_path: Path) -> None:
     connection = acme(tmp_path)
-    connections = pickle.dumps({"acme": connection})
     raws = [json.dumps([user_batch(f"u{n}", [custom_event(f"m{n}")])]).encode() for n in range(3)]
     source = io.BytesIO(
-        len(connections).to_bytes(HEADER_BYTES, "big")
-        + connections
+        framed(pickle.dumps({"acme": connection}))
         + b"".join(frame(PlanCall(n, Route.BULK, "acme", LIMITS, NOW_MS, raw)) for n, raw in enumerate(raws))
     )
     sink = io.BytesIO()

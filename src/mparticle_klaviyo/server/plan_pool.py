@@ -30,6 +30,7 @@ from mparticle_klaviyo.server.plan_wire import (
     answer_decoder,
     frame,
     frame_size,
+    framed,
 )
 from mparticle_klaviyo.server.planning import BodyPlan, Limits, Route
 
@@ -110,8 +111,7 @@ class PlanPool:
         )
         worker = _Worker(process)
         assert process.stdin is not None  # both pipes were asked for
-        connections = pickle.dumps(self._connections)
-        process.stdin.write(len(connections).to_bytes(HEADER_BYTES, "big") + connections)
+        process.stdin.write(framed(pickle.dumps(self._connections)))
         worker.reader = asyncio.create_task(self._read_answers(worker))
         self._workers.append(worker)
         return worker
@@ -134,7 +134,7 @@ class PlanPool:
             stdin.write(frame(PlanCall(call_id, route, connection, limits, now_ms, raw)))
             await stdin.drain()
             answer = await asyncio.wait_for(asyncio.shield(answered), self._call_timeout_s)
-        except (ConnectionError, RuntimeError) as error:  # its pipe closed: the worker is gone
+        except ConnectionError as error:  # its pipe closed: the worker is gone
             raise PlanningError(f"planning worker unavailable ({type(error).__name__})") from None
         except TimeoutError:
             log.error("a planning worker took over %.0f s for one body; stopping it", self._call_timeout_s)

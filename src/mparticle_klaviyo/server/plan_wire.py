@@ -51,7 +51,11 @@ answer_decoder = msgspec.msgpack.Decoder(PlanAnswer)
 
 def frame(message: PlanCall | PlanAnswer) -> bytes:
     """``message`` as one frame: its length, then its msgpack."""
-    payload = _encoder.encode(message)
+    return framed(_encoder.encode(message))
+
+
+def framed(payload: bytes) -> bytes:
+    """``payload`` as one frame (its length first): the worker's first frame is its connections."""
     return len(payload).to_bytes(HEADER_BYTES, "big") + payload
 
 
